@@ -1,0 +1,59 @@
+//! Loss and error counters, one slot each in a per-CPU array; userspace sums the CPUs and
+//! exports them. A slot index is never reused for another meaning.
+
+#[repr(u32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Counter {
+    /// `bpf_ringbuf_output` failed (ring full): the chunk's bytes are lost.
+    RingFull = 0,
+    /// Bytes of a syscall not carried because of the per-syscall chunk cap.
+    BytesTruncated = 1,
+    /// Syscall argument map full: a syscall could not be followed.
+    ArgsMapFull = 2,
+    /// Connection map insert failed.
+    ConnMapFull = 3,
+    /// `bpf_probe_read_user` of a payload or iovec failed.
+    ReadUserFailed = 4,
+    /// Chunks emitted.
+    ChunksEmitted = 5,
+    /// Bytes emitted.
+    BytesEmitted = 6,
+    /// Connections recognised as HTTP.
+    ConnsHttp = 7,
+    /// Connections given up on (not HTTP, or not TCP).
+    ConnsIgnored = 8,
+    /// Bytes lost on a ring-buffer failure.
+    BytesRingFull = 9,
+}
+
+pub const COUNTER_SLOTS: u32 = 16;
+
+impl Counter {
+    pub const ALL: [Counter; 10] = [
+        Counter::RingFull,
+        Counter::BytesTruncated,
+        Counter::ArgsMapFull,
+        Counter::ConnMapFull,
+        Counter::ReadUserFailed,
+        Counter::ChunksEmitted,
+        Counter::BytesEmitted,
+        Counter::ConnsHttp,
+        Counter::ConnsIgnored,
+        Counter::BytesRingFull,
+    ];
+    /// Metric-style name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Counter::RingFull => "ring_full_chunks",
+            Counter::BytesTruncated => "truncated_bytes",
+            Counter::ArgsMapFull => "args_map_full",
+            Counter::ConnMapFull => "conn_map_full",
+            Counter::ReadUserFailed => "read_user_failed",
+            Counter::ChunksEmitted => "chunks_emitted",
+            Counter::BytesEmitted => "bytes_emitted",
+            Counter::ConnsHttp => "conns_http",
+            Counter::ConnsIgnored => "conns_ignored",
+            Counter::BytesRingFull => "ring_full_bytes",
+        }
+    }
+}

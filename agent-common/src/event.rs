@@ -1,0 +1,173 @@
+//! Ring-buffer records. Every record starts with [`EventHeader`]; `kind` says which
+//! record follows. Payload bytes travel as [`DataEventHeader`] + up to [`CHUNK_DATA_MAX`] bytes.
+
+use crate::assert_size;
+
+/// Event kinds, numbered by family; an id is never reused.
+/// 1..=99: socket (syscall tracepoints); 100..=199: TLS (uprobes); 200..=299: process.
+#[repr(u32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EventKind {
+    /// A chunk of payload bytes on a connection ([`DataEventHeader`] + bytes).
+    SocketData = 1,
+    /// A connection was recognised as HTTP and is now streamed ([`ConnOpenEvent`]).
+    ConnOpen = 2,
+    /// A streamed connection's fd was closed ([`ConnCloseEvent`]).
+    ConnClose = 3,
+}
+
+impl EventKind {
+    pub fn from_u32(v: u32) -> Option<Self> {
+        match v {
+            1 => Some(Self::SocketData),
+            2 => Some(Self::ConnOpen),
+            3 => Some(Self::ConnClose),
+            _ => None,
+        }
+    }
+}
+
+/// Direction of bytes relative to the observed process.
+pub const DIR_EGRESS: u8 = 0; // the process wrote/sent them
+pub const DIR_INGRESS: u8 = 1; // the process read/received them
+
+/// Which hook produced a data chunk (the syscall family).
+#[repr(u8)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DataSource {
+    Write = 1,
+    Read = 2,
+    SendTo = 3,
+    RecvFrom = 4,
+    Writev = 5,
+    Readv = 6,
+    SendMsg = 7,
+    RecvMsg = 8,
+}
+
+impl DataSource {
+    pub fn from_u8(v: u8) -> Option<Self> {
+        Some(match v {
+            1 => Self::Write,
+            2 => Self::Read,
+            3 => Self::SendTo,
+            4 => Self::RecvFrom,
+            5 => Self::Writev,
+            6 => Self::Readv,
+            7 => Self::SendMsg,
+            8 => Self::RecvMsg,
+            _ => return None,
+        })
+    }
+    pub fn direction(self) -> u8 {
+        match self {
+            Self::Write | Self::SendTo | Self::Writev | Self::SendMsg => DIR_EGRESS,
+            _ => DIR_INGRESS,
+        }
+    }
+}
+
+/// Bytes carried by one data chunk. 16 KiB: large enough that a typical MCP JSON body
+/// (a few hundred bytes to a few KiB) is one record, small enough that the per-CPU scratch
+/// buffer and a ring-buffer record stay cheap; bigger syscalls become several chunks.
+pub const CHUNK_DATA_MAX: usize = 16 * 1024;
+/// Chunks one syscall may emit; bytes beyond `CHUNK_DATA_MAX * MAX_CHUNKS_PER_SYSCALL` are
+/// not carried, counted as truncated, and show up in userspace as a gap in `pos`.
+pub const MAX_CHUNKS_PER_SYSCALL: u32 = 32;
+/// iovec entries walked per readv/writev/sendmsg/recvmsg.
+pub const MAX_IOVECS: u32 = 16;
+
+/// First bytes of every ring-buffer record.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct EventHeader {
+    /// An [`EventKind`] value.
+    pub kind: u32,
+    /// Process id (thread group id) of the process owning the socket.
+    pub tgid: u32,
+    /// Thread id that made the syscall.
+    pub tid: u32,
+    /// File descriptor of the socket in `tgid`.
+    pub fd: u32,
+    /// `bpf_ktime_get_ns()` when the event was produced (CLOCK_MONOTONIC).
+    pub ts_ns: u64,
+    /// Kernel time the connection entry was created: with (tgid, fd) it names one connection,
+    /// so a reused fd is a different connection (the generation).
+    pub conn_start_ns: u64,
+}
+assert_size!(EventHeader, 32);
+
+/// Header of a payload chunk; followed by `len` bytes.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct DataEventHeader {
+    pub header: EventHeader,
+    /// Offset of the first carried byte in this direction's byte stream of the connection
+    /// (counted from the first byte the kernel saw). A jump means bytes were lost.
+    pub pos: u64,
+    /// Bytes the syscall moved in total (`ret`), of which this chunk is a part.
+    pub syscall_len: u32,
+    /// Bytes carried after this header (`<= CHUNK_DATA_MAX`).
+    pub len: u32,
+    /// [`DIR_EGRESS`] or [`DIR_INGRESS`].
+    pub direction: u8,
+    /// A [`DataSource`] value.
+    pub source: u8,
+    /// `FLAG_*` bits.
+    pub flags: u8,
+    pub _pad: [u8; 5],
+}
+assert_size!(DataEventHeader, 56);
+
+/// Set on the last chunk of a syscall when bytes of it were not carried.
+pub const FLAG_TRUNCATED: u8 = 1;
+
+/// The scratch record a data chunk is assembled in (per-CPU map value).
+#[repr(C)]
+pub struct DataEvent {
+    pub hdr: DataEventHeader,
+    pub data: [u8; CHUNK_DATA_MAX],
+}
+pub const DATA_EVENT_HEADER_LEN: usize = core::mem::size_of::<DataEventHeader>();
+
+/// Connection roles as the kernel saw them.
+pub const ROLE_UNKNOWN: u8 = 0;
+/// The process called `connect(2)` on this socket.
+pub const ROLE_CONNECTOR: u8 = 1;
+/// The process got this socket from `accept(2)`/`accept4(2)`.
+pub const ROLE_ACCEPTOR: u8 = 2;
+
+/// Sent once when a connection starts being streamed (before its first data chunk).
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct ConnOpenEvent {
+    pub header: EventHeader,
+    /// Opaque `struct sock *` (identity only, never dereferenced by userspace).
+    pub sk: u64,
+    /// `AF_INET` (2), `AF_INET6` (10), or 0 when the 4-tuple is unknown to the kernel
+    /// (connection established before the agent started).
+    pub family: u16,
+    /// Local and remote port, host byte order.
+    pub lport: u16,
+    pub rport: u16,
+    /// A `ROLE_*` value.
+    pub role: u8,
+    pub _pad: u8,
+    /// IPv4 in the first 4 bytes, or IPv6.
+    pub laddr: [u8; 16],
+    pub raddr: [u8; 16],
+    /// `comm` of the thread that made the first streamed syscall.
+    pub comm: [u8; 16],
+}
+assert_size!(ConnOpenEvent, 96);
+
+/// Sent when a streamed connection's fd is closed.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct ConnCloseEvent {
+    pub header: EventHeader,
+    /// Stream positions at close: bytes seen in each direction.
+    pub egress_bytes: u64,
+    pub ingress_bytes: u64,
+}
+assert_size!(ConnCloseEvent, 48);

@@ -1,0 +1,143 @@
+//! Connection lifecycle syscalls: connect(2)/accept(2)/accept4(2) name the role of a socket
+//! fd; close(2) ends a streamed connection. All rare next to reads and writes.
+
+use aya_ebpf::{
+    helpers::{bpf_get_current_pid_tgid, bpf_ktime_get_ns},
+    macros::tracepoint,
+    programs::TracePointContext,
+};
+use mcpwarden_common::{
+    conn::{ConnKey, CONN_HTTP, CONN_SNIFFING},
+    event::{ConnCloseEvent, EventHeader, EventKind, ROLE_ACCEPTOR, ROLE_CONNECTOR},
+};
+
+use crate::{
+    ctx::{field, skip_tgid},
+    maps::{SyscallArgs, ARGS, CONNS, EVENTS, SOURCE_CONNECT},
+    syscalls::new_conn,
+};
+
+const EINPROGRESS: i64 = 115;
+
+// syscalls/sys_enter_connect: int fd @16; struct sockaddr *uservaddr @24; int addrlen @32
+#[tracepoint]
+pub fn sys_enter_connect(ctx: TracePointContext) -> u32 {
+    let id = bpf_get_current_pid_tgid();
+    if skip_tgid((id >> 32) as u32) {
+        return 0;
+    }
+    let fd: u64 = field(&ctx, 16);
+    let addr: u64 = field(&ctx, 24);
+    // SAFETY: fault-tolerant user read of sa_family.
+    let family = match unsafe { aya_ebpf::helpers::bpf_probe_read_user(addr as *const u16) } {
+        Ok(f) => f,
+        Err(_) => return 0,
+    };
+    let (inet, inet6) = crate::sock::af_inet();
+    if family != inet && family != inet6 {
+        return 0;
+    }
+    let a = SyscallArgs {
+        buf: 0,
+        count: 0,
+        sk: 0,
+        fd: fd as u32,
+        source: SOURCE_CONNECT,
+        vectored: 0,
+        sk_family: family,
+        sk_protocol: 0,
+        _pad: [0; 6],
+    };
+    let _ = ARGS.insert(&id, &a, 0);
+    0
+}
+
+// syscalls/sys_exit_connect: long ret @16
+#[tracepoint]
+pub fn sys_exit_connect(ctx: TracePointContext) -> u32 {
+    let id = bpf_get_current_pid_tgid();
+    // SAFETY: copy out, then delete.
+    let a = match unsafe { ARGS.get(&id) } {
+        Some(a) if a.source == SOURCE_CONNECT => *a,
+        _ => return 0,
+    };
+    let _ = ARGS.remove(&id);
+    let ret: i64 = field(&ctx, 16);
+    if ret == 0 || ret == -EINPROGRESS {
+        let key = ConnKey {
+            tgid: (id >> 32) as u32,
+            fd: a.fd,
+        };
+        let _ = CONNS.insert(&key, &new_conn(ROLE_CONNECTOR, CONN_SNIFFING, 0), 0);
+    }
+    0
+}
+
+// syscalls/sys_exit_accept4 and sys_exit_accept: long ret @16 (the new fd)
+#[tracepoint]
+pub fn sys_exit_accept4(ctx: TracePointContext) -> u32 {
+    on_accept(&ctx);
+    0
+}
+
+#[tracepoint]
+pub fn sys_exit_accept(ctx: TracePointContext) -> u32 {
+    on_accept(&ctx);
+    0
+}
+
+#[inline(always)]
+fn on_accept(ctx: &TracePointContext) {
+    let id = bpf_get_current_pid_tgid();
+    let tgid = (id >> 32) as u32;
+    if skip_tgid(tgid) {
+        return;
+    }
+    let ret: i64 = field(ctx, 16);
+    if ret < 0 {
+        return;
+    }
+    let key = ConnKey {
+        tgid,
+        fd: ret as u32,
+    };
+    let _ = CONNS.insert(&key, &new_conn(ROLE_ACCEPTOR, CONN_SNIFFING, 0), 0);
+}
+
+// syscalls/sys_enter_close: unsigned int fd @16
+#[tracepoint]
+pub fn sys_enter_close(ctx: TracePointContext) -> u32 {
+    let id = bpf_get_current_pid_tgid();
+    let tgid = (id >> 32) as u32;
+    let fd: u64 = field(&ctx, 16);
+    let key = ConnKey {
+        tgid,
+        fd: fd as u32,
+    };
+    // SAFETY: copy out, then delete.
+    let c = match unsafe { CONNS.get(&key) } {
+        Some(c) => *c,
+        None => return 0,
+    };
+    let _ = CONNS.remove(&key);
+    if c.state != CONN_HTTP {
+        return 0;
+    }
+    let ev = ConnCloseEvent {
+        header: EventHeader {
+            kind: EventKind::ConnClose as u32,
+            tgid,
+            tid: id as u32,
+            fd: fd as u32,
+            // SAFETY: helper without preconditions.
+            ts_ns: unsafe { bpf_ktime_get_ns() },
+            conn_start_ns: c.start_ns,
+        },
+        egress_bytes: c.egress_pos,
+        ingress_bytes: c.ingress_pos,
+    };
+    if EVENTS.output::<ConnCloseEvent>(&ev, 0).is_err() {
+        crate::maps::count(mcpwarden_common::counters::Counter::RingFull, 1);
+    }
+    0
+}

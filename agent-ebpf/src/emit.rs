@@ -1,0 +1,255 @@
+//! Turning a syscall's bytes into ring-buffer records: the HTTP sniff, the connection-open
+//! record, and payload chunks (one syscall → up to `MAX_CHUNKS_PER_SYSCALL` chunks, each
+//! sized to what it carries, never to a worst case).
+
+use aya_ebpf::helpers::{
+    bpf_get_current_comm, bpf_ktime_get_ns, bpf_probe_read_user, generated::bpf_probe_read_user as
+    raw_probe_read_user,
+};
+use mcpwarden_common::{
+    conn::ConnState,
+    counters::Counter,
+    event::{
+        ConnOpenEvent, DataEventHeader, DataSource, EventHeader, EventKind, CHUNK_DATA_MAX,
+        DATA_EVENT_HEADER_LEN, DIR_EGRESS, FLAG_TRUNCATED, MAX_CHUNKS_PER_SYSCALL, MAX_IOVECS,
+    },
+};
+
+use crate::maps::{count, WalkState, EVENTS, SCRATCH, SOCKS, WALK};
+
+/// Where a syscall's bytes are in user memory.
+pub struct Payload {
+    /// Buffer, or `struct iovec *` when `vectored`.
+    pub buf: u64,
+    /// Buffer size, or iovec count.
+    pub count: u64,
+    pub vectored: bool,
+    /// Bytes the syscall moved (its return value).
+    pub len: u64,
+}
+
+/// The first 8 bytes of the payload (zeros where unreadable).
+#[inline(always)]
+pub fn first_bytes(p: &Payload) -> [u8; 8] {
+    if p.len < 8 {
+        return [0; 8];
+    }
+    let base = if p.vectored {
+        // struct iovec { void *iov_base; size_t iov_len; }
+        // SAFETY: fault-tolerant user read.
+        match unsafe { bpf_probe_read_user(p.buf as *const u64) } {
+            Ok(b) => b,
+            Err(_) => return [0; 8],
+        }
+    } else {
+        p.buf
+    };
+    // SAFETY: fault-tolerant user read.
+    unsafe { bpf_probe_read_user(base as *const [u8; 8]) }.unwrap_or([0; 8])
+}
+
+/// HTTP/1.x request line or status line at the start of a payload.
+#[inline(always)]
+pub fn looks_like_http(b: &[u8; 8]) -> bool {
+    let w = u32::from_le_bytes([b[0], b[1], b[2], b[3]]);
+    const fn tag(s: &[u8; 4]) -> u32 {
+        u32::from_le_bytes(*s)
+    }
+    if w == tag(b"HTTP") {
+        return b[4] == b'/' && b[5] == b'1' && b[6] == b'.';
+    }
+    w == tag(b"GET ")
+        || w == tag(b"POST")
+        || w == tag(b"PUT ")
+        || w == tag(b"DELE")
+        || w == tag(b"HEAD")
+        || w == tag(b"OPTI")
+        || w == tag(b"PATC")
+}
+
+/// Announces a connection that will be streamed, with its 4-tuple when the kernel saw it
+/// being established (`family == 0` otherwise: userspace resolves it from /proc).
+#[inline(always)]
+pub fn emit_conn_open(tgid: u32, tid: u32, fd: u32, c: &ConnState) {
+    let mut ev = ConnOpenEvent {
+        header: EventHeader {
+            kind: EventKind::ConnOpen as u32,
+            tgid,
+            tid,
+            fd,
+            // SAFETY: helper without preconditions.
+            ts_ns: unsafe { bpf_ktime_get_ns() },
+            conn_start_ns: c.start_ns,
+        },
+        sk: c.sk,
+        family: 0,
+        lport: 0,
+        rport: 0,
+        role: c.role,
+        _pad: 0,
+        laddr: [0; 16],
+        raddr: [0; 16],
+        comm: bpf_get_current_comm().unwrap_or([0; 16]),
+    };
+    // SAFETY: read-only peek at the map value.
+    if let Some(t) = unsafe { SOCKS.get(&c.sk) } {
+        ev.family = t.family;
+        ev.lport = t.lport;
+        ev.rport = t.rport;
+        ev.laddr = t.laddr;
+        ev.raddr = t.raddr;
+    }
+    if EVENTS.output::<ConnOpenEvent>(&ev, 0).is_err() {
+        count(Counter::RingFull, 1);
+    }
+}
+
+/// Streams the payload as chunks. Walks iovecs for vectored syscalls. Bytes beyond the chunk
+/// cap, or unreadable, are not carried: they are counted and show as a gap in `pos`.
+#[inline(always)]
+pub fn emit_payload(
+    tgid: u32,
+    tid: u32,
+    fd: u32,
+    conn_start_ns: u64,
+    pos: u64,
+    source: u8,
+    p: &Payload,
+) {
+    let ev = match SCRATCH.get_ptr_mut(0) {
+        Some(e) => e,
+        None => return,
+    };
+    let direction = match DataSource::from_u8(source) {
+        Some(s) => s.direction(),
+        None => DIR_EGRESS,
+    };
+    // SAFETY: per-CPU scratch; this program owns it until it returns.
+    let ev = unsafe { &mut *ev };
+    ev.hdr = DataEventHeader {
+        header: EventHeader {
+            kind: EventKind::SocketData as u32,
+            tgid,
+            tid,
+            fd,
+            // SAFETY: helper without preconditions.
+            ts_ns: unsafe { bpf_ktime_get_ns() },
+            conn_start_ns,
+        },
+        pos,
+        syscall_len: p.len as u32,
+        len: 0,
+        direction,
+        source,
+        flags: 0,
+        _pad: [0; 5],
+    };
+    // The walk's state lives in a per-CPU map, read and written through volatile accesses:
+    // the verifier does not track map memory, so the states of one turn converge whatever
+    // branch was taken, and verification stays linear in the number of turns.
+    let st = match WALK.get_ptr_mut(0) {
+        Some(s) => s,
+        None => return,
+    };
+    let total = p.len;
+    let iov_count = if p.count < MAX_IOVECS as u64 { p.count } else { MAX_IOVECS as u64 };
+    // SAFETY: per-CPU scratch owned by this program run.
+    unsafe {
+        core::ptr::write_volatile(
+            st,
+            WalkState {
+                done: 0,
+                chunks: 0,
+                seg_base: if p.vectored { 0 } else { p.buf },
+                seg_left: if p.vectored { 0 } else { total },
+                iov_idx: 0,
+            },
+        )
+    };
+    // One flat bounded loop: each turn either loads the next iovec or emits one chunk.
+    for _ in 0..(MAX_CHUNKS_PER_SYSCALL + MAX_IOVECS) {
+        // SAFETY: as above.
+        let mut w = unsafe { core::ptr::read_volatile(st) };
+        if w.done >= total || w.chunks >= MAX_CHUNKS_PER_SYSCALL as u64 {
+            break;
+        }
+        if w.seg_left == 0 {
+            if !p.vectored || w.iov_idx >= iov_count {
+                break;
+            }
+            let iov = p.buf + w.iov_idx * 16;
+            // SAFETY: fault-tolerant user reads of iovec[iov_idx].
+            let base = unsafe { bpf_probe_read_user(iov as *const u64) };
+            let ilen = unsafe { bpf_probe_read_user((iov + 8) as *const u64) };
+            match (base, ilen) {
+                (Ok(b), Ok(l)) => {
+                    w.seg_base = b;
+                    let left = total - w.done;
+                    w.seg_left = if l < left { l } else { left };
+                }
+                _ => {
+                    count(Counter::ReadUserFailed, 1);
+                    break;
+                }
+            }
+            w.iov_idx += 1;
+            // SAFETY: as above.
+            unsafe { core::ptr::write_volatile(st, w) };
+            continue;
+        }
+        let mut n = w.seg_left;
+        if n > CHUNK_DATA_MAX as u64 {
+            n = CHUNK_DATA_MAX as u64;
+        }
+        // Give the verifier a bound it can see on the helper's size argument.
+        let n = (unsafe { core::ptr::read_volatile(&n) } as usize) & (2 * CHUNK_DATA_MAX - 1);
+        if n > CHUNK_DATA_MAX || n == 0 {
+            break;
+        }
+        // SAFETY: `n <= CHUNK_DATA_MAX == ev.data.len()`; fault-tolerant user read.
+        let rc = unsafe {
+            raw_probe_read_user(
+                ev.data.as_mut_ptr().cast(),
+                n as u32,
+                w.seg_base as *const core::ffi::c_void,
+            )
+        };
+        if rc == 0 {
+            ev.hdr.pos = pos + w.done;
+            ev.hdr.len = n as u32;
+            let last_turn = w.chunks + 1 == MAX_CHUNKS_PER_SYSCALL as u64;
+            ev.hdr.flags = if last_turn && w.done + (n as u64) < total {
+                FLAG_TRUNCATED
+            } else {
+                0
+            };
+            // SAFETY: the record is the header followed by the `n` bytes just written.
+            let rec = unsafe {
+                core::slice::from_raw_parts(
+                    (ev as *const mcpwarden_common::event::DataEvent).cast::<u8>(),
+                    DATA_EVENT_HEADER_LEN + n,
+                )
+            };
+            if EVENTS.output::<[u8]>(rec, 0).is_err() {
+                count(Counter::RingFull, 1);
+                count(Counter::BytesRingFull, n as u64);
+            } else {
+                count(Counter::ChunksEmitted, 1);
+                count(Counter::BytesEmitted, n as u64);
+            }
+        } else {
+            count(Counter::ReadUserFailed, 1);
+        }
+        w.seg_base += n as u64;
+        w.seg_left -= n as u64;
+        w.done += n as u64;
+        w.chunks += 1;
+        // SAFETY: as above.
+        unsafe { core::ptr::write_volatile(st, w) };
+    }
+    // SAFETY: as above.
+    let done = unsafe { core::ptr::read_volatile(st) }.done;
+    if done < total {
+        count(Counter::BytesTruncated, total - done);
+    }
+}

@@ -1,0 +1,83 @@
+//! Every map of the kernel side, with its bound and why.
+
+use aya_ebpf::{
+    macros::map,
+    maps::{HashMap, LruHashMap, PerCpuArray, RingBuf},
+};
+use mcpwarden_common::{
+    conn::{ConnKey, ConnState, SockTuple},
+    counters::{Counter, COUNTER_SLOTS},
+    event::DataEvent,
+};
+
+/// Payload chunks and connection events to userspace. 16 MiB by default; the agent may
+/// resize it at load.
+#[map]
+pub static EVENTS: RingBuf = RingBuf::with_byte_size(16 * 1024 * 1024, 0);
+
+/// Arguments of an in-flight syscall, keyed by pid_tgid (thread), saved at sys_enter and
+/// consumed at sys_exit. Bounded by the number of threads inside a traced syscall at once.
+#[map]
+pub static ARGS: HashMap<u64, SyscallArgs> = HashMap::with_max_entries(16384, 0);
+
+/// Socket fds seen carrying data. LRU: processes that exit without close(2) leave entries
+/// behind; the LRU evicts those first.
+#[map]
+pub static CONNS: LruHashMap<ConnKey, ConnState> = LruHashMap::with_max_entries(65536, 0);
+
+/// `struct sock *` → 4-tuple, from `sock:inet_sock_set_state`.
+#[map]
+pub static SOCKS: LruHashMap<u64, SockTuple> = LruHashMap::with_max_entries(65536, 0);
+
+/// Per-CPU scratch record a chunk is assembled in (too large for the 512-byte stack).
+#[map]
+pub static SCRATCH: PerCpuArray<DataEvent> = PerCpuArray::with_max_entries(1, 0);
+
+/// Per-CPU state of the chunk walk in `emit_payload` (see there why it lives in a map).
+#[map]
+pub static WALK: PerCpuArray<WalkState> = PerCpuArray::with_max_entries(1, 0);
+
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct WalkState {
+    pub done: u64,
+    pub chunks: u64,
+    pub seg_base: u64,
+    pub seg_left: u64,
+    pub iov_idx: u64,
+}
+
+/// Loss/error counters (`Counter` slots).
+#[map]
+pub static COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(COUNTER_SLOTS, 0);
+
+#[inline(always)]
+pub fn count(c: Counter, n: u64) {
+    if let Some(p) = COUNTERS.get_ptr_mut(c as u32) {
+        // SAFETY: per-CPU slot; no other writer on this CPU while we run.
+        unsafe { *p += n };
+    }
+}
+
+/// What sys_enter saw, for sys_exit.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct SyscallArgs {
+    /// User buffer, or the `struct iovec *` array when `vectored` is 1.
+    pub buf: u64,
+    /// Buffer size, or the iovec count.
+    pub count: u64,
+    /// `struct sock *` reported by sock:sock_{send,recv}_length inside this syscall.
+    pub sk: u64,
+    pub fd: u32,
+    /// `DataSource` value (or `SOURCE_CONNECT`).
+    pub source: u8,
+    pub vectored: u8,
+    /// From sock_{send,recv}_length: `AF_*` and `IPPROTO_*`.
+    pub sk_family: u16,
+    pub sk_protocol: u16,
+    pub _pad: [u8; 6],
+}
+
+/// `source` tag of a pending connect(2).
+pub const SOURCE_CONNECT: u8 = 100;

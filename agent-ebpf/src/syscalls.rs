@@ -1,0 +1,226 @@
+//! Payload syscalls: sys_enter saves the arguments by thread, the sock tracepoints tag the
+//! pending syscall with its socket, sys_exit decides (TCP? HTTP?) and streams the bytes.
+//!
+//! Cost: every enter/exit pair below runs for every such syscall on the host. The enter side
+//! is kept to a tgid check, one lookup (skip connections already judged not-HTTP) and one
+//! insert; everything else happens only at exit of syscalls that touched a TCP socket.
+
+use aya_ebpf::{
+    helpers::{bpf_get_current_pid_tgid, bpf_ktime_get_ns},
+    macros::tracepoint,
+    programs::TracePointContext,
+};
+use mcpwarden_common::{
+    conn::{ConnKey, ConnState, CONN_HTTP, CONN_IGNORED, CONN_SNIFFING, SNIFF_MAX_MISSES},
+    counters::Counter,
+    event::{DataSource, DIR_EGRESS, ROLE_UNKNOWN},
+};
+
+use crate::{
+    ctx::{field, skip_tgid},
+    emit::{emit_conn_open, emit_payload, first_bytes, looks_like_http, Payload},
+    maps::{count, SyscallArgs, ARGS, CONNS},
+    sock::is_tcp,
+};
+
+// Formats (syscalls/sys_enter_*): fd @16 (8 bytes), then:
+//   write/read:         buf @24, count @32
+//   sendto/recvfrom:    buf @24, len @32 (flags @40, addr @48)
+//   writev/readv:       vec @24, vlen @32
+//   sendmsg/recvmsg:    struct user_msghdr *msg @24 (flags @32)
+// syscalls/sys_exit_*: long ret @16.
+const OFF_FD: usize = 16;
+const OFF_ARG1: usize = 24;
+const OFF_ARG2: usize = 32;
+const OFF_RET: usize = 16;
+
+macro_rules! data_syscall {
+    ($enter:ident, $exit:ident, $source:expr, $kind:ident) => {
+        #[tracepoint]
+        pub fn $enter(ctx: TracePointContext) -> u32 {
+            on_enter(&ctx, $source, ArgKind::$kind);
+            0
+        }
+        #[tracepoint]
+        pub fn $exit(ctx: TracePointContext) -> u32 {
+            on_exit(&ctx);
+            0
+        }
+    };
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum ArgKind {
+    /// (buf, len)
+    Buffer,
+    /// (iovec *, count)
+    Iovec,
+    /// struct user_msghdr *
+    MsgHdr,
+}
+
+data_syscall!(sys_enter_write, sys_exit_write, DataSource::Write, Buffer);
+data_syscall!(sys_enter_read, sys_exit_read, DataSource::Read, Buffer);
+data_syscall!(sys_enter_sendto, sys_exit_sendto, DataSource::SendTo, Buffer);
+data_syscall!(sys_enter_recvfrom, sys_exit_recvfrom, DataSource::RecvFrom, Buffer);
+data_syscall!(sys_enter_writev, sys_exit_writev, DataSource::Writev, Iovec);
+data_syscall!(sys_enter_readv, sys_exit_readv, DataSource::Readv, Iovec);
+data_syscall!(sys_enter_sendmsg, sys_exit_sendmsg, DataSource::SendMsg, MsgHdr);
+data_syscall!(sys_enter_recvmsg, sys_exit_recvmsg, DataSource::RecvMsg, MsgHdr);
+
+#[inline(always)]
+fn on_enter(ctx: &TracePointContext, source: DataSource, kind: ArgKind) {
+    let id = bpf_get_current_pid_tgid();
+    let tgid = (id >> 32) as u32;
+    if skip_tgid(tgid) {
+        return;
+    }
+    let fd: u64 = field(ctx, OFF_FD);
+    let key = ConnKey { tgid, fd: fd as u32 };
+    // SAFETY: read-only peek at the map value.
+    if let Some(c) = unsafe { CONNS.get(&key) } {
+        if c.state == CONN_IGNORED {
+            return;
+        }
+    }
+    let a1: u64 = field(ctx, OFF_ARG1);
+    let (buf, cnt, vectored) = match kind {
+        ArgKind::Buffer => (a1, field::<u64>(ctx, OFF_ARG2), 0u8),
+        ArgKind::Iovec => (a1, field::<u64>(ctx, OFF_ARG2), 1u8),
+        ArgKind::MsgHdr => {
+            // struct user_msghdr { void *msg_name; int msg_namelen; struct iovec *msg_iov @16;
+            //                      __kernel_size_t msg_iovlen @24; ... }
+            // SAFETY: user pointer read through the fault-tolerant helper.
+            let iov = unsafe { aya_ebpf::helpers::bpf_probe_read_user((a1 + 16) as *const u64) };
+            let len = unsafe { aya_ebpf::helpers::bpf_probe_read_user((a1 + 24) as *const u64) };
+            match (iov, len) {
+                (Ok(i), Ok(l)) => (i, l, 1u8),
+                _ => {
+                    count(Counter::ReadUserFailed, 1);
+                    return;
+                }
+            }
+        }
+    };
+    let args = SyscallArgs {
+        buf,
+        count: cnt,
+        sk: 0,
+        fd: fd as u32,
+        source: source as u8,
+        vectored,
+        sk_family: 0,
+        sk_protocol: 0,
+        _pad: [0; 6],
+    };
+    if ARGS.insert(&id, &args, 0).is_err() {
+        count(Counter::ArgsMapFull, 1);
+    }
+}
+
+#[inline(always)]
+fn on_exit(ctx: &TracePointContext) {
+    let id = bpf_get_current_pid_tgid();
+    // SAFETY: copy out, then delete.
+    let args = match unsafe { ARGS.get(&id) } {
+        Some(a) => *a,
+        None => return,
+    };
+    let _ = ARGS.remove(&id);
+    if args.sk == 0 {
+        return; // not a socket (file, pipe, ...)
+    }
+    let ret: i64 = field(ctx, OFF_RET);
+    let tgid = (id >> 32) as u32;
+    let key = ConnKey { tgid, fd: args.fd };
+    if !is_tcp(args.sk_family, args.sk_protocol) {
+        // Remember it so the enter side returns early next time.
+        let st = new_conn(ROLE_UNKNOWN, CONN_IGNORED, args.sk);
+        let _ = CONNS.insert(&key, &st, 0);
+        return;
+    }
+    if ret <= 0 {
+        return;
+    }
+    let len = ret as u64;
+    let conn = match CONNS.get_ptr_mut(&key) {
+        Some(c) => c,
+        None => {
+            let st = new_conn(ROLE_UNKNOWN, CONN_SNIFFING, args.sk);
+            if CONNS.insert(&key, &st, 0).is_err() {
+                count(Counter::ConnMapFull, 1);
+                return;
+            }
+            match CONNS.get_ptr_mut(&key) {
+                Some(c) => c,
+                None => return,
+            }
+        }
+    };
+    // SAFETY: the value pointer stays valid for this program run; entries of one fd are
+    // written by the threads using that fd.
+    let c = unsafe { &mut *conn };
+    if c.sk == 0 {
+        c.sk = args.sk;
+    } else if c.sk != args.sk {
+        // The fd now names another socket (dup2, or a close we did not see): new connection.
+        *c = new_conn(ROLE_UNKNOWN, CONN_SNIFFING, args.sk);
+    }
+    let source = args.source;
+    let egress = source_direction(source) == DIR_EGRESS;
+    let pos = if egress { c.egress_pos } else { c.ingress_pos };
+    if egress {
+        c.egress_pos = pos + len;
+    } else {
+        c.ingress_pos = pos + len;
+    }
+    let payload = Payload {
+        buf: args.buf,
+        count: args.count,
+        vectored: args.vectored != 0,
+        len,
+    };
+    match c.state {
+        CONN_HTTP => {}
+        CONN_SNIFFING => {
+            let head = first_bytes(&payload);
+            if looks_like_http(&head) {
+                c.state = CONN_HTTP;
+                count(Counter::ConnsHttp, 1);
+                emit_conn_open(tgid, id as u32, args.fd, c);
+            } else {
+                c.misses += 1;
+                if c.misses >= SNIFF_MAX_MISSES {
+                    c.state = CONN_IGNORED;
+                    count(Counter::ConnsIgnored, 1);
+                }
+                return;
+            }
+        }
+        _ => return,
+    }
+    emit_payload(tgid, id as u32, args.fd, c.start_ns, pos, source, &payload);
+}
+
+#[inline(always)]
+fn source_direction(source: u8) -> u8 {
+    match DataSource::from_u8(source) {
+        Some(s) => s.direction(),
+        None => DIR_EGRESS,
+    }
+}
+
+#[inline(always)]
+pub fn new_conn(role: u8, state: u8, sk: u64) -> ConnState {
+    ConnState {
+        // SAFETY: helper without preconditions.
+        start_ns: unsafe { bpf_ktime_get_ns() },
+        sk,
+        egress_pos: 0,
+        ingress_pos: 0,
+        state,
+        role,
+        misses: 0,
+        _pad: [0; 5],
+    }
+}

@@ -1,0 +1,41 @@
+use thiserror::Error;
+
+/// Why capture could not start. Each message says what is missing and what to do.
+#[derive(Debug, Error)]
+pub enum CaptureError {
+    #[error("mcpwarden run needs root (CAP_BPF, CAP_PERFMON and CAP_SYS_ADMIN): run it as root")]
+    NotRoot,
+    #[error("kernel BTF is missing ({path} does not exist): a kernel with CONFIG_DEBUG_INFO_BTF=y is required")]
+    NoBtf { path: &'static str },
+    #[error("tracefs is not available at {path} and mounting it failed: {source}")]
+    TracefsMount {
+        path: &'static str,
+        source: std::io::Error,
+    },
+    #[error("kernel tracepoint {category}/{name} is missing ({path} not found): a kernel with syscall and sock tracepoints is required")]
+    MissingTracepoint {
+        category: &'static str,
+        name: &'static str,
+        path: String,
+    },
+    #[error("this mcpwarden binary was built without its eBPF object: build it with `cargo xtask build`")]
+    NoObject,
+    #[error("loading the eBPF object failed: {0}")]
+    Load(#[from] aya::EbpfError),
+    #[error("program {program} is missing from the eBPF object")]
+    MissingProgram { program: &'static str },
+    #[error("map {map} is missing from the eBPF object")]
+    MissingMap { map: &'static str },
+    #[error("loading or attaching program {program} ({category}/{event}) failed: {source}")]
+    Program {
+        program: &'static str,
+        category: &'static str,
+        event: &'static str,
+        source: aya::programs::ProgramError,
+    },
+    #[error("map {map}: {source}")]
+    Map {
+        map: &'static str,
+        source: aya::maps::MapError,
+    },
+}

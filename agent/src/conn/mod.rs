@@ -1,0 +1,408 @@
+//! Connection table: kernel events → per-direction HTTP streams → MCP tracker.
+//!
+//! Gap policy: each direction of a connection is a byte stream addressed by kernel position.
+//! A chunk that starts after the expected position means bytes were lost (ring full,
+//! truncation): the lost count is recorded, the HTTP parser drops the message in progress and
+//! resynchronises at the next message start. A chunk that starts before it (a duplicate) is
+//! trimmed. Nothing here reads the clock: timestamps come from the kernel.
+
+pub mod procfs;
+
+use std::collections::{HashMap, VecDeque};
+
+use crate::capture::events::{Direction, KernelEvent};
+use crate::capture::ConnIdent;
+use crate::http::{HttpEvent, HttpParser, Limits, MessageKind, RequestHead, ResponseHead};
+use crate::mcp::{Endpoint, Flow, HttpMeta, McpTracker, Record, Side, Transport};
+
+/// Counters of this stage (exported with the kernel's).
+#[derive(Debug, Default, Clone)]
+pub struct ConnStats {
+    pub conns_opened: u64,
+    pub conns_closed: u64,
+    /// Connections dropped from the table because it was full (least recently active first).
+    pub conns_evicted: u64,
+    /// Stream gaps detected and bytes they lost.
+    pub gaps: u64,
+    pub gap_bytes: u64,
+    /// Bytes received twice and trimmed.
+    pub duplicate_bytes: u64,
+    /// HTTP parse errors (the parser resynchronised after each).
+    pub http_errors: u64,
+    /// Responses that arrived with no request to pair them with.
+    pub unmatched_responses: u64,
+    /// Ring records that did not decode.
+    pub bad_records: u64,
+}
+
+struct DirStream {
+    next_pos: Option<u64>,
+    parser: Option<HttpParser>,
+}
+
+impl DirStream {
+    fn new() -> Self {
+        Self {
+            next_pos: None,
+            parser: None,
+        }
+    }
+}
+
+struct Conn {
+    ep: Endpoint,
+    egress: DirStream,
+    ingress: DirStream,
+    /// Which direction carries requests (decided by the first HTTP message seen).
+    request_dir: Option<Direction>,
+    /// Request heads waiting for their response, in order (HTTP/1.1 pipelining).
+    awaiting_response: VecDeque<RequestHead>,
+    /// The request whose body is being read.
+    cur_request: Option<RequestHead>,
+    /// The exchange whose response body is being read.
+    cur_response: Option<(RequestHead, ResponseHead)>,
+    last_ts: u64,
+}
+
+pub struct ConnTable {
+    conns: HashMap<ConnIdent, Conn>,
+    tracker: McpTracker,
+    limits: Limits,
+    max_conns: usize,
+    pub stats: ConnStats,
+}
+
+fn other(d: Direction) -> Direction {
+    match d {
+        Direction::Egress => Direction::Ingress,
+        Direction::Ingress => Direction::Egress,
+    }
+}
+
+impl ConnTable {
+    pub fn new(tracker: McpTracker, limits: Limits, max_conns: usize) -> Self {
+        Self {
+            conns: HashMap::new(),
+            tracker,
+            limits,
+            max_conns: max_conns.max(1),
+            stats: ConnStats::default(),
+        }
+    }
+
+    pub fn tracker(&self) -> &McpTracker {
+        &self.tracker
+    }
+
+    pub fn len(&self) -> usize {
+        self.conns.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.conns.is_empty()
+    }
+
+    /// Feeds one kernel event; MCP records it produces are appended to `out`.
+    pub fn on_event(&mut self, ev: KernelEvent, out: &mut Vec<Record>) {
+        match ev {
+            KernelEvent::Open {
+                conn,
+                local,
+                remote,
+                connector,
+                comm,
+                ..
+            } => {
+                if self.conns.contains_key(&conn) {
+                    return;
+                }
+                let (local, remote) = match (local, remote) {
+                    (Some(l), Some(r)) => (Some(l), Some(r)),
+                    _ => procfs::socket_tuple(conn.pid, conn.fd).unzip(),
+                };
+                let side = match connector {
+                    Some(true) => Side::Client,
+                    Some(false) => Side::Server,
+                    None => Side::Unknown,
+                };
+                self.insert(conn, comm, local, remote, side, out);
+            }
+            KernelEvent::Data {
+                conn,
+                ts_ns,
+                direction,
+                pos,
+                bytes,
+                ..
+            } => {
+                if !self.conns.contains_key(&conn) {
+                    // Its open record was lost: identify it from /proc.
+                    let (l, r) = procfs::socket_tuple(conn.pid, conn.fd).unzip();
+                    let comm = procfs::comm(conn.pid).unwrap_or_default();
+                    self.insert(conn, comm, l, r, Side::Unknown, out);
+                }
+                let Some(c) = self.conns.get_mut(&conn) else {
+                    return;
+                };
+                c.last_ts = ts_ns;
+                feed(
+                    c,
+                    &mut self.tracker,
+                    &mut self.stats,
+                    &self.limits,
+                    direction,
+                    pos,
+                    &bytes,
+                    ts_ns,
+                    out,
+                );
+            }
+            KernelEvent::Close { conn, ts_ns, .. } => {
+                if let Some(mut c) = self.conns.remove(&conn) {
+                    self.stats.conns_closed += 1;
+                    close(&mut c, &mut self.tracker, &mut self.stats, ts_ns, out);
+                }
+            }
+        }
+    }
+
+    /// Periodic housekeeping with the kernel clock's `now`.
+    pub fn on_tick(&mut self, now_ns: u64, out: &mut Vec<Record>) {
+        self.tracker.on_tick(now_ns, out);
+    }
+
+    /// End of run: flush every connection and session.
+    pub fn finish(&mut self, now_ns: u64, out: &mut Vec<Record>) {
+        let conns: Vec<ConnIdent> = self.conns.keys().copied().collect();
+        for id in conns {
+            if let Some(mut c) = self.conns.remove(&id) {
+                flush_parsers(&mut c, &mut self.tracker, &mut self.stats, now_ns, out);
+            }
+        }
+        self.tracker.finish(now_ns, out);
+    }
+
+    fn insert(
+        &mut self,
+        id: ConnIdent,
+        comm: String,
+        local: Option<std::net::SocketAddr>,
+        remote: Option<std::net::SocketAddr>,
+        side: Side,
+        out: &mut Vec<Record>,
+    ) {
+        if self.conns.len() >= self.max_conns {
+            if let Some(victim) = self
+                .conns
+                .iter()
+                .min_by_key(|(_, c)| c.last_ts)
+                .map(|(k, _)| *k)
+            {
+                if let Some(mut c) = self.conns.remove(&victim) {
+                    self.stats.conns_evicted += 1;
+                    let ts = c.last_ts;
+                    close(&mut c, &mut self.tracker, &mut self.stats, ts, out);
+                }
+            }
+        }
+        self.stats.conns_opened += 1;
+        let fmt = |a: Option<std::net::SocketAddr>| a.map(|a| a.to_string()).unwrap_or_default();
+        self.conns.insert(
+            id,
+            Conn {
+                ep: Endpoint {
+                    pid: id.pid,
+                    comm,
+                    side,
+                    local: fmt(local),
+                    remote: fmt(remote),
+                    conn_id: id.to_string(),
+                },
+                egress: DirStream::new(),
+                ingress: DirStream::new(),
+                request_dir: None,
+                awaiting_response: VecDeque::new(),
+                cur_request: None,
+                cur_response: None,
+                last_ts: 0,
+            },
+        );
+    }
+}
+
+fn stream(c: &mut Conn, d: Direction) -> &mut DirStream {
+    match d {
+        Direction::Egress => &mut c.egress,
+        Direction::Ingress => &mut c.ingress,
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn feed(
+    c: &mut Conn,
+    tracker: &mut McpTracker,
+    stats: &mut ConnStats,
+    limits: &Limits,
+    dir: Direction,
+    pos: u64,
+    bytes: &[u8],
+    ts_ns: u64,
+    out: &mut Vec<Record>,
+) {
+    if c.request_dir.is_none() {
+        let req_dir = if bytes.starts_with(b"HTTP/") {
+            other(dir)
+        } else {
+            dir
+        };
+        c.request_dir = Some(req_dir);
+        c.ep.side = if req_dir == Direction::Egress {
+            Side::Client
+        } else {
+            Side::Server
+        };
+        stream(c, req_dir).parser = Some(HttpParser::new(MessageKind::Request, limits.clone()));
+        stream(c, other(req_dir)).parser =
+            Some(HttpParser::new(MessageKind::Response, limits.clone()));
+    }
+    let mut events = Vec::new();
+    {
+        let s = stream(c, dir);
+        let mut data = bytes;
+        let next = *s.next_pos.get_or_insert(pos);
+        let Some(parser) = s.parser.as_mut() else {
+            return;
+        };
+        if pos > next {
+            stats.gaps += 1;
+            stats.gap_bytes += pos - next;
+            parser.gap(pos - next, ts_ns, &mut events);
+        } else if pos < next {
+            let dup = (next - pos).min(data.len() as u64);
+            stats.duplicate_bytes += dup;
+            data = &data[dup as usize..];
+        }
+        s.next_pos = Some(pos.max(next) + data.len() as u64);
+        if !data.is_empty() {
+            parser.push(data, ts_ns, &mut events);
+        }
+    }
+    handle(c, tracker, stats, dir, events, out);
+}
+
+fn handle(
+    c: &mut Conn,
+    tracker: &mut McpTracker,
+    stats: &mut ConnStats,
+    dir: Direction,
+    events: Vec<HttpEvent>,
+    out: &mut Vec<Record>,
+) {
+    let is_request_dir = c.request_dir == Some(dir);
+    for ev in events {
+        match ev {
+            HttpEvent::Request(head) => {
+                if let Some(p) = stream(c, other(dir)).parser.as_mut() {
+                    p.expect_response_to(&head.method);
+                }
+                c.awaiting_response.push_back(head.clone());
+                c.cur_request = Some(head);
+            }
+            HttpEvent::Response(head) => {
+                if (100..200).contains(&head.status) {
+                    continue; // interim (100 Continue): the final response follows
+                }
+                let Some(req) = c.awaiting_response.pop_front() else {
+                    stats.unmatched_responses += 1;
+                    continue;
+                };
+                let meta = meta(&req, Some(&head), Transport::Json);
+                tracker.on_response_head(&c.ep, &meta, head.ts_ns, out);
+                c.cur_response = Some((req, head));
+            }
+            HttpEvent::Body {
+                data, last_ts_ns, ..
+            } => {
+                if is_request_dir {
+                    if let Some(req) = &c.cur_request {
+                        let m = meta(req, None, Transport::Json);
+                        tracker.on_payload(&c.ep, &m, Flow::ClientToServer, &data, req.ts_ns, out);
+                    }
+                } else if let Some((req, resp)) = &c.cur_response {
+                    let m = meta(req, Some(resp), Transport::Json);
+                    tracker.on_payload(&c.ep, &m, Flow::ServerToClient, &data, last_ts_ns, out);
+                }
+            }
+            HttpEvent::Sse(ev) => {
+                if ev.data.trim().is_empty() {
+                    continue; // priming/keep-alive events carry no message
+                }
+                let (req, resp) = match (&c.cur_response, &c.cur_request) {
+                    (Some((req, resp)), _) if !is_request_dir => (req, Some(resp)),
+                    (_, Some(req)) if is_request_dir => (req, None),
+                    _ => continue,
+                };
+                let flow = if is_request_dir {
+                    Flow::ClientToServer
+                } else {
+                    Flow::ServerToClient
+                };
+                let m = meta(req, resp, Transport::Sse);
+                tracker.on_payload(&c.ep, &m, flow, ev.data.as_bytes(), ev.ts_ns, out);
+            }
+            HttpEvent::End { .. } => {
+                if is_request_dir {
+                    c.cur_request = None;
+                } else {
+                    c.cur_response = None;
+                }
+            }
+            HttpEvent::Error(e) => {
+                stats.http_errors += 1;
+                tracing::debug!(conn = %c.ep.conn_id, error = %e, "http stream error");
+            }
+        }
+    }
+}
+
+fn meta<'a>(
+    req: &'a RequestHead,
+    resp: Option<&'a ResponseHead>,
+    transport: Transport,
+) -> HttpMeta<'a> {
+    HttpMeta {
+        method: &req.method,
+        path: &req.path,
+        status: resp.map(|r| r.status),
+        request_headers: req.headers.as_slice(),
+        response_headers: resp.map(|r| r.headers.as_slice()),
+        transport,
+    }
+}
+
+fn flush_parsers(
+    c: &mut Conn,
+    tracker: &mut McpTracker,
+    stats: &mut ConnStats,
+    ts_ns: u64,
+    out: &mut Vec<Record>,
+) {
+    for d in [Direction::Egress, Direction::Ingress] {
+        let mut events = Vec::new();
+        if let Some(p) = stream(c, d).parser.as_mut() {
+            p.close(ts_ns, &mut events);
+        }
+        handle(c, tracker, stats, d, events, out);
+    }
+}
+
+fn close(
+    c: &mut Conn,
+    tracker: &mut McpTracker,
+    stats: &mut ConnStats,
+    ts_ns: u64,
+    out: &mut Vec<Record>,
+) {
+    flush_parsers(c, tracker, stats, ts_ns, out);
+    tracker.on_conn_closed(c.ep.pid, &c.ep.conn_id, ts_ns, out);
+}

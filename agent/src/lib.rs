@@ -1,0 +1,9 @@
+//! mcpwarden agent library: capture (kernel) → conn → http → rpc → mcp → output.
+//! Everything below `capture` is pure and testable without a kernel.
+
+pub mod capture;
+pub mod conn;
+pub mod http;
+pub mod mcp;
+pub mod output;
+pub mod rpc;

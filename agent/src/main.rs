@@ -1,0 +1,36 @@
+//! `mcpwarden`: the binary edge. Parses the command line and hands over to `run`.
+
+mod run;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "mcpwarden", version, about = "See the MCP traffic on this host, from the kernel")]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Capture MCP traffic on this host and print it as JSON lines (monitor mode).
+    Run(run::RunArgs),
+}
+
+fn main() {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("MCPWARDEN_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .init();
+    let result = match cli.cmd {
+        Cmd::Run(args) => run::run(args),
+    };
+    if let Err(e) = result {
+        eprintln!("mcpwarden: {e:#}");
+        std::process::exit(1);
+    }
+}

@@ -1,0 +1,171 @@
+//! `mcpwarden run`: capture → conn table → MCP records → JSON lines, until SIGINT/SIGTERM.
+//! The capture loop runs on one blocking thread; the tokio runtime waits for signals.
+
+use std::io::Write;
+use std::os::fd::AsRawFd;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use mcpwarden::capture::attach::CaptureOptions;
+use mcpwarden::capture::{events, Capture};
+use mcpwarden::conn::ConnTable;
+use mcpwarden::http::Limits;
+use mcpwarden::mcp::{McpConfig, McpTracker, Record};
+use mcpwarden::output::JsonLinesWriter;
+
+#[derive(clap::Args, Debug)]
+pub struct RunArgs {
+    /// Write JSON lines here instead of stdout.
+    #[arg(long)]
+    output: Option<PathBuf>,
+    /// Create this file once every program is attached (for scripts and tests).
+    #[arg(long)]
+    ready_file: Option<PathBuf>,
+    /// Trace only this process id.
+    #[arg(long, default_value_t = 0)]
+    pid: u32,
+    /// Ring buffer size in bytes (power of two).
+    #[arg(long, default_value_t = 16 * 1024 * 1024)]
+    ring_bytes: u32,
+    /// Header that carries the MCP session id.
+    #[arg(long, default_value = "mcp-session-id")]
+    session_header: String,
+    /// End sessions idle this long (seconds).
+    #[arg(long, default_value_t = 600)]
+    idle_timeout: u64,
+    /// Most connections tracked at once (least recently active evicted, counted).
+    #[arg(long, default_value_t = 65536)]
+    max_conns: usize,
+}
+
+fn monotonic_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: valid out-pointer.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+pub fn run(args: RunArgs) -> anyhow::Result<()> {
+    let mut capture = Capture::start(&CaptureOptions {
+        target_pid: args.pid,
+        ring_bytes: args.ring_bytes,
+    })?;
+    let sink: Box<dyn Write + Send> = match &args.output {
+        Some(p) => Box::new(
+            std::fs::File::create(p).with_context(|| format!("creating {}", p.display()))?,
+        ),
+        None => Box::new(std::io::stdout()),
+    };
+    let mut writer = JsonLinesWriter::new(sink);
+    let defaults = McpConfig::default();
+    let tracker = McpTracker::new(McpConfig {
+        session_header: args.session_header.to_ascii_lowercase(),
+        idle_timeout_ns: args.idle_timeout.saturating_mul(1_000_000_000),
+        ..defaults
+    });
+    let mut table = ConnTable::new(tracker, Limits::default(), args.max_conns);
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the tokio runtime")?;
+    let stop_sig = stop.clone();
+    rt.spawn(async move {
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::error!("cannot watch SIGTERM: {e}");
+                return;
+            }
+        };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+        stop_sig.store(true, Ordering::SeqCst);
+    });
+    // Let the signal task register its handlers before we announce readiness.
+    rt.block_on(tokio::task::yield_now());
+    let handle = std::thread::spawn({
+        let stop = stop.clone();
+        move || rt.block_on(async move {
+            while !stop.load(Ordering::SeqCst) {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        })
+    });
+
+    eprintln!(
+        "mcpwarden: {} programs attached; printing MCP traffic as JSON lines",
+        capture.attached
+    );
+    if let Some(p) = &args.ready_file {
+        std::fs::write(p, format!("{}\n", std::process::id()))
+            .with_context(|| format!("writing {}", p.display()))?;
+    }
+
+    let fd = capture.ring.as_raw_fd();
+    let mut records: Vec<Record> = Vec::new();
+    let mut last_tick = monotonic_ns();
+    loop {
+        let stopping = stop.load(Ordering::SeqCst);
+        let mut pfd = libc::pollfd {
+            fd,
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        if !stopping {
+            // SAFETY: one valid pollfd.
+            unsafe { libc::poll(&mut pfd, 1, 200) };
+        }
+        while let Some(item) = capture.ring.next() {
+            match events::decode(&item) {
+                Ok(ev) => table.on_event(ev, &mut records),
+                Err(e) => {
+                    table.stats.bad_records += 1;
+                    tracing::warn!("{e}");
+                }
+            }
+            drop(item);
+            if records.len() > 256 {
+                write_all(&mut writer, &mut records)?;
+            }
+        }
+        let now = monotonic_ns();
+        if now.saturating_sub(last_tick) >= 1_000_000_000 {
+            table.on_tick(now, &mut records);
+            last_tick = now;
+        }
+        write_all(&mut writer, &mut records)?;
+        if stopping {
+            break;
+        }
+    }
+    table.finish(monotonic_ns(), &mut records);
+    write_all(&mut writer, &mut records)?;
+    let kernel = capture.counters();
+    drop(capture); // detaches every program, frees every map
+    let _ = handle.join();
+    let stats = serde_json::json!({
+        "kernel": kernel.into_iter().collect::<std::collections::BTreeMap<_, _>>(),
+        "conn": format!("{:?}", table.stats),
+        "mcp": format!("{:?}", table.tracker().stats()),
+    });
+    eprintln!("mcpwarden: stopped; counters {stats}");
+    Ok(())
+}
+
+fn write_all<W: Write>(w: &mut JsonLinesWriter<W>, recs: &mut Vec<Record>) -> anyhow::Result<()> {
+    for r in recs.drain(..) {
+        w.write(&r).context("writing output")?;
+    }
+    Ok(())
+}
