@@ -3,8 +3,8 @@
 //! sized to what it carries, never to a worst case).
 
 use aya_ebpf::helpers::{
-    bpf_get_current_comm, bpf_ktime_get_ns, bpf_probe_read_user, generated::bpf_probe_read_user as
-    raw_probe_read_user,
+    bpf_get_current_comm, bpf_ktime_get_ns, bpf_probe_read_user,
+    generated::bpf_probe_read_user as raw_probe_read_user,
 };
 use mcpwarden_common::{
     conn::ConnState,
@@ -152,7 +152,11 @@ pub fn emit_payload(
         None => return,
     };
     let total = p.len;
-    let iov_count = if p.count < MAX_IOVECS as u64 { p.count } else { MAX_IOVECS as u64 };
+    let iov_count = if p.count < MAX_IOVECS as u64 {
+        p.count
+    } else {
+        MAX_IOVECS as u64
+    };
     // SAFETY: per-CPU scratch owned by this program run.
     unsafe {
         core::ptr::write_volatile(

@@ -61,12 +61,32 @@ enum ArgKind {
 
 data_syscall!(sys_enter_write, sys_exit_write, DataSource::Write, Buffer);
 data_syscall!(sys_enter_read, sys_exit_read, DataSource::Read, Buffer);
-data_syscall!(sys_enter_sendto, sys_exit_sendto, DataSource::SendTo, Buffer);
-data_syscall!(sys_enter_recvfrom, sys_exit_recvfrom, DataSource::RecvFrom, Buffer);
+data_syscall!(
+    sys_enter_sendto,
+    sys_exit_sendto,
+    DataSource::SendTo,
+    Buffer
+);
+data_syscall!(
+    sys_enter_recvfrom,
+    sys_exit_recvfrom,
+    DataSource::RecvFrom,
+    Buffer
+);
 data_syscall!(sys_enter_writev, sys_exit_writev, DataSource::Writev, Iovec);
 data_syscall!(sys_enter_readv, sys_exit_readv, DataSource::Readv, Iovec);
-data_syscall!(sys_enter_sendmsg, sys_exit_sendmsg, DataSource::SendMsg, MsgHdr);
-data_syscall!(sys_enter_recvmsg, sys_exit_recvmsg, DataSource::RecvMsg, MsgHdr);
+data_syscall!(
+    sys_enter_sendmsg,
+    sys_exit_sendmsg,
+    DataSource::SendMsg,
+    MsgHdr
+);
+data_syscall!(
+    sys_enter_recvmsg,
+    sys_exit_recvmsg,
+    DataSource::RecvMsg,
+    MsgHdr
+);
 
 #[inline(always)]
 fn on_enter(ctx: &TracePointContext, source: DataSource, kind: ArgKind) {
@@ -76,7 +96,10 @@ fn on_enter(ctx: &TracePointContext, source: DataSource, kind: ArgKind) {
         return;
     }
     let fd: u64 = field(ctx, OFF_FD);
-    let key = ConnKey { tgid, fd: fd as u32 };
+    let key = ConnKey {
+        tgid,
+        fd: fd as u32,
+    };
     // SAFETY: read-only peek at the map value.
     if let Some(c) = unsafe { CONNS.get(&key) } {
         if c.state == CONN_IGNORED {

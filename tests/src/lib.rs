@@ -1,0 +1,22 @@
+//! Harness for mcpwarden's privileged end-to-end tests: start the real agent, real MCP SDK
+//! peers, drive a conversation, stop the agent and read back the JSON lines it wrote.
+//!
+//! Every process a test starts is owned by a [`ChildGuard`], whose `Drop` kills it, so a
+//! failing assertion never leaves an agent or a server behind. Failures panic with what was
+//! expected, what came, and the process's stderr.
+//!
+//! Inputs come from the environment (`cargo xtask test` sets them all):
+//! `MCPWARDEN_BIN` (the release agent), `MCPWARDEN_PYTHON` (the `.venv` interpreter with the
+//! pinned `mcp` SDK), `MCPWARDEN_NODE_MODULES` (the pinned Node peers). Missing root or a
+//! missing input is a test failure, never a silent skip.
+
+pub mod agent;
+pub mod env;
+pub mod peers;
+pub mod process;
+pub mod records;
+
+pub use agent::Agent;
+pub use env::{test_env, TestEnv};
+pub use peers::{free_port, run_py_client, PyServer};
+pub use process::ChildGuard;

@@ -1,1 +1,69 @@
-fn main(){}
+//! Project entry points. `cargo xtask <command>` (alias in `.cargo/config.toml`).
+
+mod build;
+mod run;
+mod setup;
+mod test;
+mod util;
+
+use std::ffi::OsString;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "cargo xtask", about = "mcpwarden: set up, build, run and test")]
+struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Install what building and testing need (nightly + rust-src, LLVM 22, bpf-linker 0.13,
+    /// Python and Node test peers). Idempotent.
+    Setup,
+    /// Build the eBPF object with nightly (release, bpfel-unknown-none) and print its path.
+    BuildEbpf,
+    /// Build the eBPF object, then the release agent that embeds it.
+    Build,
+    /// Set up, build and run `mcpwarden run ARGS` as root (sudo when not root).
+    Run {
+        /// Arguments for `mcpwarden run` (after `--`).
+        #[arg(last = true)]
+        args: Vec<OsString>,
+    },
+    /// fmt + clippy, setup, build, unit tests, then the privileged end-to-end tests (root).
+    Test {
+        /// Only the unit tests (no root needed).
+        #[arg(long)]
+        unit: bool,
+        /// Only the end-to-end tests (root).
+        #[arg(long)]
+        e2e: bool,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Cmd::Setup => setup::setup(setup::Scope::All),
+        Cmd::BuildEbpf => build::build_ebpf().map(drop),
+        Cmd::Build => build::build().map(drop),
+        Cmd::Run { args } => run::run(args),
+        Cmd::Test { unit, e2e } => {
+            let both = !unit && !e2e;
+            test::test(test::Selection {
+                unit: unit || both,
+                e2e: e2e || both,
+            })
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -103,10 +103,11 @@ impl Capture {
             opts.ring_bytes
         };
         let mut ebpf = EbpfLoader::new()
-            .set_global(GLOBAL_SELF_TGID, &me, true)
-            .set_global(GLOBAL_TARGET_TGID, &opts.target_pid, true)
-            .set_max_entries("EVENTS", ring)
-            .load(EBPF_OBJECT)?;
+            .override_global(GLOBAL_SELF_TGID, &me, true)
+            .override_global(GLOBAL_TARGET_TGID, &opts.target_pid, true)
+            .map_max_entries("EVENTS", ring)
+            .load(EBPF_OBJECT)
+            .map_err(Box::new)?;
         let mut attached = 0;
         for p in PROGRAMS {
             let prog: &mut TracePoint = ebpf
@@ -117,13 +118,13 @@ impl Capture {
                     program: p.program,
                     category: p.category,
                     event: p.event,
-                    source,
+                    source: Box::new(source),
                 })?;
             let wrap = |source| CaptureError::Program {
                 program: p.program,
                 category: p.category,
                 event: p.event,
-                source,
+                source: Box::new(source),
             };
             prog.load().map_err(wrap)?;
             prog.attach(p.category, p.event).map_err(wrap)?;
@@ -136,7 +137,7 @@ impl Capture {
         )
         .map_err(|source| CaptureError::Map {
             map: "EVENTS",
-            source,
+            source: Box::new(source),
         })?;
         Ok(Self {
             ebpf,

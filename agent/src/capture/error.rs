@@ -10,7 +10,7 @@ pub enum CaptureError {
     #[error("tracefs is not available at {path} and mounting it failed: {source}")]
     TracefsMount {
         path: &'static str,
-        source: std::io::Error,
+        source: Box<std::io::Error>,
     },
     #[error("kernel tracepoint {category}/{name} is missing ({path} not found): a kernel with syscall and sock tracepoints is required")]
     MissingTracepoint {
@@ -21,7 +21,7 @@ pub enum CaptureError {
     #[error("this mcpwarden binary was built without its eBPF object: build it with `cargo xtask build`")]
     NoObject,
     #[error("loading the eBPF object failed: {0}")]
-    Load(#[from] aya::EbpfError),
+    Load(#[from] Box<aya::EbpfError>),
     #[error("program {program} is missing from the eBPF object")]
     MissingProgram { program: &'static str },
     #[error("map {map} is missing from the eBPF object")]
@@ -31,11 +31,11 @@ pub enum CaptureError {
         program: &'static str,
         category: &'static str,
         event: &'static str,
-        source: aya::programs::ProgramError,
+        source: Box<aya::programs::ProgramError>,
     },
     #[error("map {map}: {source}")]
     Map {
         map: &'static str,
-        source: aya::maps::MapError,
+        source: Box<aya::maps::MapError>,
     },
 }

@@ -172,8 +172,10 @@ mod tests {
 
     fn bytes_of<T>(v: &T) -> Vec<u8> {
         // SAFETY: test-only view of a repr(C) value.
-        unsafe { std::slice::from_raw_parts((v as *const T).cast::<u8>(), std::mem::size_of::<T>()) }
-            .to_vec()
+        unsafe {
+            std::slice::from_raw_parts((v as *const T).cast::<u8>(), std::mem::size_of::<T>())
+        }
+        .to_vec()
     }
 
     fn header(kind: EventKind) -> EventHeader {
@@ -205,7 +207,11 @@ mod tests {
         assert_eq!(
             ev,
             KernelEvent::Data {
-                conn: ConnIdent { pid: 42, fd: 7, start_ns: 900 },
+                conn: ConnIdent {
+                    pid: 42,
+                    fd: 7,
+                    start_ns: 900
+                },
                 tid: 43,
                 ts_ns: 1000,
                 direction: Direction::Ingress,
@@ -233,7 +239,10 @@ mod tests {
         rec.extend_from_slice(b"abc");
         assert_eq!(
             decode(&rec),
-            Err(EventDecodeError::LengthMismatch { claimed: 9, carried: 3 })
+            Err(EventDecodeError::LengthMismatch {
+                claimed: 9,
+                carried: 3
+            })
         );
     }
 
@@ -256,7 +265,13 @@ mod tests {
             comm: *b"python3\0\0\0\0\0\0\0\0\0",
         };
         match decode(&bytes_of(&o)).unwrap() {
-            KernelEvent::Open { local, remote, connector, comm, .. } => {
+            KernelEvent::Open {
+                local,
+                remote,
+                connector,
+                comm,
+                ..
+            } => {
                 assert_eq!(local, Some("127.0.0.1:8080".parse().unwrap()));
                 assert_eq!(remote, Some("127.0.0.1:5555".parse().unwrap()));
                 assert_eq!(connector, Some(false));
@@ -268,9 +283,15 @@ mod tests {
 
     #[test]
     fn short_and_unknown_records_are_errors() {
-        assert!(matches!(decode(&[1, 0, 0]), Err(EventDecodeError::Short { .. })));
+        assert!(matches!(
+            decode(&[1, 0, 0]),
+            Err(EventDecodeError::Short { .. })
+        ));
         let mut h = header(EventKind::ConnClose);
         h.kind = 77;
-        assert_eq!(decode(&bytes_of(&h)), Err(EventDecodeError::UnknownKind { kind: 77 }));
+        assert_eq!(
+            decode(&bytes_of(&h)),
+            Err(EventDecodeError::UnknownKind { kind: 77 })
+        );
     }
 }

@@ -50,7 +50,7 @@ fn ensure_tracefs() -> Result<(), CaptureError> {
     if rc != 0 {
         return Err(CaptureError::TracefsMount {
             path: TRACEFS,
-            source: std::io::Error::last_os_error(),
+            source: Box::new(std::io::Error::last_os_error()),
         });
     }
     tracing::info!("mounted tracefs at {TRACEFS}");

@@ -261,9 +261,9 @@ fn feed(
         } else {
             Side::Server
         };
-        stream(c, req_dir).parser = Some(HttpParser::new(MessageKind::Request, limits.clone()));
+        stream(c, req_dir).parser = Some(HttpParser::new(MessageKind::Request, *limits));
         stream(c, other(req_dir)).parser =
-            Some(HttpParser::new(MessageKind::Response, limits.clone()));
+            Some(HttpParser::new(MessageKind::Response, *limits));
     }
     let mut events = Vec::new();
     {

@@ -1,0 +1,109 @@
+//! Reading the agent's records: selection by pid and session, typed field access that
+//! panics with the record, and compact renderings for failure messages.
+
+use serde_json::Value;
+
+/// `type == "message"` records of process `pid`, ordered by `ts_ns` (stable for equal times).
+pub fn messages_of(records: &[Value], pid: u32) -> Vec<&Value> {
+    let mut messages: Vec<&Value> = records
+        .iter()
+        .filter(|r| r["type"] == "message" && r["pid"].as_u64() == Some(u64::from(pid)))
+        .collect();
+    messages.sort_by_key(|r| r["ts_ns"].as_u64().unwrap_or(0));
+    messages
+}
+
+/// `type == "session_end"` records of process `pid` for `session_id`.
+pub fn session_ends_of<'a>(records: &'a [Value], pid: u32, session_id: &str) -> Vec<&'a Value> {
+    records
+        .iter()
+        .filter(|r| {
+            r["type"] == "session_end"
+                && r["pid"].as_u64() == Some(u64::from(pid))
+                && r["session_id"] == session_id
+        })
+        .collect()
+}
+
+/// A string field; panics naming the field and showing the record when it is not a string.
+pub fn str_field<'a>(record: &'a Value, field: &str) -> &'a str {
+    record[field]
+        .as_str()
+        .unwrap_or_else(|| panic!("field {field:?} should be a string in record {record}"))
+}
+
+/// An unsigned integer field; panics naming the field and showing the record otherwise.
+pub fn u64_field(record: &Value, field: &str) -> u64 {
+    record[field].as_u64().unwrap_or_else(|| {
+        panic!("field {field:?} should be an unsigned integer in record {record}")
+    })
+}
+
+/// A boolean field; panics naming the field and showing the record otherwise.
+pub fn bool_field(record: &Value, field: &str) -> bool {
+    record[field]
+        .as_bool()
+        .unwrap_or_else(|| panic!("field {field:?} should be a boolean in record {record}"))
+}
+
+/// Splits `"ip:port"` (or `"[v6]:port"`) into the address text and the port.
+pub fn split_addr(addr: &str) -> (&str, u16) {
+    let (ip, port) = addr
+        .rsplit_once(':')
+        .unwrap_or_else(|| panic!("address {addr:?} should be ip:port"));
+    let port = port
+        .parse()
+        .unwrap_or_else(|_| panic!("address {addr:?} has no numeric port"));
+    (ip.trim_start_matches('[').trim_end_matches(']'), port)
+}
+
+/// One line per record, for failure messages: `ts pid side direction kind method id session`.
+pub fn outline(records: &[&Value]) -> String {
+    let mut out = String::new();
+    for r in records {
+        out.push_str(&format!(
+            "  {} pid={} side={} {} {} {} id={} name={} session={}\n",
+            r["type"].as_str().unwrap_or("?"),
+            r["pid"],
+            r["side"].as_str().unwrap_or("-"),
+            r["direction"].as_str().unwrap_or("-"),
+            r["kind"].as_str().unwrap_or("-"),
+            r["method"].as_str().unwrap_or("-"),
+            r["id"],
+            r["name"],
+            r["session_id"],
+        ));
+    }
+    if out.is_empty() {
+        out.push_str("  (none)\n");
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn messages_of_keeps_one_pid_and_orders_by_time() {
+        let records = vec![
+            json!({"type":"message","pid":7,"ts_ns":20,"method":"b"}),
+            json!({"type":"message","pid":8,"ts_ns":10,"method":"x"}),
+            json!({"type":"session_end","pid":7,"session_id":"s"}),
+            json!({"type":"message","pid":7,"ts_ns":10,"method":"a"}),
+        ];
+        let got: Vec<&str> = messages_of(&records, 7)
+            .iter()
+            .map(|r| str_field(r, "method"))
+            .collect();
+        assert_eq!(got, ["a", "b"]);
+        assert_eq!(session_ends_of(&records, 7, "s").len(), 1);
+    }
+
+    #[test]
+    fn split_addr_reads_v4_and_v6() {
+        assert_eq!(split_addr("127.0.0.1:8080"), ("127.0.0.1", 8080));
+        assert_eq!(split_addr("[::1]:443"), ("::1", 443));
+    }
+}
