@@ -9,14 +9,18 @@ fn main() {
     let path = match std::env::var_os("MCPWARDEN_EBPF_OBJECT") {
         Some(p) => PathBuf::from(p),
         None => {
-            let manifest = PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR").unwrap_or_default());
+            let manifest =
+                PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR").unwrap_or_default());
             manifest.join("../target/bpfel-unknown-none/release/mcpwarden-ebpf")
         }
     };
     println!("cargo::rerun-if-changed={}", path.display());
     if path.is_file() {
         println!("cargo::rustc-cfg=mcpwarden_embedded");
-        println!("cargo::rustc-env=MCPWARDEN_EBPF_OBJECT_PATH={}", path.display());
+        println!(
+            "cargo::rustc-env=MCPWARDEN_EBPF_OBJECT_PATH={}",
+            path.display()
+        );
     } else {
         println!(
             "cargo::warning=eBPF object {} not found: building without it (run `cargo xtask build`)",

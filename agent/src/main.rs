@@ -5,7 +5,11 @@ mod run;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "mcpwarden", version, about = "See the MCP traffic on this host, from the kernel")]
+#[command(
+    name = "mcpwarden",
+    version,
+    about = "See the MCP traffic on this host, from the kernel"
+)]
 struct Cli {
     #[command(subcommand)]
     cmd: Cmd,

@@ -57,9 +57,9 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
         ring_bytes: args.ring_bytes,
     })?;
     let sink: Box<dyn Write + Send> = match &args.output {
-        Some(p) => Box::new(
-            std::fs::File::create(p).with_context(|| format!("creating {}", p.display()))?,
-        ),
+        Some(p) => {
+            Box::new(std::fs::File::create(p).with_context(|| format!("creating {}", p.display()))?)
+        }
         None => Box::new(std::io::stdout()),
     };
     let mut writer = JsonLinesWriter::new(sink);
@@ -78,14 +78,14 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
         .context("starting the tokio runtime")?;
     let stop_sig = stop.clone();
     rt.spawn(async move {
-        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        {
-            Ok(s) => s,
-            Err(e) => {
-                tracing::error!("cannot watch SIGTERM: {e}");
-                return;
-            }
-        };
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::error!("cannot watch SIGTERM: {e}");
+                    return;
+                }
+            };
         tokio::select! {
             _ = tokio::signal::ctrl_c() => {}
             _ = term.recv() => {}
@@ -96,11 +96,13 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
     rt.block_on(tokio::task::yield_now());
     let handle = std::thread::spawn({
         let stop = stop.clone();
-        move || rt.block_on(async move {
-            while !stop.load(Ordering::SeqCst) {
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-        })
+        move || {
+            rt.block_on(async move {
+                while !stop.load(Ordering::SeqCst) {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            })
+        }
     });
 
     eprintln!(
