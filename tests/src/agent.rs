@@ -95,8 +95,13 @@ impl Agent {
     /// flushes and writes `session_end` records for open sessions), and returns every JSON
     /// line it wrote. Panics if it does not exit in time, exits unsuccessfully, or wrote a
     /// line that is not a JSON object.
-    pub fn stop(mut self) -> Vec<Value> {
-        if !self.process.signal(libc::SIGINT) {
+    pub fn stop(self) -> Vec<Value> {
+        self.stop_with(libc::SIGINT)
+    }
+
+    /// As [`Agent::stop`], with another signal (SIGTERM must behave as SIGINT).
+    pub fn stop_with(mut self, signal: i32) -> Vec<Value> {
+        if !self.process.signal(signal) {
             let status = self.process.try_wait();
             panic!(
                 "the agent exited ({status:?}) before the test stopped it\n--- agent stderr ---\n{}",
@@ -105,13 +110,13 @@ impl Agent {
         }
         let Some(status) = self.process.wait_timeout(STOP_TIMEOUT) else {
             panic!(
-                "the agent did not exit within {STOP_TIMEOUT:?} of SIGINT\n--- agent stderr ---\n{}",
+                "the agent did not exit within {STOP_TIMEOUT:?} of signal {signal}\n--- agent stderr ---\n{}",
                 self.process.stderr()
             );
         };
         assert!(
             status.success(),
-            "the agent exited with {status} after SIGINT (want success)\n--- agent stderr ---\n{}",
+            "the agent exited with {status} after signal {signal} (want success)\n--- agent stderr ---\n{}",
             self.process.stderr()
         );
         let text = std::fs::read_to_string(&self.output).unwrap_or_else(|e| {
