@@ -15,6 +15,9 @@ assert_size!(ConnKey, 8);
 pub const CONN_SNIFFING: u8 = 0; // looking at first bytes for an HTTP/1.x prefix
 pub const CONN_HTTP: u8 = 1; // streamed to userspace
 pub const CONN_IGNORED: u8 = 2; // not HTTP (or not TCP): every later syscall returns early
+/// The socket carries TLS seen in the TLS library: its syscall bytes are ciphertext and are
+/// never streamed; the plaintext goes out from the uprobes under the TLS connection.
+pub const CONN_TLS: u8 = 3;
 
 /// Non-matching payload syscalls tolerated before a connection is ignored.
 pub const SNIFF_MAX_MISSES: u8 = 4;
@@ -36,8 +39,40 @@ pub struct ConnState {
     /// Sniff misses so far.
     pub misses: u8,
     pub _pad: [u8; 5],
+    /// `SSL *` last seen using this socket (`CONN_TLS`), 0 otherwise.
+    pub ssl: u64,
 }
-assert_size!(ConnState, 40);
+assert_size!(ConnState, 48);
+
+/// Key of the TLS connection map: an `SSL *` of a process.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct TlsKey {
+    pub tgid: u32,
+    pub _pad: u32,
+    pub ssl: u64,
+}
+assert_size!(TlsKey, 16);
+
+/// Kernel-side state of one TLS connection (plaintext streams).
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct TlsConnState {
+    /// Generation of the plaintext connection (with tgid and fd it names it).
+    pub start_ns: u64,
+    pub egress_pos: u64,
+    pub ingress_pos: u64,
+    /// Socket fd the `SSL *` was last seen using (learned from the syscall it made inside
+    /// `SSL_read`/`SSL_write`); `NO_FD` until then.
+    pub fd: u32,
+    /// `CONN_SNIFFING`, `CONN_HTTP` or `CONN_IGNORED`.
+    pub state: u8,
+    pub misses: u8,
+    pub _pad: [u8; 2],
+}
+assert_size!(TlsConnState, 32);
+
+pub const NO_FD: u32 = u32::MAX;
 
 /// 4-tuple of a TCP socket, learned from `sock:inet_sock_set_state`.
 #[repr(C)]
@@ -57,4 +92,6 @@ mod user {
     unsafe impl aya::Pod for super::ConnKey {}
     unsafe impl aya::Pod for super::ConnState {}
     unsafe impl aya::Pod for super::SockTuple {}
+    unsafe impl aya::Pod for super::TlsKey {}
+    unsafe impl aya::Pod for super::TlsConnState {}
 }

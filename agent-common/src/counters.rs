@@ -24,12 +24,18 @@ pub enum Counter {
     ConnsIgnored = 8,
     /// Bytes lost on a ring-buffer failure.
     BytesRingFull = 9,
+    /// TLS reads/writes whose socket fd was not known yet (plaintext not carried).
+    TlsNoFd = 10,
+    /// TLS argument map full: an SSL call could not be followed.
+    TlsArgsMapFull = 11,
+    /// TLS plaintext chunks emitted.
+    TlsChunksEmitted = 12,
 }
 
 pub const COUNTER_SLOTS: u32 = 16;
 
 impl Counter {
-    pub const ALL: [Counter; 10] = [
+    pub const ALL: [Counter; 13] = [
         Counter::RingFull,
         Counter::BytesTruncated,
         Counter::ArgsMapFull,
@@ -40,6 +46,9 @@ impl Counter {
         Counter::ConnsHttp,
         Counter::ConnsIgnored,
         Counter::BytesRingFull,
+        Counter::TlsNoFd,
+        Counter::TlsArgsMapFull,
+        Counter::TlsChunksEmitted,
     ];
     /// Metric-style name.
     pub fn name(self) -> &'static str {
@@ -54,6 +63,9 @@ impl Counter {
             Counter::ConnsHttp => "conns_http",
             Counter::ConnsIgnored => "conns_ignored",
             Counter::BytesRingFull => "ring_full_bytes",
+            Counter::TlsNoFd => "tls_no_fd",
+            Counter::TlsArgsMapFull => "tls_args_map_full",
+            Counter::TlsChunksEmitted => "tls_chunks_emitted",
         }
     }
 }

@@ -14,6 +14,8 @@ pub enum EventKind {
     ConnOpen = 2,
     /// A streamed connection's fd was closed ([`ConnCloseEvent`]).
     ConnClose = 3,
+    /// A process called exec (an [`EventHeader`] alone): look for TLS symbols in it.
+    ProcessExec = 200,
 }
 
 impl EventKind {
@@ -22,6 +24,7 @@ impl EventKind {
             1 => Some(Self::SocketData),
             2 => Some(Self::ConnOpen),
             3 => Some(Self::ConnClose),
+            200 => Some(Self::ProcessExec),
             _ => None,
         }
     }
@@ -43,6 +46,10 @@ pub enum DataSource {
     Readv = 6,
     SendMsg = 7,
     RecvMsg = 8,
+    /// Plaintext handed to OpenSSL `SSL_write`/`SSL_write_ex` (uprobe).
+    SslWrite = 9,
+    /// Plaintext returned by OpenSSL `SSL_read`/`SSL_read_ex` (uretprobe).
+    SslRead = 10,
 }
 
 impl DataSource {
@@ -56,12 +63,20 @@ impl DataSource {
             6 => Self::Readv,
             7 => Self::SendMsg,
             8 => Self::RecvMsg,
+            9 => Self::SslWrite,
+            10 => Self::SslRead,
             _ => return None,
         })
     }
+    /// True for plaintext captured inside the TLS library.
+    pub fn is_tls(self) -> bool {
+        matches!(self, Self::SslWrite | Self::SslRead)
+    }
     pub fn direction(self) -> u8 {
         match self {
-            Self::Write | Self::SendTo | Self::Writev | Self::SendMsg => DIR_EGRESS,
+            Self::Write | Self::SendTo | Self::Writev | Self::SendMsg | Self::SslWrite => {
+                DIR_EGRESS
+            }
             _ => DIR_INGRESS,
         }
     }
@@ -152,7 +167,8 @@ pub struct ConnOpenEvent {
     pub rport: u16,
     /// A `ROLE_*` value.
     pub role: u8,
-    pub _pad: u8,
+    /// 1 when the stream is TLS plaintext captured in the TLS library.
+    pub tls: u8,
     /// IPv4 in the first 4 bytes, or IPv6.
     pub laddr: [u8; 16],
     pub raddr: [u8; 16],

@@ -7,13 +7,13 @@ use aya_ebpf::{
     programs::TracePointContext,
 };
 use mcpwarden_common::{
-    conn::{ConnKey, CONN_HTTP, CONN_SNIFFING},
+    conn::{ConnKey, TlsKey, CONN_HTTP, CONN_SNIFFING, CONN_TLS},
     event::{ConnCloseEvent, EventHeader, EventKind, ROLE_ACCEPTOR, ROLE_CONNECTOR},
 };
 
 use crate::{
     ctx::{field, skip_tgid},
-    maps::{SyscallArgs, ARGS, CONNS, EVENTS, SOURCE_CONNECT},
+    maps::{SyscallArgs, ARGS, CONNS, EVENTS, SOURCE_CONNECT, TLS_CONNS},
     syscalls::new_conn,
 };
 
@@ -120,7 +120,24 @@ pub fn sys_enter_close(ctx: TracePointContext) -> u32 {
         None => return 0,
     };
     let _ = CONNS.remove(&key);
-    if c.state != CONN_HTTP {
+    let mut start_ns = c.start_ns;
+    if c.state == CONN_TLS {
+        let tk = TlsKey {
+            tgid,
+            _pad: 0,
+            ssl: c.ssl,
+        };
+        // SAFETY: copy out, then delete.
+        let t = match unsafe { TLS_CONNS.get(&tk) } {
+            Some(t) => *t,
+            None => return 0,
+        };
+        let _ = TLS_CONNS.remove(&tk);
+        if t.state != CONN_HTTP || t.fd != fd as u32 {
+            return 0;
+        }
+        start_ns = t.start_ns;
+    } else if c.state != CONN_HTTP {
         return 0;
     }
     let ev = ConnCloseEvent {
@@ -131,7 +148,7 @@ pub fn sys_enter_close(ctx: TracePointContext) -> u32 {
             fd: fd as u32,
             // SAFETY: helper without preconditions.
             ts_ns: unsafe { bpf_ktime_get_ns() },
-            conn_start_ns: c.start_ns,
+            conn_start_ns: start_ns,
         },
         egress_bytes: c.egress_pos,
         ingress_bytes: c.ingress_pos,

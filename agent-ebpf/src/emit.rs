@@ -71,6 +71,12 @@ pub fn looks_like_http(b: &[u8; 8]) -> bool {
 /// being established (`family == 0` otherwise: userspace resolves it from /proc).
 #[inline(always)]
 pub fn emit_conn_open(tgid: u32, tid: u32, fd: u32, c: &ConnState) {
+    emit_open(tgid, tid, fd, c.start_ns, c.sk, c.role, 0);
+}
+
+/// The open record of a connection (`tls`: 1 for TLS plaintext streams).
+#[inline(always)]
+pub fn emit_open(tgid: u32, tid: u32, fd: u32, start_ns: u64, sk: u64, role: u8, tls: u8) {
     let mut ev = ConnOpenEvent {
         header: EventHeader {
             kind: EventKind::ConnOpen as u32,
@@ -79,20 +85,20 @@ pub fn emit_conn_open(tgid: u32, tid: u32, fd: u32, c: &ConnState) {
             fd,
             // SAFETY: helper without preconditions.
             ts_ns: unsafe { bpf_ktime_get_ns() },
-            conn_start_ns: c.start_ns,
+            conn_start_ns: start_ns,
         },
-        sk: c.sk,
+        sk,
         family: 0,
         lport: 0,
         rport: 0,
-        role: c.role,
-        _pad: 0,
+        role,
+        tls,
         laddr: [0; 16],
         raddr: [0; 16],
         comm: bpf_get_current_comm().unwrap_or([0; 16]),
     };
     // SAFETY: read-only peek at the map value.
-    if let Some(t) = unsafe { SOCKS.get(&c.sk) } {
+    if let Some(t) = unsafe { SOCKS.get(&sk) } {
         ev.family = t.family;
         ev.lport = t.lport;
         ev.rport = t.rport;
@@ -239,6 +245,9 @@ pub fn emit_payload(
                 count(Counter::BytesRingFull, n as u64);
             } else {
                 count(Counter::ChunksEmitted, 1);
+                if source >= DataSource::SslWrite as u8 {
+                    count(Counter::TlsChunksEmitted, 1);
+                }
                 count(Counter::BytesEmitted, n as u64);
             }
         } else {

@@ -5,7 +5,7 @@ use aya_ebpf::{
     maps::{HashMap, LruHashMap, PerCpuArray, RingBuf},
 };
 use mcpwarden_common::{
-    conn::{ConnKey, ConnState, SockTuple},
+    conn::{ConnKey, ConnState, SockTuple, TlsConnState, TlsKey},
     counters::{Counter, COUNTER_SLOTS},
     event::DataEvent,
 };
@@ -28,6 +28,28 @@ pub static CONNS: LruHashMap<ConnKey, ConnState> = LruHashMap::with_max_entries(
 /// `struct sock *` → 4-tuple, from `sock:inet_sock_set_state`.
 #[map]
 pub static SOCKS: LruHashMap<u64, SockTuple> = LruHashMap::with_max_entries(65536, 0);
+
+/// Arguments of an in-flight `SSL_read`/`SSL_write` (and `_ex`), keyed by pid_tgid.
+#[map]
+pub static TLS_ARGS: HashMap<u64, TlsArgs> = HashMap::with_max_entries(16384, 0);
+
+/// TLS connections by (tgid, `SSL *`). LRU for the same reason as `CONNS`.
+#[map]
+pub static TLS_CONNS: LruHashMap<TlsKey, TlsConnState> = LruHashMap::with_max_entries(65536, 0);
+
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct TlsArgs {
+    pub ssl: u64,
+    pub buf: u64,
+    /// `size_t *` out-parameter of the `_ex` variants (0 for the plain ones).
+    pub out_len: u64,
+    /// Socket fd of a syscall made inside the call (`NO_FD` if none).
+    pub fd: u32,
+    /// `DataSource::SslWrite` or `SslRead`.
+    pub source: u8,
+    pub _pad: [u8; 3],
+}
 
 /// Per-CPU scratch record a chunk is assembled in (too large for the 512-byte stack).
 #[map]

@@ -11,7 +11,9 @@ use aya_ebpf::{
     programs::TracePointContext,
 };
 use mcpwarden_common::{
-    conn::{ConnKey, ConnState, CONN_HTTP, CONN_IGNORED, CONN_SNIFFING, SNIFF_MAX_MISSES},
+    conn::{
+        ConnKey, ConnState, CONN_HTTP, CONN_IGNORED, CONN_SNIFFING, CONN_TLS, SNIFF_MAX_MISSES,
+    },
     counters::Counter,
     event::{DataSource, DIR_EGRESS, ROLE_UNKNOWN},
 };
@@ -21,6 +23,7 @@ use crate::{
     emit::{emit_conn_open, emit_payload, first_bytes, looks_like_http, Payload},
     maps::{count, SyscallArgs, ARGS, CONNS},
     sock::is_tcp,
+    tls::{in_ssl_call, tie_ssl_to_fd},
 };
 
 // Formats (syscalls/sys_enter_*): fd @16 (8 bytes), then:
@@ -102,7 +105,9 @@ fn on_enter(ctx: &TracePointContext, source: DataSource, kind: ArgKind) {
     };
     // SAFETY: read-only peek at the map value.
     if let Some(c) = unsafe { CONNS.get(&key) } {
-        if c.state == CONN_IGNORED {
+        // Ignored and TLS sockets are skipped, except inside an SSL call (the syscall made
+        // there ties the `SSL *` to this fd).
+        if (c.state == CONN_IGNORED || c.state == CONN_TLS) && !in_ssl_call(id) {
             return;
         }
     }
@@ -162,6 +167,9 @@ fn on_exit(ctx: &TracePointContext) {
         let _ = CONNS.insert(&key, &st, 0);
         return;
     }
+    if tie_ssl_to_fd(id, tgid, args.fd, args.sk) {
+        return; // ciphertext: the plaintext goes out from the TLS uprobes
+    }
     if ret <= 0 {
         return;
     }
@@ -205,6 +213,7 @@ fn on_exit(ctx: &TracePointContext) {
     };
     match c.state {
         CONN_HTTP => {}
+        CONN_TLS => return,
         CONN_SNIFFING => {
             let head = first_bytes(&payload);
             if looks_like_http(&head) {
@@ -245,5 +254,6 @@ pub fn new_conn(role: u8, state: u8, sk: u64) -> ConnState {
         role,
         misses: 0,
         _pad: [0; 5],
+        ssl: 0,
     }
 }

@@ -106,8 +106,9 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
     });
 
     eprintln!(
-        "mcpwarden: {} programs attached; printing MCP traffic as JSON lines",
-        capture.attached
+        "mcpwarden: {} programs attached, TLS uprobes on {} files; printing MCP traffic as JSON lines",
+        capture.attached,
+        capture.tls.targets.len()
     );
     if let Some(p) = &args.ready_file {
         std::fs::write(p, format!("{}\n", std::process::id()))
@@ -117,6 +118,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
     let fd = capture.ring.as_raw_fd();
     let mut records: Vec<Record> = Vec::new();
     let mut last_tick = monotonic_ns();
+    let mut last_tls_scan = last_tick;
     loop {
         let stopping = stop.load(Ordering::SeqCst);
         let mut pfd = libc::pollfd {
@@ -128,8 +130,10 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
             // SAFETY: one valid pollfd.
             unsafe { libc::poll(&mut pfd, 1, 200) };
         }
+        let mut exec_pids = Vec::new();
         while let Some(item) = capture.ring.next() {
             match events::decode(&item) {
+                Ok(events::KernelEvent::Exec { pid, .. }) => exec_pids.push(pid),
                 Ok(ev) => table.on_event(ev, &mut records),
                 Err(e) => {
                     table.stats.bad_records += 1;
@@ -141,10 +145,17 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
                 write_all(&mut writer, &mut records)?;
             }
         }
+        for pid in exec_pids {
+            capture.scan_tls_pid(pid);
+        }
         let now = monotonic_ns();
         if now.saturating_sub(last_tick) >= 1_000_000_000 {
             table.on_tick(now, &mut records);
             last_tick = now;
+        }
+        if now.saturating_sub(last_tls_scan) >= 2_000_000_000 {
+            capture.scan_tls_all();
+            last_tls_scan = now;
         }
         write_all(&mut writer, &mut records)?;
         if stopping {

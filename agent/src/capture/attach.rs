@@ -67,6 +67,12 @@ pub const PROGRAMS: &[ProgramSpec] = &[
         why: "marks a recv syscall as touching a socket (family, protocol, sock)",
     },
     ProgramSpec {
+        program: "sched_process_exec",
+        category: "sched",
+        event: "sched_process_exec",
+        why: "new processes: look for TLS symbols in their executable",
+    },
+    ProgramSpec {
         program: "inet_sock_set_state",
         category: "sock",
         event: "inet_sock_set_state",
@@ -88,6 +94,7 @@ pub struct Capture {
     ebpf: Ebpf,
     pub ring: RingBuf<MapData>,
     pub attached: usize,
+    pub tls: super::tls::TlsAttacher,
 }
 
 impl Capture {
@@ -139,11 +146,26 @@ impl Capture {
             map: "EVENTS",
             source: Box::new(source),
         })?;
+        super::tls::load_programs(&mut ebpf)?;
+        let mut tls = super::tls::TlsAttacher::default();
+        tls.scan_system(&mut ebpf);
+        tls.scan_all(&mut ebpf);
         Ok(Self {
             ebpf,
             ring,
             attached,
+            tls,
         })
+    }
+
+    /// Looks for TLS libraries in one process (after its exec).
+    pub fn scan_tls_pid(&mut self, pid: u32) {
+        self.tls.scan_pid(&mut self.ebpf, pid);
+    }
+
+    /// Looks for TLS libraries in every process.
+    pub fn scan_tls_all(&mut self) {
+        self.tls.scan_all(&mut self.ebpf);
     }
 
     /// Kernel counters summed over CPUs, by name.

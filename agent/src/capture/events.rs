@@ -54,6 +54,8 @@ pub enum KernelEvent {
         /// `Some(true)`: the process called connect(2); `Some(false)`: accept(2).
         connector: Option<bool>,
         comm: String,
+        /// TLS plaintext captured in the TLS library.
+        tls: bool,
     },
     Close {
         conn: ConnIdent,
@@ -61,6 +63,8 @@ pub enum KernelEvent {
         egress_bytes: u64,
         ingress_bytes: u64,
     },
+    /// A process exec'd (userspace looks for TLS symbols in it).
+    Exec { pid: u32, ts_ns: u64 },
 }
 
 #[derive(Debug, Error, PartialEq, Eq)]
@@ -150,6 +154,7 @@ pub fn decode(rec: &[u8]) -> Result<KernelEvent, EventDecodeError> {
                     _ => None,
                 },
                 comm: comm_str(&o.comm),
+                tls: o.tls != 0,
             })
         }
         Some(EventKind::ConnClose) => {
@@ -161,6 +166,10 @@ pub fn decode(rec: &[u8]) -> Result<KernelEvent, EventDecodeError> {
                 ingress_bytes: c.ingress_bytes,
             })
         }
+        Some(EventKind::ProcessExec) => Ok(KernelEvent::Exec {
+            pid: h.tgid,
+            ts_ns: h.ts_ns,
+        }),
         None => Err(EventDecodeError::UnknownKind { kind: h.kind }),
     }
 }
@@ -259,7 +268,7 @@ mod tests {
             lport: 8080,
             rport: 5555,
             role: mcpwarden_common::event::ROLE_ACCEPTOR,
-            _pad: 0,
+            tls: 1,
             laddr: la,
             raddr: la,
             comm: *b"python3\0\0\0\0\0\0\0\0\0",

@@ -6,6 +6,7 @@ pub mod counters;
 pub mod error;
 pub mod events;
 pub mod preflight;
+pub mod tls;
 
 pub use attach::Capture;
 pub use error::CaptureError;

@@ -157,6 +157,7 @@ impl ConnTable {
                     out,
                 );
             }
+            KernelEvent::Exec { .. } => {}
             KernelEvent::Close { conn, ts_ns, .. } => {
                 if let Some(mut c) = self.conns.remove(&conn) {
                     self.stats.conns_closed += 1;
