@@ -30,12 +30,18 @@ pub enum Counter {
     TlsArgsMapFull = 11,
     /// TLS plaintext chunks emitted.
     TlsChunksEmitted = 12,
+    /// TLS connections tied to their socket by the syscall inside the SSL call.
+    TlsTieInCall = 13,
+    /// ... by the thread's last socket read before `SSL_read` (memory BIO, e.g. asyncio).
+    TlsTieLastRead = 14,
+    /// ... by the thread's next socket write after `SSL_write` (memory BIO).
+    TlsTieNextWrite = 15,
 }
 
-pub const COUNTER_SLOTS: u32 = 16;
+pub const COUNTER_SLOTS: u32 = 32;
 
 impl Counter {
-    pub const ALL: [Counter; 13] = [
+    pub const ALL: [Counter; 16] = [
         Counter::RingFull,
         Counter::BytesTruncated,
         Counter::ArgsMapFull,
@@ -49,6 +55,9 @@ impl Counter {
         Counter::TlsNoFd,
         Counter::TlsArgsMapFull,
         Counter::TlsChunksEmitted,
+        Counter::TlsTieInCall,
+        Counter::TlsTieLastRead,
+        Counter::TlsTieNextWrite,
     ];
     /// Metric-style name.
     pub fn name(self) -> &'static str {
@@ -66,6 +75,9 @@ impl Counter {
             Counter::TlsNoFd => "tls_no_fd",
             Counter::TlsArgsMapFull => "tls_args_map_full",
             Counter::TlsChunksEmitted => "tls_chunks_emitted",
+            Counter::TlsTieInCall => "tls_tie_in_call",
+            Counter::TlsTieLastRead => "tls_tie_last_read",
+            Counter::TlsTieNextWrite => "tls_tie_next_write",
         }
     }
 }

@@ -14,6 +14,9 @@ pub enum EventKind {
     ConnOpen = 2,
     /// A streamed connection's fd was closed ([`ConnCloseEvent`]).
     ConnClose = 3,
+    /// The socket behind a TLS connection became known ([`ConnOpenEvent`] layout; the
+    /// header names the TLS connection, `sock_fd` and the tuple the socket).
+    TlsTie = 100,
     /// A process called exec (an [`EventHeader`] alone): look for TLS symbols in it.
     ProcessExec = 200,
 }
@@ -24,6 +27,7 @@ impl EventKind {
             1 => Some(Self::SocketData),
             2 => Some(Self::ConnOpen),
             3 => Some(Self::ConnClose),
+            100 => Some(Self::TlsTie),
             200 => Some(Self::ProcessExec),
             _ => None,
         }
@@ -130,7 +134,11 @@ pub struct DataEventHeader {
     pub source: u8,
     /// `FLAG_*` bits.
     pub flags: u8,
-    pub _pad: [u8; 5],
+    pub _pad: u8,
+    /// The socket fd the bytes went through, when known (`NO_FD` otherwise). For plain
+    /// sockets it equals `header.fd`; TLS connections are named by `header.fd == NO_FD`
+    /// and their generation, because the socket may become known only later.
+    pub sock_fd: u32,
 }
 assert_size!(DataEventHeader, 56);
 
@@ -174,8 +182,11 @@ pub struct ConnOpenEvent {
     pub raddr: [u8; 16],
     /// `comm` of the thread that made the first streamed syscall.
     pub comm: [u8; 16],
+    /// Socket fd (`NO_FD` when not known yet: see `TlsTie`).
+    pub sock_fd: u32,
+    pub _pad2: u32,
 }
-assert_size!(ConnOpenEvent, 96);
+assert_size!(ConnOpenEvent, 104);
 
 /// Sent when a streamed connection's fd is closed.
 #[repr(C)]

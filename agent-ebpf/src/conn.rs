@@ -7,7 +7,7 @@ use aya_ebpf::{
     programs::TracePointContext,
 };
 use mcpwarden_common::{
-    conn::{ConnKey, TlsKey, CONN_HTTP, CONN_SNIFFING, CONN_TLS},
+    conn::{ConnKey, TlsKey, CONN_HTTP, CONN_SNIFFING, CONN_TLS, NO_FD},
     event::{ConnCloseEvent, EventHeader, EventKind, ROLE_ACCEPTOR, ROLE_CONNECTOR},
 };
 
@@ -121,6 +121,7 @@ pub fn sys_enter_close(ctx: TracePointContext) -> u32 {
     };
     let _ = CONNS.remove(&key);
     let mut start_ns = c.start_ns;
+    let mut ident_fd = fd as u32;
     if c.state == CONN_TLS {
         let tk = TlsKey {
             tgid,
@@ -137,6 +138,7 @@ pub fn sys_enter_close(ctx: TracePointContext) -> u32 {
             return 0;
         }
         start_ns = t.start_ns;
+        ident_fd = NO_FD;
     } else if c.state != CONN_HTTP {
         return 0;
     }
@@ -145,7 +147,7 @@ pub fn sys_enter_close(ctx: TracePointContext) -> u32 {
             kind: EventKind::ConnClose as u32,
             tgid,
             tid: id as u32,
-            fd: fd as u32,
+            fd: ident_fd,
             // SAFETY: helper without preconditions.
             ts_ns: unsafe { bpf_ktime_get_ns() },
             conn_start_ns: start_ns,

@@ -71,18 +71,40 @@ pub fn looks_like_http(b: &[u8; 8]) -> bool {
 /// being established (`family == 0` otherwise: userspace resolves it from /proc).
 #[inline(always)]
 pub fn emit_conn_open(tgid: u32, tid: u32, fd: u32, c: &ConnState) {
-    emit_open(tgid, tid, fd, c.start_ns, c.sk, c.role, 0);
+    emit_open(
+        EventKind::ConnOpen,
+        tgid,
+        tid,
+        fd,
+        c.start_ns,
+        c.sk,
+        c.role,
+        0,
+        fd,
+    );
 }
 
-/// The open record of a connection (`tls`: 1 for TLS plaintext streams).
+/// An open (or TLS tie) record: `ident_fd` + `start_ns` name the connection, `sock_fd`
+/// and `sk` the socket (`tls`: 1 for TLS plaintext streams).
 #[inline(always)]
-pub fn emit_open(tgid: u32, tid: u32, fd: u32, start_ns: u64, sk: u64, role: u8, tls: u8) {
+#[allow(clippy::too_many_arguments)]
+pub fn emit_open(
+    kind: EventKind,
+    tgid: u32,
+    tid: u32,
+    ident_fd: u32,
+    start_ns: u64,
+    sk: u64,
+    role: u8,
+    tls: u8,
+    sock_fd: u32,
+) {
     let mut ev = ConnOpenEvent {
         header: EventHeader {
-            kind: EventKind::ConnOpen as u32,
+            kind: kind as u32,
             tgid,
             tid,
-            fd,
+            fd: ident_fd,
             // SAFETY: helper without preconditions.
             ts_ns: unsafe { bpf_ktime_get_ns() },
             conn_start_ns: start_ns,
@@ -96,6 +118,8 @@ pub fn emit_open(tgid: u32, tid: u32, fd: u32, start_ns: u64, sk: u64, role: u8,
         laddr: [0; 16],
         raddr: [0; 16],
         comm: bpf_get_current_comm().unwrap_or([0; 16]),
+        sock_fd,
+        _pad2: 0,
     };
     // SAFETY: read-only peek at the map value.
     if let Some(t) = unsafe { SOCKS.get(&sk) } {
@@ -113,13 +137,15 @@ pub fn emit_open(tgid: u32, tid: u32, fd: u32, start_ns: u64, sk: u64, role: u8,
 /// Streams the payload as chunks. Walks iovecs for vectored syscalls. Bytes beyond the chunk
 /// cap, or unreadable, are not carried: they are counted and show as a gap in `pos`.
 #[inline(always)]
+#[allow(clippy::too_many_arguments)]
 pub fn emit_payload(
     tgid: u32,
     tid: u32,
-    fd: u32,
+    ident_fd: u32,
     conn_start_ns: u64,
     pos: u64,
     source: u8,
+    sock_fd: u32,
     p: &Payload,
 ) {
     let ev = match SCRATCH.get_ptr_mut(0) {
@@ -137,7 +163,7 @@ pub fn emit_payload(
             kind: EventKind::SocketData as u32,
             tgid,
             tid,
-            fd,
+            fd: ident_fd,
             // SAFETY: helper without preconditions.
             ts_ns: unsafe { bpf_ktime_get_ns() },
             conn_start_ns,
@@ -148,7 +174,8 @@ pub fn emit_payload(
         direction,
         source,
         flags: 0,
-        _pad: [0; 5],
+        _pad: 0,
+        sock_fd,
     };
     // The walk's state lives in a per-CPU map, read and written through volatile accesses:
     // the verifier does not track map memory, so the states of one turn converge whatever

@@ -37,6 +37,20 @@ pub static TLS_ARGS: HashMap<u64, TlsArgs> = HashMap::with_max_entries(16384, 0)
 #[map]
 pub static TLS_CONNS: LruHashMap<TlsKey, TlsConnState> = LruHashMap::with_max_entries(65536, 0);
 
+/// Processes that called into a TLS library (their sockets get the tie heuristics).
+#[map]
+pub static TLS_PIDS: LruHashMap<u32, u8> = LruHashMap::with_max_entries(16384, 0);
+
+/// Memory-BIO TLS (asyncio, node): the socket fd a thread read last, for its next
+/// `SSL_read` whose `SSL *` is not tied yet.
+#[map]
+pub static LAST_READ_FD: LruHashMap<u64, u32> = LruHashMap::with_max_entries(16384, 0);
+
+/// Memory-BIO TLS: an `SSL *` whose `SSL_write` made no syscall; the thread's next socket
+/// write carries its ciphertext and names the socket.
+#[map]
+pub static PENDING_WRITE: LruHashMap<u64, u64> = LruHashMap::with_max_entries(16384, 0);
+
 #[repr(C)]
 #[derive(Clone, Copy)]
 pub struct TlsArgs {

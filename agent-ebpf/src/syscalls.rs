@@ -23,7 +23,7 @@ use crate::{
     emit::{emit_conn_open, emit_payload, first_bytes, looks_like_http, Payload},
     maps::{count, SyscallArgs, ARGS, CONNS},
     sock::is_tcp,
-    tls::{in_ssl_call, tie_ssl_to_fd},
+    tls::{in_ssl_call, tie_ssl_to_fd, uses_tls},
 };
 
 // Formats (syscalls/sys_enter_*): fd @16 (8 bytes), then:
@@ -107,7 +107,7 @@ fn on_enter(ctx: &TracePointContext, source: DataSource, kind: ArgKind) {
     if let Some(c) = unsafe { CONNS.get(&key) } {
         // Ignored and TLS sockets are skipped, except inside an SSL call (the syscall made
         // there ties the `SSL *` to this fd).
-        if (c.state == CONN_IGNORED || c.state == CONN_TLS) && !in_ssl_call(id) {
+        if (c.state == CONN_IGNORED || c.state == CONN_TLS) && !in_ssl_call(id) && !uses_tls(tgid) {
             return;
         }
     }
@@ -167,7 +167,7 @@ fn on_exit(ctx: &TracePointContext) {
         let _ = CONNS.insert(&key, &st, 0);
         return;
     }
-    if tie_ssl_to_fd(id, tgid, args.fd, args.sk) {
+    if tie_ssl_to_fd(id, tgid, args.fd, args.sk, args.source, ret) {
         return; // ciphertext: the plaintext goes out from the TLS uprobes
     }
     if ret <= 0 {
@@ -231,7 +231,9 @@ fn on_exit(ctx: &TracePointContext) {
         }
         _ => return,
     }
-    emit_payload(tgid, id as u32, args.fd, c.start_ns, pos, source, &payload);
+    emit_payload(
+        tgid, id as u32, args.fd, c.start_ns, pos, source, args.fd, &payload,
+    );
 }
 
 #[inline(always)]

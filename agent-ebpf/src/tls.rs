@@ -22,13 +22,13 @@ use mcpwarden_common::{
         SNIFF_MAX_MISSES,
     },
     counters::Counter,
-    event::{DataSource, ROLE_UNKNOWN},
+    event::{DataSource, EventKind, DIR_EGRESS, ROLE_UNKNOWN},
 };
 
 use crate::{
     ctx::skip_tgid,
     emit::{emit_open, emit_payload, first_bytes, looks_like_http, Payload},
-    maps::{count, TlsArgs, CONNS, TLS_ARGS, TLS_CONNS},
+    maps::{count, TlsArgs, CONNS, LAST_READ_FD, PENDING_WRITE, TLS_ARGS, TLS_CONNS, TLS_PIDS},
     syscalls::new_conn,
 };
 
@@ -41,6 +41,11 @@ fn on_entry(ctx: &ProbeContext, source: DataSource, ex: bool) {
     let ssl: u64 = ctx.arg(0).unwrap_or(0);
     let buf: u64 = ctx.arg(1).unwrap_or(0);
     let out_len: u64 = if ex { ctx.arg(3).unwrap_or(0) } else { 0 };
+    let tgid = (id >> 32) as u32;
+    // SAFETY: read-only peek, then a rare insert (first SSL call of the process).
+    if unsafe { TLS_PIDS.get(&tgid) }.is_none() {
+        let _ = TLS_PIDS.insert(&tgid, &1, 0);
+    }
     let a = TlsArgs {
         ssl,
         buf,
@@ -114,18 +119,62 @@ pub fn in_ssl_call(id: u64) -> bool {
     unsafe { TLS_ARGS.get(&id) }.is_some()
 }
 
-/// Called at the exit of a payload syscall on a TCP socket. Inside an SSL call: remember the
-/// fd for the call, mark the socket TLS (its bytes are ciphertext), and return true.
+/// True when the process uses a TLS library we follow.
 #[inline(always)]
-pub fn tie_ssl_to_fd(id: u64, tgid: u32, fd: u32, sk: u64) -> bool {
-    let Some(a) = TLS_ARGS.get_ptr_mut(&id) else {
+pub fn uses_tls(tgid: u32) -> bool {
+    // SAFETY: read-only peek.
+    unsafe { TLS_PIDS.get(&tgid) }.is_some()
+}
+
+/// Called at the exit of every payload syscall on a TCP socket. Returns true when the bytes
+/// are TLS ciphertext that must not be streamed.
+/// - Inside an SSL call (socket BIO): the syscall names the call's socket.
+/// - Outside, in a process using TLS (memory BIO: asyncio, node): a read is remembered for
+///   the thread's next `SSL_read`; a write completes a pending `SSL_write` tie.
+#[inline(always)]
+pub fn tie_ssl_to_fd(id: u64, tgid: u32, fd: u32, sk: u64, source: u8, ret: i64) -> bool {
+    if let Some(a) = TLS_ARGS.get_ptr_mut(&id) {
+        // SAFETY: this thread's own entry.
+        let ssl = unsafe {
+            (*a).fd = fd;
+            (*a).ssl
+        };
+        mark_socket_tls(tgid, fd, sk, ssl);
+        return true;
+    }
+    if !uses_tls(tgid) {
         return false;
-    };
-    // SAFETY: this thread's own entry.
-    let ssl = unsafe {
-        (*a).fd = fd;
-        (*a).ssl
-    };
+    }
+    let key = ConnKey { tgid, fd };
+    // SAFETY: read-only peek.
+    let state = unsafe { CONNS.get(&key) }.map(|c| c.state);
+    if state == Some(CONN_HTTP) {
+        return false; // plaintext HTTP in a process that also uses TLS
+    }
+    let egress = DataSource::from_u8(source).is_some_and(|s| s.direction() == DIR_EGRESS);
+    if !egress {
+        if ret > 0 {
+            let _ = LAST_READ_FD.insert(&id, &fd, 0);
+        }
+    } else if let Some(ssl) = unsafe { PENDING_WRITE.get(&id) }.copied() {
+        let _ = PENDING_WRITE.remove(&id);
+        let tk = TlsKey { tgid, _pad: 0, ssl };
+        if let Some(c) = TLS_CONNS.get_ptr_mut(&tk) {
+            // SAFETY: map value valid for this run.
+            let c = unsafe { &mut *c };
+            if c.fd == NO_FD {
+                count(Counter::TlsTieNextWrite, 1);
+                set_tls_fd(tgid, id as u32, c, fd, ssl);
+            }
+        }
+        return true;
+    }
+    state == Some(CONN_TLS)
+}
+
+/// Marks a socket as carrying TLS for `ssl`: its syscall bytes are no longer streamed.
+#[inline(always)]
+fn mark_socket_tls(tgid: u32, fd: u32, sk: u64, ssl: u64) {
     let key = ConnKey { tgid, fd };
     match CONNS.get_ptr_mut(&key) {
         Some(c) => {
@@ -143,7 +192,37 @@ pub fn tie_ssl_to_fd(id: u64, tgid: u32, fd: u32, sk: u64) -> bool {
             let _ = CONNS.insert(&key, &c, 0);
         }
     }
-    true
+}
+
+/// Gives a TLS connection its socket; if it is already streamed, tells userspace (TlsTie).
+#[inline(always)]
+fn set_tls_fd(tgid: u32, tid: u32, c: &mut TlsConnState, fd: u32, ssl: u64) {
+    c.fd = fd;
+    mark_socket_tls(tgid, fd, 0, ssl);
+    if c.state == CONN_HTTP {
+        let (sk, role) = socket_of(tgid, fd);
+        emit_open(
+            EventKind::TlsTie,
+            tgid,
+            tid,
+            NO_FD,
+            c.start_ns,
+            sk,
+            role,
+            1,
+            fd,
+        );
+    }
+}
+
+#[inline(always)]
+fn socket_of(tgid: u32, fd: u32) -> (u64, u8) {
+    let sock = ConnKey { tgid, fd };
+    // SAFETY: read-only peek.
+    match unsafe { CONNS.get(&sock) } {
+        Some(s) => (s.sk, s.role),
+        None => (0, ROLE_UNKNOWN),
+    }
 }
 
 #[inline(always)]
@@ -178,6 +257,8 @@ fn on_return(ctx: &RetProbeContext, ex: bool) {
         return;
     }
     let tgid = (id >> 32) as u32;
+    let tid = id as u32;
+    let egress = a.source == DataSource::SslWrite as u8;
     let key = TlsKey {
         tgid,
         _pad: 0,
@@ -186,13 +267,7 @@ fn on_return(ctx: &RetProbeContext, ex: bool) {
     let conn = match TLS_CONNS.get_ptr_mut(&key) {
         Some(c) => c,
         None => {
-            if a.fd == NO_FD {
-                // No syscall inside this call and the SSL* was never tied: unknown socket.
-                count(Counter::TlsNoFd, 1);
-                return;
-            }
-            let st = new_tls_conn(a.fd);
-            if TLS_CONNS.insert(&key, &st, 0).is_err() {
+            if TLS_CONNS.insert(&key, &new_tls_conn(), 0).is_err() {
                 count(Counter::ConnMapFull, 1);
                 return;
             }
@@ -204,12 +279,26 @@ fn on_return(ctx: &RetProbeContext, ex: bool) {
     };
     // SAFETY: map value valid for this run.
     let c = unsafe { &mut *conn };
-    if a.fd != NO_FD && a.fd != c.fd {
-        // The SSL* now drives another socket: a new connection.
-        *c = new_tls_conn(a.fd);
+    if a.fd != NO_FD {
+        // Authoritative: the call itself used this socket.
+        if c.fd != a.fd {
+            if c.fd != NO_FD {
+                // The SSL* now drives another socket: a new connection.
+                *c = new_tls_conn();
+            }
+            count(Counter::TlsTieInCall, 1);
+            set_tls_fd(tgid, tid, c, a.fd, a.ssl);
+        }
+    } else if c.fd == NO_FD {
+        if egress {
+            let _ = PENDING_WRITE.insert(&id, &a.ssl, 0);
+        } else if let Some(fd) = unsafe { LAST_READ_FD.get(&id) }.copied() {
+            count(Counter::TlsTieLastRead, 1);
+            set_tls_fd(tgid, tid, c, fd, a.ssl);
+        } else {
+            count(Counter::TlsNoFd, 1);
+        }
     }
-    let fd = c.fd;
-    let egress = a.source == DataSource::SslWrite as u8;
     let pos = if egress { c.egress_pos } else { c.ingress_pos };
     if egress {
         c.egress_pos = pos + len;
@@ -228,13 +317,22 @@ fn on_return(ctx: &RetProbeContext, ex: bool) {
             if looks_like_http(&first_bytes(&payload)) {
                 c.state = CONN_HTTP;
                 count(Counter::ConnsHttp, 1);
-                let sock = ConnKey { tgid, fd };
-                // SAFETY: read-only peek.
-                let (sk, role) = match unsafe { CONNS.get(&sock) } {
-                    Some(s) => (s.sk, s.role),
-                    None => (0, ROLE_UNKNOWN),
+                let (sk, role) = if c.fd == NO_FD {
+                    (0, ROLE_UNKNOWN)
+                } else {
+                    socket_of(tgid, c.fd)
                 };
-                emit_open(tgid, id as u32, fd, c.start_ns, sk, role, 1);
+                emit_open(
+                    EventKind::ConnOpen,
+                    tgid,
+                    tid,
+                    NO_FD,
+                    c.start_ns,
+                    sk,
+                    role,
+                    1,
+                    c.fd,
+                );
             } else {
                 c.misses += 1;
                 if c.misses >= SNIFF_MAX_MISSES {
@@ -246,17 +344,17 @@ fn on_return(ctx: &RetProbeContext, ex: bool) {
         }
         _ => return,
     }
-    emit_payload(tgid, id as u32, fd, c.start_ns, pos, a.source, &payload);
+    emit_payload(tgid, tid, NO_FD, c.start_ns, pos, a.source, c.fd, &payload);
 }
 
 #[inline(always)]
-fn new_tls_conn(fd: u32) -> TlsConnState {
+fn new_tls_conn() -> TlsConnState {
     TlsConnState {
         // SAFETY: helper without preconditions.
         start_ns: unsafe { bpf_ktime_get_ns() },
         egress_pos: 0,
         ingress_pos: 0,
-        fd,
+        fd: NO_FD,
         state: CONN_SNIFFING,
         misses: 0,
         _pad: [0; 2],

@@ -15,6 +15,7 @@ use mcpwarden::conn::ConnTable;
 use mcpwarden::http::Limits;
 use mcpwarden::mcp::{McpConfig, McpTracker, Record};
 use mcpwarden::output::JsonLinesWriter;
+use mcpwarden::replay::EventRecorder;
 
 #[derive(clap::Args, Debug)]
 pub struct RunArgs {
@@ -39,7 +40,13 @@ pub struct RunArgs {
     /// Most connections tracked at once (least recently active evicted, counted).
     #[arg(long, default_value_t = 65536)]
     max_conns: usize,
+    /// Also write every decoded kernel event to FILE (JSON lines; see `mcpwarden replay`).
+    #[arg(long, value_name = "FILE")]
+    record: Option<PathBuf>,
 }
+
+/// When to look again at a freshly exec'd process for TLS libraries (ms after the exec).
+const TLS_RESCAN_AFTER_EXEC_MS: [u64; 4] = [20, 100, 400, 1500];
 
 fn monotonic_ns() -> u64 {
     let mut ts = libc::timespec {
@@ -63,6 +70,12 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
         None => Box::new(std::io::stdout()),
     };
     let mut writer = JsonLinesWriter::new(sink);
+    let mut recorder = match &args.record {
+        Some(p) => Some(EventRecorder::new(
+            std::fs::File::create(p).with_context(|| format!("creating {}", p.display()))?,
+        )),
+        None => None,
+    };
     let defaults = McpConfig::default();
     let tracker = McpTracker::new(McpConfig {
         session_header: args.session_header.to_ascii_lowercase(),
@@ -119,6 +132,8 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
     let mut records: Vec<Record> = Vec::new();
     let mut last_tick = monotonic_ns();
     let mut last_tls_scan = last_tick;
+    // (due time, pid): TLS rescans scheduled after an exec.
+    let mut rescans: Vec<(u64, u32)> = Vec::new();
     loop {
         let stopping = stop.load(Ordering::SeqCst);
         let mut pfd = libc::pollfd {
@@ -127,12 +142,20 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
             revents: 0,
         };
         if !stopping {
+            let wait_ms = rescans
+                .first()
+                .map(|(due, _)| due.saturating_sub(monotonic_ns()) / 1_000_000)
+                .map_or(200, |ms| ms.min(200) as i32);
             // SAFETY: one valid pollfd.
-            unsafe { libc::poll(&mut pfd, 1, 200) };
+            unsafe { libc::poll(&mut pfd, 1, wait_ms) };
         }
         let mut exec_pids = Vec::new();
         while let Some(item) = capture.ring.next() {
-            match events::decode(&item) {
+            let decoded = events::decode(&item);
+            if let (Some(r), Ok(ev)) = (recorder.as_mut(), &decoded) {
+                r.record(ev)?;
+            }
+            match decoded {
                 Ok(events::KernelEvent::Exec { pid, .. }) => exec_pids.push(pid),
                 Ok(ev) => table.on_event(ev, &mut records),
                 Err(e) => {
@@ -145,10 +168,20 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
                 write_all(&mut writer, &mut records)?;
             }
         }
+        let now = monotonic_ns();
         for pid in exec_pids {
+            // Libraries are mapped shortly after exec (the loader, then dlopen of e.g.
+            // Python's _ssl): look now and a few times more.
+            capture.scan_tls_pid(pid);
+            for delay_ms in TLS_RESCAN_AFTER_EXEC_MS {
+                rescans.push((now + delay_ms * 1_000_000, pid));
+            }
+        }
+        rescans.sort_unstable();
+        while rescans.first().is_some_and(|(due, _)| *due <= now) {
+            let (_, pid) = rescans.remove(0);
             capture.scan_tls_pid(pid);
         }
-        let now = monotonic_ns();
         if now.saturating_sub(last_tick) >= 1_000_000_000 {
             table.on_tick(now, &mut records);
             last_tick = now;
@@ -158,6 +191,9 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
             last_tls_scan = now;
         }
         write_all(&mut writer, &mut records)?;
+        if let Some(r) = recorder.as_mut() {
+            r.flush()?;
+        }
         if stopping {
             break;
         }

@@ -29,6 +29,11 @@ impl Agent {
     /// Starts the agent and waits until it is ready; panics (with its stderr) if it exits
     /// first or is not ready within [`READY_TIMEOUT`].
     pub fn start(extra_args: &[&str]) -> Agent {
+        Self::start_with_env(extra_args, &[])
+    }
+
+    /// As [`Agent::start`], with extra environment variables (e.g. `MCPWARDEN_LOG`).
+    pub fn start_with_env(extra_args: &[&str], envs: &[(&str, &str)]) -> Agent {
         let env = test_env();
         let dir = tempfile::Builder::new()
             .prefix("mcpwarden-e2e-agent-")
@@ -42,7 +47,8 @@ impl Agent {
             .arg(&output)
             .arg("--ready-file")
             .arg(&ready_file)
-            .args(extra_args);
+            .args(extra_args)
+            .envs(envs.iter().copied());
         let process = ChildGuard::spawn("agent", &mut cmd, dir.path());
         let mut agent = Agent {
             process,

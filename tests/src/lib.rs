@@ -11,12 +11,15 @@
 //! missing input is a test failure, never a silent skip.
 
 pub mod agent;
+pub mod conversation;
 pub mod env;
 pub mod peers;
 pub mod process;
 pub mod records;
+pub mod tls;
 
 pub use agent::Agent;
 pub use env::{test_env, TestEnv};
-pub use peers::{free_port, run_py_client, PyServer};
+pub use peers::{free_port, run_py_client, ClientOptions, PyClient, PyServer};
 pub use process::ChildGuard;
+pub use tls::SelfSignedCert;

@@ -11,6 +11,7 @@ use tempfile::TempDir;
 use crate::agent::parse_json_lines;
 use crate::env::test_env;
 use crate::process::ChildGuard;
+use crate::tls::SelfSignedCert;
 
 /// How long a peer server may take to accept connections.
 pub const SERVER_START_TIMEOUT: Duration = Duration::from_secs(30);
@@ -38,6 +39,7 @@ pub fn comm_of(pid: u32) -> String {
 pub struct PyServer {
     process: ChildGuard,
     port: u16,
+    tls: bool,
     response_log: PathBuf,
     // Declared last: dropped after `process`.
     dir: TempDir,
@@ -46,6 +48,15 @@ pub struct PyServer {
 impl PyServer {
     /// Starts the server and waits until the port accepts connections.
     pub fn start(port: u16) -> PyServer {
+        Self::start_with(port, None)
+    }
+
+    /// Starts the server over HTTPS with `cert` (uvicorn terminates TLS itself).
+    pub fn start_tls(port: u16, cert: &SelfSignedCert) -> PyServer {
+        Self::start_with(port, Some(cert))
+    }
+
+    fn start_with(port: u16, tls: Option<&SelfSignedCert>) -> PyServer {
         let env = test_env();
         let dir = tempfile::Builder::new()
             .prefix("mcpwarden-e2e-pyserver-")
@@ -57,10 +68,14 @@ impl PyServer {
             .arg(port.to_string())
             .arg("--log")
             .arg(&response_log);
+        if let Some(t) = tls {
+            cmd.arg("--tls").arg(&t.cert).arg(&t.key);
+        }
         let process = ChildGuard::spawn("python server", &mut cmd, dir.path());
         let mut server = PyServer {
             process,
             port,
+            tls: tls.is_some(),
             response_log,
             dir,
         };
@@ -108,7 +123,8 @@ impl PyServer {
 
     /// The streamable HTTP endpoint.
     pub fn url(&self) -> String {
-        format!("http://127.0.0.1:{}/mcp", self.port)
+        let scheme = if self.tls { "https" } else { "http" };
+        format!("{scheme}://127.0.0.1:{}/mcp", self.port)
     }
 
     pub fn stderr(&self) -> String {
@@ -146,15 +162,130 @@ impl PyServer {
 /// `comm`, `session_id`, results; see client.py). Panics with the client's stderr if it fails
 /// or takes longer than [`CLIENT_TIMEOUT`].
 pub fn run_py_client(url: &str) -> Value {
-    let env = test_env();
-    let dir = tempfile::Builder::new()
-        .prefix("mcpwarden-e2e-pyclient-")
-        .tempdir()
-        .expect("cannot create a temporary directory for the client");
-    let mut cmd = Command::new(&env.python);
-    cmd.arg(env.peers_dir.join("python/client.py")).arg(url);
-    let mut process = ChildGuard::spawn("python client", &mut cmd, dir.path());
-    let pid = process.pid();
+    PyClient::spawn(url, &ClientOptions::default()).finish()
+}
+
+/// How to run the Python client.
+#[derive(Default, Clone)]
+pub struct ClientOptions {
+    /// Trust this certificate (HTTPS).
+    pub cafile: Option<PathBuf>,
+    /// Pause after initialize until [`PyClient::resume`] (its stderr says when it got there).
+    pub pause_after_initialize: bool,
+    /// Pause before connecting (imports done) until [`PyClient::start`].
+    pub pause_before_start: bool,
+    /// Run the client through this command prefix (e.g. `unshare -m sh -c ...`); the
+    /// client command line is appended as further arguments.
+    pub wrapper: Vec<String>,
+}
+
+/// A running Python SDK client (`tests/peers/python/client.py`).
+pub struct PyClient {
+    process: ChildGuard,
+    cmd: String,
+    resume_file: PathBuf,
+    start_file: PathBuf,
+    _dir: TempDir,
+}
+
+impl PyClient {
+    pub fn spawn(url: &str, opts: &ClientOptions) -> PyClient {
+        let env = test_env();
+        let dir = tempfile::Builder::new()
+            .prefix("mcpwarden-e2e-pyclient-")
+            .tempdir()
+            .expect("cannot create a temporary directory for the client");
+        let resume_file = dir.path().join("resume");
+        let start_file = dir.path().join("start");
+        let mut args: Vec<std::ffi::OsString> = vec![
+            env.python.clone().into(),
+            env.peers_dir.join("python/client.py").into(),
+            url.into(),
+        ];
+        if let Some(ca) = &opts.cafile {
+            args.push("--cafile".into());
+            args.push(ca.clone().into());
+        }
+        if opts.pause_before_start {
+            args.push("--wait-start".into());
+            args.push(start_file.clone().into());
+        }
+        if opts.pause_after_initialize {
+            args.push("--wait-file".into());
+            args.push(resume_file.clone().into());
+        }
+        let mut full: Vec<std::ffi::OsString> =
+            opts.wrapper.iter().map(std::ffi::OsString::from).collect();
+        full.extend(args);
+        let mut cmd = Command::new(&full[0]);
+        cmd.args(&full[1..]);
+        let shown = format!("{cmd:?}");
+        let process = ChildGuard::spawn("python client", &mut cmd, dir.path());
+        PyClient {
+            process,
+            cmd: shown,
+            resume_file,
+            start_file,
+            _dir: dir,
+        }
+    }
+
+    /// Waits until the client has initialized its session and paused.
+    pub fn wait_initialized(&mut self) {
+        self.wait_for_stderr("\"initialized\": true", "initializing");
+    }
+
+    /// Waits until the client has done its imports and paused before connecting.
+    pub fn wait_ready(&mut self) {
+        self.wait_for_stderr("\"ready\": true", "getting ready");
+    }
+
+    /// Lets a client paused before connecting go on.
+    pub fn start(&self) {
+        std::fs::write(&self.start_file, b"go").expect("cannot write the client's start file");
+    }
+
+    fn wait_for_stderr(&mut self, needle: &str, what: &str) {
+        let started = Instant::now();
+        while !self.process.stderr().contains(needle) {
+            if let Some(status) = self.process.try_wait() {
+                panic!(
+                    "the Python client ({}) exited with {status} before {what}\n\
+                     --- client stderr ---\n{}",
+                    self.cmd,
+                    self.process.stderr()
+                );
+            }
+            assert!(
+                started.elapsed() < CLIENT_TIMEOUT,
+                "the Python client ({}) did not finish {what} within {CLIENT_TIMEOUT:?}\n\
+                 --- client stderr ---\n{}",
+                self.cmd,
+                self.process.stderr()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Lets a paused client go on.
+    pub fn resume(&self) {
+        std::fs::write(&self.resume_file, b"go").expect("cannot write the client's resume file");
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.process.pid()
+    }
+
+    /// Waits for the end of the conversation; returns the client's JSON summary.
+    pub fn finish(mut self) -> Value {
+        let cmd = self.cmd.clone();
+        let process = &mut self.process;
+        let pid = process.pid();
+        finish_client(process, &cmd, pid)
+    }
+}
+
+fn finish_client(process: &mut ChildGuard, cmd: &str, pid: u32) -> Value {
     let Some(status) = process.wait_timeout(CLIENT_TIMEOUT) else {
         panic!(
             "the Python client ({cmd:?}) did not finish within {CLIENT_TIMEOUT:?}\n\

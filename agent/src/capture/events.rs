@@ -2,6 +2,7 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
+use mcpwarden_common::conn::NO_FD;
 use mcpwarden_common::event::{
     ConnCloseEvent, ConnOpenEvent, DataEventHeader, EventHeader, EventKind, DATA_EVENT_HEADER_LEN,
     DIR_EGRESS,
@@ -17,9 +18,20 @@ pub struct ConnIdent {
     pub start_ns: u64,
 }
 
+impl ConnIdent {
+    /// TLS connections are named by (pid, generation): their socket may be learned later.
+    pub fn is_tls(&self) -> bool {
+        self.fd == NO_FD
+    }
+}
+
 impl std::fmt::Display for ConnIdent {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}:{}:{}", self.pid, self.fd, self.start_ns)
+        if self.is_tls() {
+            write!(f, "{}:tls:{}", self.pid, self.start_ns)
+        } else {
+            write!(f, "{}:{}:{}", self.pid, self.fd, self.start_ns)
+        }
     }
 }
 
@@ -43,6 +55,8 @@ pub enum KernelEvent {
         /// Bytes the whole syscall moved.
         syscall_len: u32,
         truncated: bool,
+        /// Socket fd, when known (TLS connections may learn it later).
+        sock_fd: Option<u32>,
         bytes: Vec<u8>,
     },
     Open {
@@ -56,6 +70,16 @@ pub enum KernelEvent {
         comm: String,
         /// TLS plaintext captured in the TLS library.
         tls: bool,
+        /// Socket fd, when known.
+        sock_fd: Option<u32>,
+    },
+    /// The socket of a TLS connection became known.
+    TlsTie {
+        conn: ConnIdent,
+        local: Option<SocketAddr>,
+        remote: Option<SocketAddr>,
+        connector: Option<bool>,
+        sock_fd: u32,
     },
     Close {
         conn: ConnIdent,
@@ -109,6 +133,14 @@ fn addr(family: u16, a: &[u8; 16], port: u16) -> Option<SocketAddr> {
     Some(SocketAddr::new(ip, port))
 }
 
+fn role(r: u8) -> Option<bool> {
+    match r {
+        mcpwarden_common::event::ROLE_CONNECTOR => Some(true),
+        mcpwarden_common::event::ROLE_ACCEPTOR => Some(false),
+        _ => None,
+    }
+}
+
 pub fn comm_str(c: &[u8; 16]) -> String {
     let end = c.iter().position(|&b| b == 0).unwrap_or(c.len());
     String::from_utf8_lossy(&c[..end]).into_owned()
@@ -138,6 +170,7 @@ pub fn decode(rec: &[u8]) -> Result<KernelEvent, EventDecodeError> {
                 pos: d.pos,
                 syscall_len: d.syscall_len,
                 truncated: d.flags & mcpwarden_common::event::FLAG_TRUNCATED != 0,
+                sock_fd: (d.sock_fd != NO_FD).then_some(d.sock_fd),
                 bytes: rec[DATA_EVENT_HEADER_LEN..DATA_EVENT_HEADER_LEN + claimed].to_vec(),
             })
         }
@@ -148,13 +181,20 @@ pub fn decode(rec: &[u8]) -> Result<KernelEvent, EventDecodeError> {
                 ts_ns: h.ts_ns,
                 local: addr(o.family, &o.laddr, o.lport),
                 remote: addr(o.family, &o.raddr, o.rport),
-                connector: match o.role {
-                    mcpwarden_common::event::ROLE_CONNECTOR => Some(true),
-                    mcpwarden_common::event::ROLE_ACCEPTOR => Some(false),
-                    _ => None,
-                },
+                connector: role(o.role),
                 comm: comm_str(&o.comm),
                 tls: o.tls != 0,
+                sock_fd: (o.sock_fd != NO_FD).then_some(o.sock_fd),
+            })
+        }
+        Some(EventKind::TlsTie) => {
+            let o: ConnOpenEvent = read_struct(rec)?;
+            Ok(KernelEvent::TlsTie {
+                conn: ident(&h),
+                local: addr(o.family, &o.laddr, o.lport),
+                remote: addr(o.family, &o.raddr, o.rport),
+                connector: role(o.role),
+                sock_fd: o.sock_fd,
             })
         }
         Some(EventKind::ConnClose) => {
@@ -177,6 +217,7 @@ pub fn decode(rec: &[u8]) -> Result<KernelEvent, EventDecodeError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use mcpwarden_common::conn::NO_FD;
     use mcpwarden_common::event::{DataSource, DIR_INGRESS};
 
     fn bytes_of<T>(v: &T) -> Vec<u8> {
@@ -208,7 +249,8 @@ mod tests {
             direction: DIR_INGRESS,
             source: DataSource::Read as u8,
             flags: 0,
-            _pad: [0; 5],
+            _pad: 0,
+            sock_fd: 7,
         };
         let mut rec = bytes_of(&d);
         rec.extend_from_slice(b"hello\0\0\0");
@@ -227,6 +269,7 @@ mod tests {
                 pos: 10,
                 syscall_len: 5,
                 truncated: false,
+                sock_fd: Some(7),
                 bytes: b"hello".to_vec(),
             }
         );
@@ -242,7 +285,8 @@ mod tests {
             direction: DIR_EGRESS,
             source: DataSource::Write as u8,
             flags: 0,
-            _pad: [0; 5],
+            _pad: 0,
+            sock_fd: 7,
         };
         let mut rec = bytes_of(&d);
         rec.extend_from_slice(b"abc");
@@ -272,6 +316,8 @@ mod tests {
             laddr: la,
             raddr: la,
             comm: *b"python3\0\0\0\0\0\0\0\0\0",
+            sock_fd: NO_FD,
+            _pad2: 0,
         };
         match decode(&bytes_of(&o)).unwrap() {
             KernelEvent::Open {

@@ -30,14 +30,46 @@ pub struct TlsProbe {
 }
 
 pub const TLS_PROBES: &[TlsProbe] = &[
-    TlsProbe { program: "ssl_write", symbol: "SSL_write", optional: false },
-    TlsProbe { program: "ssl_write_ret", symbol: "SSL_write", optional: false },
-    TlsProbe { program: "ssl_read", symbol: "SSL_read", optional: false },
-    TlsProbe { program: "ssl_read_ret", symbol: "SSL_read", optional: false },
-    TlsProbe { program: "ssl_write_ex", symbol: "SSL_write_ex", optional: true },
-    TlsProbe { program: "ssl_write_ex_ret", symbol: "SSL_write_ex", optional: true },
-    TlsProbe { program: "ssl_read_ex", symbol: "SSL_read_ex", optional: true },
-    TlsProbe { program: "ssl_read_ex_ret", symbol: "SSL_read_ex", optional: true },
+    TlsProbe {
+        program: "ssl_write",
+        symbol: "SSL_write",
+        optional: false,
+    },
+    TlsProbe {
+        program: "ssl_write_ret",
+        symbol: "SSL_write",
+        optional: false,
+    },
+    TlsProbe {
+        program: "ssl_read",
+        symbol: "SSL_read",
+        optional: false,
+    },
+    TlsProbe {
+        program: "ssl_read_ret",
+        symbol: "SSL_read",
+        optional: false,
+    },
+    TlsProbe {
+        program: "ssl_write_ex",
+        symbol: "SSL_write_ex",
+        optional: true,
+    },
+    TlsProbe {
+        program: "ssl_write_ex_ret",
+        symbol: "SSL_write_ex",
+        optional: true,
+    },
+    TlsProbe {
+        program: "ssl_read_ex",
+        symbol: "SSL_read_ex",
+        optional: true,
+    },
+    TlsProbe {
+        program: "ssl_read_ex_ret",
+        symbol: "SSL_read_ex",
+        optional: true,
+    },
 ];
 
 const SYSTEM_LIB_DIRS: &[&str] = &[

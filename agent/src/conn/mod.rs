@@ -33,6 +33,10 @@ pub struct ConnStats {
     pub unmatched_responses: u64,
     /// Ring records that did not decode.
     pub bad_records: u64,
+    /// TLS connections tied to their socket after they started streaming.
+    pub tls_ties: u64,
+    /// TLS connections whose socket never became known (released without a 4-tuple).
+    pub tls_untied: u64,
 }
 
 struct DirStream {
@@ -62,7 +66,22 @@ struct Conn {
     /// The exchange whose response body is being read.
     cur_response: Option<(RequestHead, ResponseHead)>,
     last_ts: u64,
+    /// TLS connection whose socket is not known yet: its data waits here (bounded) so the
+    /// records carry the right 4-tuple; released by the tie, or by `on_tick` after
+    /// `TIE_WAIT_NS` with the tuple left unknown.
+    awaiting_tie: Option<HeldData>,
 }
+
+struct HeldData {
+    since_ns: u64,
+    bytes: usize,
+    events: Vec<(Direction, u64, Vec<u8>, u64)>,
+}
+
+/// How long TLS data may wait for its socket.
+const TIE_WAIT_NS: u64 = 1_000_000_000;
+/// How much TLS data may wait for its socket.
+const TIE_WAIT_MAX_BYTES: usize = 4 << 20;
 
 pub struct ConnTable {
     conns: HashMap<ConnIdent, Conn>,
@@ -107,25 +126,56 @@ impl ConnTable {
         match ev {
             KernelEvent::Open {
                 conn,
+                ts_ns,
                 local,
                 remote,
                 connector,
                 comm,
+                sock_fd,
                 ..
             } => {
                 if self.conns.contains_key(&conn) {
                     return;
                 }
-                let (local, remote) = match (local, remote) {
-                    (Some(l), Some(r)) => (Some(l), Some(r)),
-                    _ => procfs::socket_tuple(conn.pid, conn.fd).unzip(),
+                let (local, remote) = match (local, remote, sock_fd) {
+                    (Some(l), Some(r), _) => (Some(l), Some(r)),
+                    (_, _, Some(fd)) => procfs::socket_tuple(conn.pid, fd).unzip(),
+                    _ => (None, None),
                 };
-                let side = match connector {
-                    Some(true) => Side::Client,
-                    Some(false) => Side::Server,
-                    None => Side::Unknown,
+                self.insert(conn, comm, local, remote, side_of(connector), out);
+                if conn.is_tls() && local.is_none() {
+                    if let Some(c) = self.conns.get_mut(&conn) {
+                        c.awaiting_tie = Some(HeldData {
+                            since_ns: ts_ns,
+                            bytes: 0,
+                            events: Vec::new(),
+                        });
+                    }
+                }
+            }
+            KernelEvent::TlsTie {
+                conn,
+                local,
+                remote,
+                connector,
+                sock_fd,
+            } => {
+                let Some(c) = self.conns.get_mut(&conn) else {
+                    return;
                 };
-                self.insert(conn, comm, local, remote, side, out);
+                if c.ep.local.is_empty() {
+                    let (l, r) = match (local, remote) {
+                        (Some(l), Some(r)) => (Some(l), Some(r)),
+                        _ => procfs::socket_tuple(conn.pid, sock_fd).unzip(),
+                    };
+                    c.ep.local = fmt_addr(l);
+                    c.ep.remote = fmt_addr(r);
+                    if c.request_dir.is_none() {
+                        c.ep.side = side_of(connector);
+                    }
+                }
+                self.stats.tls_ties += 1;
+                self.release(conn, out);
             }
             KernelEvent::Data {
                 conn,
@@ -133,11 +183,14 @@ impl ConnTable {
                 direction,
                 pos,
                 bytes,
+                sock_fd,
                 ..
             } => {
                 if !self.conns.contains_key(&conn) {
                     // Its open record was lost: identify it from /proc.
-                    let (l, r) = procfs::socket_tuple(conn.pid, conn.fd).unzip();
+                    let (l, r) = sock_fd
+                        .and_then(|fd| procfs::socket_tuple(conn.pid, fd))
+                        .unzip();
                     let comm = procfs::comm(conn.pid).unwrap_or_default();
                     self.insert(conn, comm, l, r, Side::Unknown, out);
                 }
@@ -145,6 +198,15 @@ impl ConnTable {
                     return;
                 };
                 c.last_ts = ts_ns;
+                if let Some(held) = c.awaiting_tie.as_mut() {
+                    held.bytes += bytes.len();
+                    held.events.push((direction, pos, bytes, ts_ns));
+                    if held.bytes > TIE_WAIT_MAX_BYTES {
+                        self.stats.tls_untied += 1;
+                        self.release(conn, out);
+                    }
+                    return;
+                }
                 feed(
                     c,
                     &mut self.tracker,
@@ -159,6 +221,7 @@ impl ConnTable {
             }
             KernelEvent::Exec { .. } => {}
             KernelEvent::Close { conn, ts_ns, .. } => {
+                self.release(conn, out);
                 if let Some(mut c) = self.conns.remove(&conn) {
                     self.stats.conns_closed += 1;
                     close(&mut c, &mut self.tracker, &mut self.stats, ts_ns, out);
@@ -169,13 +232,51 @@ impl ConnTable {
 
     /// Periodic housekeeping with the kernel clock's `now`.
     pub fn on_tick(&mut self, now_ns: u64, out: &mut Vec<Record>) {
+        let overdue: Vec<ConnIdent> = self
+            .conns
+            .iter()
+            .filter(|(_, c)| {
+                c.awaiting_tie
+                    .as_ref()
+                    .is_some_and(|h| now_ns.saturating_sub(h.since_ns) >= TIE_WAIT_NS)
+            })
+            .map(|(k, _)| *k)
+            .collect();
+        for id in overdue {
+            self.stats.tls_untied += 1;
+            self.release(id, out);
+        }
         self.tracker.on_tick(now_ns, out);
+    }
+
+    /// Feeds a TLS connection's held data now that its socket is known (or given up on).
+    fn release(&mut self, id: ConnIdent, out: &mut Vec<Record>) {
+        let Some(c) = self.conns.get_mut(&id) else {
+            return;
+        };
+        let Some(held) = c.awaiting_tie.take() else {
+            return;
+        };
+        for (dir, pos, bytes, ts) in held.events {
+            feed(
+                c,
+                &mut self.tracker,
+                &mut self.stats,
+                &self.limits,
+                dir,
+                pos,
+                &bytes,
+                ts,
+                out,
+            );
+        }
     }
 
     /// End of run: flush every connection and session.
     pub fn finish(&mut self, now_ns: u64, out: &mut Vec<Record>) {
         let conns: Vec<ConnIdent> = self.conns.keys().copied().collect();
         for id in conns {
+            self.release(id, out);
             if let Some(mut c) = self.conns.remove(&id) {
                 flush_parsers(&mut c, &mut self.tracker, &mut self.stats, now_ns, out);
             }
@@ -207,7 +308,6 @@ impl ConnTable {
             }
         }
         self.stats.conns_opened += 1;
-        let fmt = |a: Option<std::net::SocketAddr>| a.map(|a| a.to_string()).unwrap_or_default();
         self.conns.insert(
             id,
             Conn {
@@ -215,8 +315,8 @@ impl ConnTable {
                     pid: id.pid,
                     comm,
                     side,
-                    local: fmt(local),
-                    remote: fmt(remote),
+                    local: fmt_addr(local),
+                    remote: fmt_addr(remote),
                     conn_id: id.to_string(),
                 },
                 egress: DirStream::new(),
@@ -226,8 +326,21 @@ impl ConnTable {
                 cur_request: None,
                 cur_response: None,
                 last_ts: 0,
+                awaiting_tie: None,
             },
         );
+    }
+}
+
+fn fmt_addr(a: Option<std::net::SocketAddr>) -> String {
+    a.map(|a| a.to_string()).unwrap_or_default()
+}
+
+fn side_of(connector: Option<bool>) -> Side {
+    match connector {
+        Some(true) => Side::Client,
+        Some(false) => Side::Server,
+        None => Side::Unknown,
     }
 }
 
@@ -263,8 +376,7 @@ fn feed(
             Side::Server
         };
         stream(c, req_dir).parser = Some(HttpParser::new(MessageKind::Request, *limits));
-        stream(c, other(req_dir)).parser =
-            Some(HttpParser::new(MessageKind::Response, *limits));
+        stream(c, other(req_dir)).parser = Some(HttpParser::new(MessageKind::Response, *limits));
     }
     let mut events = Vec::new();
     {

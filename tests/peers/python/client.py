@@ -2,7 +2,7 @@
 
 Runs one handshake-era conversation over streamable HTTP and prints a JSON summary on stdout:
 
-    python client.py URL
+    python client.py URL [--cafile CERT] [--wait-start PATH] [--wait-file PATH]
 
 Conversation, in order: initialize (+ notifications/initialized), tools/list,
 tools/call add {a: 2, b: 3}, tools/call fail {reason: "on purpose"}, resources/read config://app,
@@ -19,8 +19,11 @@ from __future__ import annotations
 
 import asyncio
 import json
+import argparse
 import os
+import ssl
 import sys
+import time
 
 import httpx2
 from mcp.client.session import ClientSession
@@ -35,7 +38,7 @@ def text_of(content) -> list[str]:
     return [c.text for c in content if isinstance(c, TextContent)]
 
 
-async def converse(url: str) -> dict:
+async def converse(url: str, cafile: str | None = None, wait_file: str | None = None) -> dict:
     exchanges: list[dict] = []
     session_ids: list[str] = []
 
@@ -52,9 +55,13 @@ async def converse(url: str) -> dict:
             }
         )
 
+    extra: dict = {}
+    if cafile:
+        extra["verify"] = ssl.create_default_context(cafile=cafile)
     http_client = httpx2.AsyncClient(
         timeout=httpx2.Timeout(30.0, read=300.0),
         event_hooks={"response": [on_response]},
+        **extra,
     )
     summary: dict = {"pid": os.getpid(), "comm": open("/proc/self/comm").read().strip(), "url": url}
     async with http_client:
@@ -68,6 +75,11 @@ async def converse(url: str) -> dict:
                 summary["server_name"] = init.server_info.name
                 summary["server_version"] = init.server_info.version
                 summary["protocol_version"] = init.protocol_version
+                if wait_file:
+                    # Connected and initialized: tell the test, then wait for its go.
+                    print(json.dumps({"initialized": True, "pid": os.getpid()}), file=sys.stderr, flush=True)
+                    while not os.path.exists(wait_file):
+                        await asyncio.sleep(0.05)
 
                 tools = await session.list_tools()
                 summary["tools"] = [t.name for t in tools.tools]
@@ -97,10 +109,24 @@ async def converse(url: str) -> dict:
 
 
 def main() -> int:
-    if len(sys.argv) != 2:
-        print(__doc__, file=sys.stderr)
-        return 2
-    summary = asyncio.run(converse(sys.argv[1]))
+    parser = argparse.ArgumentParser(description="MCP test client (official Python SDK)")
+    parser.add_argument("url")
+    parser.add_argument("--cafile", help="trust this CA/self-signed certificate (HTTPS)")
+    parser.add_argument(
+        "--wait-start",
+        help="before connecting, print a line on stderr and wait until this file exists",
+    )
+    parser.add_argument(
+        "--wait-file",
+        help="after initialize, print a line on stderr and wait until this file exists",
+    )
+    args = parser.parse_args()
+    if args.wait_start:
+        # Imports done (libssl is mapped): tell the test, then wait for its go.
+        print(json.dumps({"ready": True, "pid": os.getpid()}), file=sys.stderr, flush=True)
+        while not os.path.exists(args.wait_start):
+            time.sleep(0.05)
+    summary = asyncio.run(converse(args.url, args.cafile, args.wait_file))
     print(json.dumps(summary))
     return 0
 

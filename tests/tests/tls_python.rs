@@ -1,0 +1,169 @@
+//! TLS plaintext capture with the official Python SDK over HTTPS (uvicorn terminates TLS with
+//! a throwaway self-signed certificate; the client trusts it). Both peers use OpenSSL through
+//! Python's `ssl` module (libssl.so.3, `SSL_read_ex`/`SSL_write_ex`, memory BIOs under
+//! asyncio): the agent must decode the same conversation as over plain HTTP, from both
+//! processes, with the 4-tuples of the real sockets.
+
+use std::collections::BTreeSet;
+
+use mcpwarden_tests::conversation::{assert_both_sides, assert_peers_behaved};
+use mcpwarden_tests::records::{messages_of, split_addr, str_field};
+use mcpwarden_tests::{free_port, Agent, ClientOptions, PyClient, PyServer, SelfSignedCert};
+use serde_json::Value;
+
+/// Every (client port) seen by the client process must be a (remote port) seen by the server
+/// process for the same connection, and the other way round: the tuples are the real sockets'.
+fn assert_tuples_pair_up(records: &[Value], client_pid: u32, server_pid: u32, port: u16) {
+    let client_ports: BTreeSet<u16> = messages_of(records, client_pid)
+        .iter()
+        .map(|m| split_addr(str_field(m, "local")).1)
+        .collect();
+    let server_peer_ports: BTreeSet<u16> = messages_of(records, server_pid)
+        .iter()
+        .map(|m| split_addr(str_field(m, "remote")).1)
+        .collect();
+    assert!(!client_ports.is_empty(), "no client records");
+    assert!(
+        !client_ports.contains(&port),
+        "the client's own port cannot be the server's"
+    );
+    assert_eq!(
+        client_ports, server_peer_ports,
+        "the client's local ports must be exactly the server's remote ports"
+    );
+}
+
+fn https_conversation(opts: ClientOptions, start_agent_after_initialize: bool) {
+    let cert = SelfSignedCert::generate();
+    let mut agent = None;
+    if !start_agent_after_initialize {
+        agent = Some(Agent::start_with_env(
+            &[],
+            &[("MCPWARDEN_LOG", "mcpwarden::capture::tls=info")],
+        ));
+    }
+    let server = PyServer::start_tls(free_port(), &cert);
+    let server_comm = server.comm();
+    let opts = ClientOptions {
+        cafile: Some(cert.cert.clone()),
+        pause_after_initialize: start_agent_after_initialize,
+        ..opts
+    };
+    let mut client = PyClient::spawn(&server.url(), &opts);
+    if opts.pause_before_start {
+        // The client has mapped its libssl; wait until the agent attached to the file this
+        // process maps (in its own mount namespace), then let it connect.
+        client.wait_ready();
+        let needle = format!("/proc/{}/root", client.pid());
+        let agent = agent.as_ref().expect("agent started");
+        let t0 = std::time::Instant::now();
+        while !agent.stderr().contains(&needle) {
+            assert!(
+                t0.elapsed() < std::time::Duration::from_secs(15),
+                "the agent did not attach to the client's own libssl ({needle}/...) within 15 s\n\
+                 --- agent stderr ---\n{}",
+                agent.stderr()
+            );
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        client.start();
+    }
+    if start_agent_after_initialize {
+        client.wait_initialized();
+        agent = Some(Agent::start(&[]));
+        client.resume();
+    }
+    let client_pid = client.pid();
+    let summary = client.finish();
+    let session_id = assert_peers_behaved(&summary, &server);
+    let records = agent.expect("agent started").stop();
+    if start_agent_after_initialize {
+        check_later_calls(&records, client_pid, server.pid(), session_id);
+    } else {
+        assert_both_sides(
+            &records,
+            &summary,
+            session_id,
+            server.pid(),
+            &server_comm,
+            server.port(),
+        );
+    }
+    assert_tuples_pair_up(&records, client_pid, server.pid(), server.port());
+}
+
+/// The agent started after initialize: the calls that followed are reported, from both sides,
+/// in order, in the session the client had already opened.
+fn check_later_calls(records: &[Value], client_pid: u32, server_pid: u32, session_id: &str) {
+    for (side, pid) in [("client", client_pid), ("server", server_pid)] {
+        let sent: Vec<(String, String)> = messages_of(records, pid)
+            .iter()
+            .filter(|m| m["direction"] == "client_to_server" && m["kind"] == "request")
+            .map(|m| {
+                assert_eq!(m["session_id"], session_id, "{side}: session of {m}");
+                (
+                    str_field(m, "method").to_string(),
+                    m["name"].as_str().unwrap_or("").to_string(),
+                )
+            })
+            .collect();
+        let want: Vec<(String, String)> = [
+            ("tools/list", ""),
+            ("tools/call", "add"),
+            ("tools/call", "fail"),
+            ("resources/read", "config://app"),
+            ("prompts/get", "greet"),
+        ]
+        .iter()
+        .map(|(a, b)| (a.to_string(), b.to_string()))
+        .collect();
+        assert_eq!(
+            sent, want,
+            "{side} (pid {pid}): requests made after the agent started"
+        );
+        let answered = messages_of(records, pid)
+            .iter()
+            .filter(|m| m["kind"] == "response" && m["latency_ns"].as_u64().unwrap_or(0) > 0)
+            .count();
+        assert_eq!(
+            answered, 5,
+            "{side}: each later request paired with its response"
+        );
+    }
+}
+
+#[test]
+fn python_sdk_over_https_is_decoded_from_client_and_server_with_real_tuples() {
+    https_conversation(ClientOptions::default(), false);
+}
+
+#[test]
+fn a_client_that_initialized_before_the_agent_started_has_its_later_calls_captured() {
+    https_conversation(ClientOptions::default(), true);
+}
+
+#[test]
+fn a_client_in_another_mount_namespace_with_its_own_libssl_is_captured() {
+    // The client runs in a new mount namespace where libssl.so.3 is a bind-mounted private
+    // copy (another inode): the agent must find it through /proc/PID/root and attach to it.
+    let copy_dir = tempfile::tempdir().expect("tempdir for the libssl copy");
+    let lib = "/usr/lib/x86_64-linux-gnu/libssl.so.3";
+    let copy = copy_dir.path().join("libssl.so.3");
+    std::fs::copy(lib, &copy).expect("cannot copy libssl.so.3");
+    let script = format!("mount --bind {} {lib} && exec \"$@\"", copy.display());
+    let opts = ClientOptions {
+        wrapper: vec![
+            "unshare".into(),
+            "-m".into(),
+            "--propagation".into(),
+            "private".into(),
+            "sh".into(),
+            "-c".into(),
+            script,
+            "sh".into(),
+        ],
+        pause_before_start: true,
+        ..ClientOptions::default()
+    };
+    https_conversation(opts, false);
+}
