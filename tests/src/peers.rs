@@ -285,23 +285,47 @@ impl PyClient {
     }
 }
 
+/// Runs `tests/peers/node/<script> URL` with node (official TypeScript SDK) to completion and
+/// returns the JSON summary it prints. `envs`: e.g. `NODE_EXTRA_CA_CERTS` for HTTPS.
+pub fn run_node_client(script: &str, url: &str, envs: &[(&str, &std::ffi::OsStr)]) -> Value {
+    let env = test_env();
+    assert!(
+        env.node_modules.join("@modelcontextprotocol/sdk").is_dir(),
+        "the Node peers are not installed in {} (MCPWARDEN_NODE_MODULES): run `cargo xtask setup`",
+        env.node_modules.display()
+    );
+    let dir = tempfile::Builder::new()
+        .prefix("mcpwarden-e2e-nodeclient-")
+        .tempdir()
+        .expect("cannot create a temporary directory for the client");
+    let mut cmd = Command::new("node");
+    cmd.arg(env.peers_dir.join("node").join(script))
+        .arg(url)
+        .env("NODE_PATH", &env.node_modules)
+        .envs(envs.iter().copied());
+    let shown = format!("{cmd:?}");
+    let mut process = ChildGuard::spawn("node client", &mut cmd, dir.path());
+    let pid = process.pid();
+    finish_client(&mut process, &shown, pid)
+}
+
 fn finish_client(process: &mut ChildGuard, cmd: &str, pid: u32) -> Value {
     let Some(status) = process.wait_timeout(CLIENT_TIMEOUT) else {
         panic!(
-            "the Python client ({cmd:?}) did not finish within {CLIENT_TIMEOUT:?}\n\
+            "the client ({cmd}) did not finish within {CLIENT_TIMEOUT:?}\n\
              --- client stderr ---\n{}",
             process.stderr()
         );
     };
     assert!(
         status.success(),
-        "the Python client ({cmd:?}) exited with {status}\n--- client stderr ---\n{}",
+        "the client ({cmd}) exited with {status}\n--- client stderr ---\n{}",
         process.stderr()
     );
     let stdout = process.stdout();
     let summary: Value = serde_json::from_str(stdout.trim()).unwrap_or_else(|e| {
         panic!(
-            "the Python client printed no JSON summary ({e}): {stdout:?}\n--- client stderr ---\n{}",
+            "the client ({cmd}) printed no JSON summary ({e}): {stdout:?}\n--- client stderr ---\n{}",
             process.stderr()
         )
     });

@@ -1,4 +1,4 @@
-//! TLS plaintext capture with the official Python SDK over HTTPS (uvicorn terminates TLS with
+//! TLS plaintext capture with the official SDKs over HTTPS (uvicorn terminates TLS with
 //! a throwaway self-signed certificate; the client trusts it). Both peers use OpenSSL through
 //! Python's `ssl` module (libssl.so.3, `SSL_read_ex`/`SSL_write_ex`, memory BIOs under
 //! asyncio): the agent must decode the same conversation as over plain HTTP, from both
@@ -166,4 +166,30 @@ fn a_client_in_another_mount_namespace_with_its_own_libssl_is_captured() {
         ..ClientOptions::default()
     };
     https_conversation(opts, false);
+}
+
+#[test]
+fn typescript_sdk_client_on_node_over_https_is_decoded_from_both_sides() {
+    // node carries its own OpenSSL and exports SSL_read/SSL_write from the executable.
+    let cert = SelfSignedCert::generate();
+    let agent = Agent::start(&[]);
+    let server = PyServer::start_tls(free_port(), &cert);
+    let server_comm = server.comm();
+    let summary = mcpwarden_tests::run_node_client(
+        "conversation_client.mjs",
+        &server.url(),
+        &[("NODE_EXTRA_CA_CERTS", cert.cert.as_os_str())],
+    );
+    let session_id = assert_peers_behaved(&summary, &server);
+    let records = agent.stop();
+    assert_both_sides(
+        &records,
+        &summary,
+        session_id,
+        server.pid(),
+        &server_comm,
+        server.port(),
+    );
+    let client_pid = summary["pid"].as_u64().expect("client pid") as u32;
+    assert_tuples_pair_up(&records, client_pid, server.pid(), server.port());
 }
