@@ -81,3 +81,39 @@ impl Counter {
         }
     }
 }
+
+/// Per-hook counters: slot `source * HOOK_COUNTERS_PER_SOURCE + HookCounter`, where `source`
+/// is a `DataSource` value (1..=10).
+#[repr(u32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HookCounter {
+    /// Chunks emitted by this hook.
+    Chunks = 0,
+    /// Payload bytes emitted.
+    Bytes = 1,
+    /// Bytes lost because the ring buffer was full.
+    RingFullBytes = 2,
+    /// Bytes not carried (per-syscall chunk cap, unreadable user memory).
+    TruncatedBytes = 3,
+}
+
+pub const HOOK_COUNTERS_PER_SOURCE: u32 = 4;
+/// Slots of the per-hook counter array (sources 0..=15).
+pub const HOOK_COUNTER_SLOTS: u32 = 16 * HOOK_COUNTERS_PER_SOURCE;
+
+impl HookCounter {
+    pub const ALL: [HookCounter; 4] = [
+        HookCounter::Chunks,
+        HookCounter::Bytes,
+        HookCounter::RingFullBytes,
+        HookCounter::TruncatedBytes,
+    ];
+    pub fn name(self) -> &'static str {
+        match self {
+            HookCounter::Chunks => "chunks",
+            HookCounter::Bytes => "bytes",
+            HookCounter::RingFullBytes => "ring_full_bytes",
+            HookCounter::TruncatedBytes => "truncated_bytes",
+        }
+    }
+}

@@ -72,6 +72,33 @@ impl DataSource {
             _ => return None,
         })
     }
+    pub const ALL: [DataSource; 10] = [
+        Self::Write,
+        Self::Read,
+        Self::SendTo,
+        Self::RecvFrom,
+        Self::Writev,
+        Self::Readv,
+        Self::SendMsg,
+        Self::RecvMsg,
+        Self::SslWrite,
+        Self::SslRead,
+    ];
+    /// The hook's name in counters.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Write => "write",
+            Self::Read => "read",
+            Self::SendTo => "sendto",
+            Self::RecvFrom => "recvfrom",
+            Self::Writev => "writev",
+            Self::Readv => "readv",
+            Self::SendMsg => "sendmsg",
+            Self::RecvMsg => "recvmsg",
+            Self::SslWrite => "ssl_write",
+            Self::SslRead => "ssl_read",
+        }
+    }
     /// True for plaintext captured inside the TLS library.
     pub fn is_tls(self) -> bool {
         matches!(self, Self::SslWrite | Self::SslRead)

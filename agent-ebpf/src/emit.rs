@@ -8,14 +8,14 @@ use aya_ebpf::helpers::{
 };
 use mcpwarden_common::{
     conn::ConnState,
-    counters::Counter,
+    counters::{Counter, HookCounter},
     event::{
         ConnOpenEvent, DataEventHeader, DataSource, EventHeader, EventKind, CHUNK_DATA_MAX,
         DATA_EVENT_HEADER_LEN, DIR_EGRESS, FLAG_TRUNCATED, MAX_CHUNKS_PER_SYSCALL, MAX_IOVECS,
     },
 };
 
-use crate::maps::{count, WalkState, EVENTS, SCRATCH, SOCKS, WALK};
+use crate::maps::{count, count_hook, WalkState, EVENTS, SCRATCH, SOCKS, WALK};
 
 /// Where a syscall's bytes are in user memory.
 pub struct Payload {
@@ -270,7 +270,10 @@ pub fn emit_payload(
             if EVENTS.output::<[u8]>(rec, 0).is_err() {
                 count(Counter::RingFull, 1);
                 count(Counter::BytesRingFull, n as u64);
+                count_hook(source, HookCounter::RingFullBytes, n as u64);
             } else {
+                count_hook(source, HookCounter::Chunks, 1);
+                count_hook(source, HookCounter::Bytes, n as u64);
                 count(Counter::ChunksEmitted, 1);
                 if source >= DataSource::SslWrite as u8 {
                     count(Counter::TlsChunksEmitted, 1);
@@ -291,5 +294,6 @@ pub fn emit_payload(
     let done = unsafe { core::ptr::read_volatile(st) }.done;
     if done < total {
         count(Counter::BytesTruncated, total - done);
+        count_hook(source, HookCounter::TruncatedBytes, total - done);
     }
 }

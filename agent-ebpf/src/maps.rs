@@ -6,7 +6,7 @@ use aya_ebpf::{
 };
 use mcpwarden_common::{
     conn::{ConnKey, ConnState, SockTuple, TlsConnState, TlsKey},
-    counters::{Counter, COUNTER_SLOTS},
+    counters::{Counter, HookCounter, COUNTER_SLOTS, HOOK_COUNTERS_PER_SOURCE, HOOK_COUNTER_SLOTS},
     event::DataEvent,
 };
 
@@ -86,6 +86,19 @@ pub struct WalkState {
 /// Loss/error counters (`Counter` slots).
 #[map]
 pub static COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(COUNTER_SLOTS, 0);
+
+/// Per-hook counters (`HookCounter` slots per `DataSource`).
+#[map]
+pub static HOOK_COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(HOOK_COUNTER_SLOTS, 0);
+
+#[inline(always)]
+pub fn count_hook(source: u8, c: HookCounter, n: u64) {
+    let slot = (source as u32 & 15) * HOOK_COUNTERS_PER_SOURCE + c as u32;
+    if let Some(p) = HOOK_COUNTERS.get_ptr_mut(slot) {
+        // SAFETY: per-CPU slot; no other writer on this CPU while we run.
+        unsafe { *p += n };
+    }
+}
 
 #[inline(always)]
 pub fn count(c: Counter, n: u64) {

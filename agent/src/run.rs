@@ -201,10 +201,12 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
     table.finish(monotonic_ns(), &mut records);
     write_all(&mut writer, &mut records)?;
     let kernel = capture.counters();
+    let hooks = capture.hook_counters();
     drop(capture); // detaches every program, frees every map
     let _ = handle.join();
     let stats = serde_json::json!({
         "kernel": kernel.into_iter().collect::<std::collections::BTreeMap<_, _>>(),
+        "hooks": hooks.into_iter().collect::<std::collections::BTreeMap<_, _>>(),
         "conn": format!("{:?}", table.stats),
         "mcp": format!("{:?}", table.tracker().stats()),
     });

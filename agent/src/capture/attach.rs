@@ -178,4 +178,15 @@ impl Capture {
         };
         super::counters::read(&arr)
     }
+
+    /// Per-hook chunk, byte, loss and truncation counters.
+    pub fn hook_counters(&self) -> Vec<(String, u64)> {
+        let Some(map) = self.ebpf.map("HOOK_COUNTERS") else {
+            return Vec::new();
+        };
+        let Ok(arr) = PerCpuArray::<_, u64>::try_from(map) else {
+            return Vec::new();
+        };
+        super::counters::read_hooks(&arr)
+    }
 }

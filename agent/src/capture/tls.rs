@@ -6,6 +6,7 @@
 //!   mappings and main executable (`/proc/*/maps`, `/proc/*/exe`);
 //! - later: on every exec (sched:sched_process_exec event) and by a periodic rescan of
 //!   `/proc/*/maps` (libraries loaded after exec, e.g. Python's `import ssl`).
+//!
 //! Paths are opened through `/proc/PID/root`, so libraries inside other mount namespaces
 //! (containers) are the files those processes really map.
 //!
