@@ -81,7 +81,9 @@ pub struct SockTuple {
     pub family: u16,
     pub lport: u16,
     pub rport: u16,
-    pub _pad: u16,
+    /// `ROLE_*` from the TCP handshake: SYN_SENT = connector, SYN_RECV = acceptor.
+    pub role: u8,
+    pub _pad: u8,
     pub laddr: [u8; 16],
     pub raddr: [u8; 16],
 }

@@ -36,12 +36,15 @@ pub enum Counter {
     TlsTieLastRead = 14,
     /// ... by the thread's next socket write after `SSL_write` (memory BIO).
     TlsTieNextWrite = 15,
+    /// Socket I/O by a syscall the sock capture mode does not follow (sendmmsg, sendfile,
+    /// io_uring, kernel sockets).
+    UnsupportedSyscall = 16,
 }
 
 pub const COUNTER_SLOTS: u32 = 32;
 
 impl Counter {
-    pub const ALL: [Counter; 16] = [
+    pub const ALL: [Counter; 17] = [
         Counter::RingFull,
         Counter::BytesTruncated,
         Counter::ArgsMapFull,
@@ -58,6 +61,7 @@ impl Counter {
         Counter::TlsTieInCall,
         Counter::TlsTieLastRead,
         Counter::TlsTieNextWrite,
+        Counter::UnsupportedSyscall,
     ];
     /// Metric-style name.
     pub fn name(self) -> &'static str {
@@ -78,6 +82,7 @@ impl Counter {
             Counter::TlsTieInCall => "tls_tie_in_call",
             Counter::TlsTieLastRead => "tls_tie_last_read",
             Counter::TlsTieNextWrite => "tls_tie_next_write",
+            Counter::UnsupportedSyscall => "unsupported_syscall",
         }
     }
 }

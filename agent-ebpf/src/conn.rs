@@ -7,13 +7,13 @@ use aya_ebpf::{
     programs::TracePointContext,
 };
 use mcpwarden_common::{
-    conn::{ConnKey, TlsKey, CONN_HTTP, CONN_SNIFFING, CONN_TLS, NO_FD},
+    conn::{ConnKey, ConnState, TlsKey, CONN_HTTP, CONN_SNIFFING, CONN_TLS, NO_FD},
     event::{ConnCloseEvent, EventHeader, EventKind, ROLE_ACCEPTOR, ROLE_CONNECTOR},
 };
 
 use crate::{
     ctx::{field, skip_tgid},
-    maps::{SyscallArgs, ARGS, CONNS, EVENTS, SOURCE_CONNECT, TLS_CONNS},
+    maps::{SyscallArgs, ARGS, CONNS, EVENTS, SK_OWNER, SOURCE_CONNECT, TLS_CONNS},
     syscalls::new_conn,
 };
 
@@ -104,7 +104,8 @@ fn on_accept(ctx: &TracePointContext) {
     let _ = CONNS.insert(&key, &new_conn(ROLE_ACCEPTOR, CONN_SNIFFING, 0), 0);
 }
 
-// syscalls/sys_enter_close: unsigned int fd @16
+// syscalls/sys_enter_close: unsigned int fd @16 (syscall capture mode only; the sock capture
+// mode learns of closes from sock:inet_sock_set_state and costs close(2) nothing).
 #[tracepoint]
 pub fn sys_enter_close(ctx: TracePointContext) -> u32 {
     let id = bpf_get_current_pid_tgid();
@@ -114,39 +115,51 @@ pub fn sys_enter_close(ctx: TracePointContext) -> u32 {
         tgid,
         fd: fd as u32,
     };
-    // SAFETY: copy out, then delete.
+    // SAFETY: copy out.
     let c = match unsafe { CONNS.get(&key) } {
         Some(c) => *c,
         None => return 0,
     };
-    let _ = CONNS.remove(&key);
+    close_conn(&key, id as u32, &c);
+    0
+}
+
+/// Forgets a socket fd and, if it was streamed (as plaintext or as TLS plaintext), tells
+/// userspace the connection ended.
+#[inline(always)]
+pub fn close_conn(key: &ConnKey, tid: u32, c: &ConnState) {
+    let _ = CONNS.remove(key);
+    let _ = SK_OWNER.remove(&c.sk);
     let mut start_ns = c.start_ns;
-    let mut ident_fd = fd as u32;
+    let mut ident_fd = key.fd;
     if c.state == CONN_TLS {
         let tk = TlsKey {
-            tgid,
+            tgid: key.tgid,
             _pad: 0,
             ssl: c.ssl,
         };
         // SAFETY: copy out, then delete.
         let t = match unsafe { TLS_CONNS.get(&tk) } {
             Some(t) => *t,
-            None => return 0,
+            None => return,
         };
+        if t.fd != key.fd {
+            return; // the SSL* moved on to another socket
+        }
         let _ = TLS_CONNS.remove(&tk);
-        if t.state != CONN_HTTP || t.fd != fd as u32 {
-            return 0;
+        if t.state != CONN_HTTP {
+            return;
         }
         start_ns = t.start_ns;
         ident_fd = NO_FD;
     } else if c.state != CONN_HTTP {
-        return 0;
+        return;
     }
     let ev = ConnCloseEvent {
         header: EventHeader {
             kind: EventKind::ConnClose as u32,
-            tgid,
-            tid: id as u32,
+            tgid: key.tgid,
+            tid,
             fd: ident_fd,
             // SAFETY: helper without preconditions.
             ts_ns: unsafe { bpf_ktime_get_ns() },
@@ -158,5 +171,4 @@ pub fn sys_enter_close(ctx: TracePointContext) -> u32 {
     if EVENTS.output::<ConnCloseEvent>(&ev, 0).is_err() {
         crate::maps::count(mcpwarden_common::counters::Counter::RingFull, 1);
     }
-    0
 }

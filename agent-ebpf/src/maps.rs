@@ -65,6 +65,11 @@ pub struct TlsArgs {
     pub _pad: [u8; 3],
 }
 
+/// `struct sock *` → the (tgid, fd) using it, so a TCP state change (which may run in
+/// softirq context) can find the connection to close.
+#[map]
+pub static SK_OWNER: LruHashMap<u64, ConnKey> = LruHashMap::with_max_entries(65536, 0);
+
 /// Per-CPU scratch record a chunk is assembled in (too large for the 512-byte stack).
 #[map]
 pub static SCRATCH: PerCpuArray<DataEvent> = PerCpuArray::with_max_entries(1, 0);

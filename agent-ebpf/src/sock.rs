@@ -3,11 +3,15 @@
 use aya_ebpf::{
     helpers::bpf_get_current_pid_tgid, macros::tracepoint, programs::TracePointContext,
 };
-use mcpwarden_common::conn::SockTuple;
+use mcpwarden_common::{
+    conn::SockTuple,
+    event::{ROLE_ACCEPTOR, ROLE_CONNECTOR},
+};
 
 use crate::{
+    conn::close_conn,
     ctx::field,
-    maps::{ARGS, SOCKS},
+    maps::{ARGS, CONNS, SK_OWNER, SOCKS},
 };
 
 const AF_INET: u16 = 2;
@@ -15,6 +19,7 @@ const AF_INET6: u16 = 10;
 const IPPROTO_TCP: u16 = 6;
 const TCP_ESTABLISHED: i32 = 1;
 const TCP_SYN_SENT: i32 = 2;
+const TCP_SYN_RECV: i32 = 3;
 const TCP_CLOSE: i32 = 7;
 
 // sock:sock_send_length / sock:sock_recv_length (format):
@@ -61,11 +66,31 @@ pub fn inet_sock_set_state(ctx: TracePointContext) -> u32 {
         return 0;
     }
     let sk: u64 = field(&ctx, 8);
+    let oldstate: i32 = field(&ctx, 16);
     let newstate: i32 = field(&ctx, 20);
     if newstate == TCP_CLOSE {
+        // Both directions are finished (or the connection was reset): the connection ends.
+        // This may run in softirq context: find the owner by the socket, not the task.
         let _ = SOCKS.remove(&sk);
+        // SAFETY: copy out.
+        if let Some(key) = unsafe { SK_OWNER.get(&sk) }.copied() {
+            let _ = SK_OWNER.remove(&sk);
+            // SAFETY: copy out.
+            if let Some(c) = unsafe { CONNS.get(&key) }.copied() {
+                if c.sk == sk {
+                    close_conn(&key, 0, &c);
+                }
+            }
+        }
         return 0;
     }
+    let role = if newstate == TCP_SYN_SENT || oldstate == TCP_SYN_SENT {
+        ROLE_CONNECTOR
+    } else if oldstate == TCP_SYN_RECV {
+        ROLE_ACCEPTOR
+    } else {
+        return 0;
+    };
     if newstate != TCP_ESTABLISHED && newstate != TCP_SYN_SENT {
         return 0;
     }
@@ -74,6 +99,7 @@ pub fn inet_sock_set_state(ctx: TracePointContext) -> u32 {
         family,
         lport: field(&ctx, 24),
         rport: field(&ctx, 26),
+        role,
         _pad: 0,
         laddr: [0; 16],
         raddr: [0; 16],

@@ -21,7 +21,7 @@ use mcpwarden_common::{
 use crate::{
     ctx::{field, skip_tgid},
     emit::{emit_conn_open, emit_payload, first_bytes, looks_like_http, Payload},
-    maps::{count, SyscallArgs, ARGS, CONNS},
+    maps::{count, SyscallArgs, ARGS, CONNS, SK_OWNER, SOCKS},
     sock::is_tcp,
     tls::{in_ssl_call, tie_ssl_to_fd, uses_tls},
 };
@@ -158,30 +158,68 @@ fn on_exit(ctx: &TracePointContext) {
     if args.sk == 0 {
         return; // not a socket (file, pipe, ...)
     }
-    let ret: i64 = field(ctx, OFF_RET);
+    on_socket_io(&SocketIo {
+        id,
+        fd: args.fd,
+        buf: args.buf,
+        count: args.count,
+        vectored: args.vectored != 0,
+        source: args.source,
+        sk: args.sk,
+        family: args.sk_family,
+        protocol: args.sk_protocol,
+        ret: field(ctx, OFF_RET),
+    });
+}
+
+/// One completed payload syscall on a socket, however it was observed.
+pub struct SocketIo {
+    /// pid_tgid of the thread.
+    pub id: u64,
+    pub fd: u32,
+    /// Buffer, or `struct iovec *` when `vectored`.
+    pub buf: u64,
+    /// Buffer size, or iovec count.
+    pub count: u64,
+    pub vectored: bool,
+    /// `DataSource` value.
+    pub source: u8,
+    /// `struct sock *`, `AF_*`, `IPPROTO_*`.
+    pub sk: u64,
+    pub family: u16,
+    pub protocol: u16,
+    /// The syscall's result (bytes moved, or a negative errno).
+    pub ret: i64,
+}
+
+/// The shared decision path: TCP? TLS ciphertext? which connection? HTTP? stream it.
+#[inline(always)]
+pub fn on_socket_io(io: &SocketIo) {
+    let id = io.id;
     let tgid = (id >> 32) as u32;
-    let key = ConnKey { tgid, fd: args.fd };
-    if !is_tcp(args.sk_family, args.sk_protocol) {
-        // Remember it so the enter side returns early next time.
-        let st = new_conn(ROLE_UNKNOWN, CONN_IGNORED, args.sk);
+    let key = ConnKey { tgid, fd: io.fd };
+    if !is_tcp(io.family, io.protocol) {
+        // Remember it so the syscall-mode enter side returns early next time.
+        let st = new_conn(ROLE_UNKNOWN, CONN_IGNORED, io.sk);
         let _ = CONNS.insert(&key, &st, 0);
         return;
     }
-    if tie_ssl_to_fd(id, tgid, args.fd, args.sk, args.source, ret) {
+    if tie_ssl_to_fd(id, tgid, io.fd, io.sk, io.source, io.ret) {
         return; // ciphertext: the plaintext goes out from the TLS uprobes
     }
-    if ret <= 0 {
+    if io.ret <= 0 {
         return;
     }
-    let len = ret as u64;
+    let len = io.ret as u64;
     let conn = match CONNS.get_ptr_mut(&key) {
         Some(c) => c,
         None => {
-            let st = new_conn(ROLE_UNKNOWN, CONN_SNIFFING, args.sk);
+            let st = new_conn(role_of(io.sk), CONN_SNIFFING, io.sk);
             if CONNS.insert(&key, &st, 0).is_err() {
                 count(Counter::ConnMapFull, 1);
                 return;
             }
+            let _ = SK_OWNER.insert(&io.sk, &key, 0);
             match CONNS.get_ptr_mut(&key) {
                 Some(c) => c,
                 None => return,
@@ -192,12 +230,14 @@ fn on_exit(ctx: &TracePointContext) {
     // written by the threads using that fd.
     let c = unsafe { &mut *conn };
     if c.sk == 0 {
-        c.sk = args.sk;
-    } else if c.sk != args.sk {
+        c.sk = io.sk;
+        let _ = SK_OWNER.insert(&io.sk, &key, 0);
+    } else if c.sk != io.sk {
         // The fd now names another socket (dup2, or a close we did not see): new connection.
-        *c = new_conn(ROLE_UNKNOWN, CONN_SNIFFING, args.sk);
+        *c = new_conn(role_of(io.sk), CONN_SNIFFING, io.sk);
+        let _ = SK_OWNER.insert(&io.sk, &key, 0);
     }
-    let source = args.source;
+    let source = io.source;
     let egress = source_direction(source) == DIR_EGRESS;
     let pos = if egress { c.egress_pos } else { c.ingress_pos };
     if egress {
@@ -206,9 +246,9 @@ fn on_exit(ctx: &TracePointContext) {
         c.ingress_pos = pos + len;
     }
     let payload = Payload {
-        buf: args.buf,
-        count: args.count,
-        vectored: args.vectored != 0,
+        buf: io.buf,
+        count: io.count,
+        vectored: io.vectored,
         len,
     };
     match c.state {
@@ -219,7 +259,10 @@ fn on_exit(ctx: &TracePointContext) {
             if looks_like_http(&head) {
                 c.state = CONN_HTTP;
                 count(Counter::ConnsHttp, 1);
-                emit_conn_open(tgid, id as u32, args.fd, c);
+                if c.role == ROLE_UNKNOWN {
+                    c.role = role_of(io.sk);
+                }
+                emit_conn_open(tgid, id as u32, io.fd, c);
             } else {
                 c.misses += 1;
                 if c.misses >= SNIFF_MAX_MISSES {
@@ -232,8 +275,18 @@ fn on_exit(ctx: &TracePointContext) {
         _ => return,
     }
     emit_payload(
-        tgid, id as u32, args.fd, c.start_ns, pos, source, args.fd, &payload,
+        tgid, id as u32, io.fd, c.start_ns, pos, source, io.fd, &payload,
     );
+}
+
+/// The role the TCP handshake gave a socket, if the kernel saw it.
+#[inline(always)]
+fn role_of(sk: u64) -> u8 {
+    // SAFETY: read-only peek.
+    match unsafe { SOCKS.get(&sk) } {
+        Some(t) => t.role,
+        None => ROLE_UNKNOWN,
+    }
 }
 
 #[inline(always)]

@@ -28,7 +28,9 @@ use mcpwarden_common::{
 use crate::{
     ctx::skip_tgid,
     emit::{emit_open, emit_payload, first_bytes, looks_like_http, Payload},
-    maps::{count, TlsArgs, CONNS, LAST_READ_FD, PENDING_WRITE, TLS_ARGS, TLS_CONNS, TLS_PIDS},
+    maps::{
+        count, TlsArgs, CONNS, LAST_READ_FD, PENDING_WRITE, SK_OWNER, TLS_ARGS, TLS_CONNS, TLS_PIDS,
+    },
     syscalls::new_conn,
 };
 
@@ -190,6 +192,9 @@ fn mark_socket_tls(tgid: u32, fd: u32, sk: u64, ssl: u64) {
             let mut c = new_conn(ROLE_UNKNOWN, CONN_TLS, sk);
             c.ssl = ssl;
             let _ = CONNS.insert(&key, &c, 0);
+            if sk != 0 {
+                let _ = SK_OWNER.insert(&sk, &key, 0);
+            }
         }
     }
 }

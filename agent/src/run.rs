@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use mcpwarden::capture::attach::CaptureOptions;
+use mcpwarden::capture::attach::{CaptureMode, CaptureOptions};
 use mcpwarden::capture::{events, Capture};
 use mcpwarden::conn::ConnTable;
 use mcpwarden::http::Limits;
@@ -25,6 +25,11 @@ pub struct RunArgs {
     /// Create this file once every program is attached (for scripts and tests).
     #[arg(long)]
     ready_file: Option<PathBuf>,
+    /// How payload syscalls are observed: `sock` (only socket I/O pays; needs
+    /// bpf_task_pt_regs in tracepoints), `syscalls` (sys_enter/sys_exit on every
+    /// read/write-family syscall), or `auto` (sock when the kernel allows it).
+    #[arg(long, default_value = "auto")]
+    capture_mode: CaptureMode,
     /// Trace only this process id.
     #[arg(long, default_value_t = 0)]
     pid: u32,
@@ -61,6 +66,7 @@ fn monotonic_ns() -> u64 {
 pub fn run(args: RunArgs) -> anyhow::Result<()> {
     let mut capture = Capture::start(&CaptureOptions {
         target_pid: args.pid,
+        mode: args.capture_mode,
         ring_bytes: args.ring_bytes,
     })?;
     let sink: Box<dyn Write + Send> = match &args.output {
@@ -119,8 +125,9 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
     });
 
     eprintln!(
-        "mcpwarden: {} programs attached, TLS uprobes on {} files; printing MCP traffic as JSON lines",
+        "mcpwarden: {} programs attached ({} capture mode), TLS uprobes on {} files; printing MCP traffic as JSON lines",
         capture.attached,
+        capture.mode,
         capture.tls.targets.len()
     );
     if let Some(p) = &args.ready_file {

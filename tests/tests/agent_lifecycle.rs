@@ -7,15 +7,15 @@ use std::process::Command;
 use mcpwarden_tests::agent::Agent;
 use mcpwarden_tests::env::test_env;
 
-/// Names of our programs as the kernel keeps them (BPF_OBJ_NAME_LEN: 15 bytes + NUL).
+/// Names of programs the agent loads in its default (sock) capture mode, as the kernel keeps
+/// them (BPF_OBJ_NAME_LEN: 15 bytes + NUL).
 const OUR_PROGRAMS: &[&str] = &[
-    "sys_enter_write",
-    "sys_exit_write",
-    "sys_enter_recvfrom",
-    "sys_exit_recvfrom",
-    "sys_enter_close",
-    "sock_send_length",
+    "sock_send_capture",
+    "sock_recv_capture",
     "inet_sock_set_state",
+    "sched_process_exec",
+    "ssl_write",
+    "ssl_read_ex_ret",
 ];
 
 fn loaded_program_names() -> Vec<String> {

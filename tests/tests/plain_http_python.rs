@@ -13,7 +13,17 @@ use mcpwarden_tests::{free_port, run_py_client, Agent, PyServer};
 
 #[test]
 fn python_sdk_conversation_over_plain_http_is_reported_exactly_from_both_sides() {
-    let agent = Agent::start(&[]);
+    conversation(&[]);
+}
+
+/// The fallback capture mode (sys_enter/sys_exit tracepoints) reports the same, exactly.
+#[test]
+fn the_syscall_capture_mode_reports_the_same_conversation_exactly() {
+    conversation(&["--capture-mode", "syscalls"]);
+}
+
+fn conversation(agent_args: &[&str]) {
+    let agent = Agent::start(agent_args);
     let server = PyServer::start(free_port());
     let server_comm = server.comm();
 

@@ -34,11 +34,19 @@ fn assert_tuples_pair_up(records: &[Value], client_pid: u32, server_pid: u32, po
 }
 
 fn https_conversation(opts: ClientOptions, start_agent_after_initialize: bool) {
+    https_conversation_with(opts, start_agent_after_initialize, &[]);
+}
+
+fn https_conversation_with(
+    opts: ClientOptions,
+    start_agent_after_initialize: bool,
+    agent_args: &[&str],
+) {
     let cert = SelfSignedCert::generate();
     let mut agent = None;
     if !start_agent_after_initialize {
         agent = Some(Agent::start_with_env(
-            &[],
+            agent_args,
             &[("MCPWARDEN_LOG", "mcpwarden::capture::tls=info")],
         ));
     }
@@ -70,7 +78,7 @@ fn https_conversation(opts: ClientOptions, start_agent_after_initialize: bool) {
     }
     if start_agent_after_initialize {
         client.wait_initialized();
-        agent = Some(Agent::start(&[]));
+        agent = Some(Agent::start(agent_args));
         client.resume();
     }
     let client_pid = client.pid();
@@ -135,6 +143,15 @@ fn check_later_calls(records: &[Value], client_pid: u32, server_pid: u32, sessio
 #[test]
 fn python_sdk_over_https_is_decoded_from_client_and_server_with_real_tuples() {
     https_conversation(ClientOptions::default(), false);
+}
+
+#[test]
+fn https_in_the_syscall_capture_mode_is_decoded_the_same() {
+    https_conversation_with(
+        ClientOptions::default(),
+        false,
+        &["--capture-mode", "syscalls"],
+    );
 }
 
 #[test]

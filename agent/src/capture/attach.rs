@@ -30,9 +30,11 @@ macro_rules! sys {
     };
 }
 
-/// Every program, all required on this kernel (syscall and sock tracepoints exist on every
-/// supported kernel; see the README's kernel requirements).
-pub const PROGRAMS: &[ProgramSpec] = &[
+/// Programs of the syscall capture mode: `sys_enter_*` saves a payload syscall's arguments by
+/// thread, `sock_*_length` tags it with its socket, `sys_exit_*` streams it. Works on any
+/// kernel with these tracepoints, but every read/write-family syscall on the host pays for
+/// the enter/exit pair.
+pub const SYSCALL_MODE_PROGRAMS: &[ProgramSpec] = &[
     sys!("sys_enter_write", "save write(2) args"),
     sys!("sys_exit_write", "stream written bytes"),
     sys!("sys_enter_read", "save read(2) args"),
@@ -58,14 +60,36 @@ pub const PROGRAMS: &[ProgramSpec] = &[
         program: "sock_send_length",
         category: "sock",
         event: "sock_send_length",
-        why: "marks a send syscall as touching a socket (family, protocol, sock)",
+        why: "marks a pending send syscall as socket I/O (family, protocol, sock)",
     },
     ProgramSpec {
         program: "sock_recv_length",
         category: "sock",
         event: "sock_recv_length",
-        why: "marks a recv syscall as touching a socket (family, protocol, sock)",
+        why: "marks a pending recv syscall as socket I/O (family, protocol, sock)",
     },
+];
+
+/// Programs of the sock capture mode: the whole payload path inside the socket tracepoints,
+/// syscall arguments read from the saved user registers (`bpf_task_pt_regs`). Only socket
+/// I/O pays; needs a kernel that allows that helper in tracepoint programs (5.15+).
+pub const SOCK_MODE_PROGRAMS: &[ProgramSpec] = &[
+    ProgramSpec {
+        program: "sock_send_capture",
+        category: "sock",
+        event: "sock_send_length",
+        why: "streams bytes sent on TCP sockets",
+    },
+    ProgramSpec {
+        program: "sock_recv_capture",
+        category: "sock",
+        event: "sock_recv_length",
+        why: "streams bytes received on TCP sockets",
+    },
+];
+
+/// Programs of both modes.
+pub const COMMON_PROGRAMS: &[ProgramSpec] = &[
     ProgramSpec {
         program: "sched_process_exec",
         category: "sched",
@@ -76,15 +100,87 @@ pub const PROGRAMS: &[ProgramSpec] = &[
         program: "inet_sock_set_state",
         category: "sock",
         event: "inet_sock_set_state",
-        why: "TCP 4-tuples of sockets",
+        why: "TCP 4-tuples and roles of sockets; end of connections (sock mode)",
     },
 ];
+
+/// How payload syscalls are observed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum CaptureMode {
+    /// Sock mode when the kernel accepts it, else syscall mode.
+    #[default]
+    Auto,
+    Sock,
+    Syscalls,
+}
+
+impl std::str::FromStr for CaptureMode {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "auto" => Ok(Self::Auto),
+            "sock" => Ok(Self::Sock),
+            "syscalls" => Ok(Self::Syscalls),
+            other => Err(format!(
+                "unknown capture mode {other:?} (auto, sock, syscalls)"
+            )),
+        }
+    }
+}
+
+impl std::fmt::Display for CaptureMode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Auto => "auto",
+            Self::Sock => "sock",
+            Self::Syscalls => "syscalls",
+        })
+    }
+}
+
+fn attach_all(ebpf: &mut Ebpf, specs: &[ProgramSpec]) -> Result<usize, CaptureError> {
+    for p in specs {
+        load_one(ebpf, p)?;
+    }
+    for p in specs {
+        let prog: &mut TracePoint = program(ebpf, p)?;
+        prog.attach(p.category, p.event).map_err(|e| wrap(p, e))?;
+        tracing::debug!(program = p.program, why = p.why, "attached");
+    }
+    Ok(specs.len())
+}
+
+fn wrap(p: &ProgramSpec, source: aya::programs::ProgramError) -> CaptureError {
+    CaptureError::Program {
+        program: p.program,
+        category: p.category,
+        event: p.event,
+        source: Box::new(source),
+    }
+}
+
+fn program<'a>(ebpf: &'a mut Ebpf, p: &ProgramSpec) -> Result<&'a mut TracePoint, CaptureError> {
+    ebpf.program_mut(p.program)
+        .ok_or(CaptureError::MissingProgram { program: p.program })?
+        .try_into()
+        .map_err(|e| wrap(p, e))
+}
+
+/// Loads a program unless it already is (the capability check loads the sock-mode ones).
+fn load_one(ebpf: &mut Ebpf, p: &ProgramSpec) -> Result<(), CaptureError> {
+    let prog = program(ebpf, p)?;
+    if prog.fd().is_ok() {
+        return Ok(());
+    }
+    prog.load().map_err(|e| wrap(p, e))
+}
 
 /// Options for loading.
 #[derive(Debug, Clone, Default)]
 pub struct CaptureOptions {
     /// Trace only this process (0: all).
     pub target_pid: u32,
+    pub mode: CaptureMode,
     /// Ring buffer size in bytes (power of two, multiple of the page size).
     pub ring_bytes: u32,
 }
@@ -94,6 +190,8 @@ pub struct Capture {
     ebpf: Ebpf,
     pub ring: RingBuf<MapData>,
     pub attached: usize,
+    /// The mode in use (never `Auto`).
+    pub mode: CaptureMode,
     pub tls: super::tls::TlsAttacher,
 }
 
@@ -115,29 +213,29 @@ impl Capture {
             .map_max_entries("EVENTS", ring)
             .load(EBPF_OBJECT)
             .map_err(Box::new)?;
-        let mut attached = 0;
-        for p in PROGRAMS {
-            let prog: &mut TracePoint = ebpf
-                .program_mut(p.program)
-                .ok_or(CaptureError::MissingProgram { program: p.program })?
-                .try_into()
-                .map_err(|source| CaptureError::Program {
-                    program: p.program,
-                    category: p.category,
-                    event: p.event,
-                    source: Box::new(source),
-                })?;
-            let wrap = |source| CaptureError::Program {
-                program: p.program,
-                category: p.category,
-                event: p.event,
-                source: Box::new(source),
-            };
-            prog.load().map_err(wrap)?;
-            prog.attach(p.category, p.event).map_err(wrap)?;
-            tracing::debug!(program = p.program, why = p.why, "attached");
-            attached += 1;
-        }
+        let mut attached = attach_all(&mut ebpf, COMMON_PROGRAMS)?;
+        let mode = match opts.mode {
+            CaptureMode::Syscalls => CaptureMode::Syscalls,
+            CaptureMode::Sock => CaptureMode::Sock,
+            CaptureMode::Auto => {
+                // Runtime capability check: the kernel must accept bpf_task_pt_regs in a
+                // tracepoint program.
+                match SOCK_MODE_PROGRAMS
+                    .iter()
+                    .try_for_each(|p| load_one(&mut ebpf, p))
+                {
+                    Ok(()) => CaptureMode::Sock,
+                    Err(e) => {
+                        tracing::info!("sock capture mode unavailable, using syscall mode: {e}");
+                        CaptureMode::Syscalls
+                    }
+                }
+            }
+        };
+        attached += match mode {
+            CaptureMode::Sock => attach_all(&mut ebpf, SOCK_MODE_PROGRAMS)?,
+            _ => attach_all(&mut ebpf, SYSCALL_MODE_PROGRAMS)?,
+        };
         let ring = RingBuf::try_from(
             ebpf.take_map("EVENTS")
                 .ok_or(CaptureError::MissingMap { map: "EVENTS" })?,
@@ -154,6 +252,7 @@ impl Capture {
             ebpf,
             ring,
             attached,
+            mode,
             tls,
         })
     }

@@ -3,7 +3,10 @@
 
 use std::path::Path;
 
-use super::{attach::PROGRAMS, CaptureError};
+use super::{
+    attach::{COMMON_PROGRAMS, SOCK_MODE_PROGRAMS},
+    CaptureError,
+};
 
 pub const TRACEFS: &str = "/sys/kernel/tracing";
 const BTF: &str = "/sys/kernel/btf/vmlinux";
@@ -17,7 +20,8 @@ pub fn check() -> Result<(), CaptureError> {
         return Err(CaptureError::NoBtf { path: BTF });
     }
     ensure_tracefs()?;
-    for p in PROGRAMS {
+    // Needed in both modes (the syscall mode's own tracepoints are checked when attaching).
+    for p in COMMON_PROGRAMS.iter().chain(SOCK_MODE_PROGRAMS) {
         let path = format!("{TRACEFS}/events/{}/{}", p.category, p.event);
         if !Path::new(&path).exists() {
             return Err(CaptureError::MissingTracepoint {
