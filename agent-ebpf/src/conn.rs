@@ -130,6 +130,12 @@ pub fn sys_enter_close(ctx: TracePointContext) -> u32 {
 pub fn close_conn(key: &ConnKey, tid: u32, c: &ConnState) {
     let _ = CONNS.remove(key);
     let _ = SK_OWNER.remove(&c.sk);
+    emit_close(key, tid, c);
+}
+
+/// Tells userspace a streamed connection (plaintext, or TLS plaintext over this socket) ended.
+#[inline(always)]
+pub fn emit_close(key: &ConnKey, tid: u32, c: &ConnState) {
     let mut start_ns = c.start_ns;
     let mut ident_fd = key.fd;
     if c.state == CONN_TLS {

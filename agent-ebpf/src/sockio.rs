@@ -121,5 +121,6 @@ fn capture(ctx: &TracePointContext, send: bool) {
         family: field(ctx, 16),
         protocol: field(ctx, 18),
         ret: ret as i64,
+        from_syscall_exit: false,
     });
 }

@@ -19,6 +19,7 @@ use mcpwarden_common::{
 };
 
 use crate::{
+    conn::emit_close,
     ctx::{field, skip_tgid},
     emit::{emit_conn_open, emit_payload, first_bytes, looks_like_http, Payload},
     maps::{count, SyscallArgs, ARGS, CONNS, SK_OWNER, SOCKS},
@@ -169,6 +170,7 @@ fn on_exit(ctx: &TracePointContext) {
         family: args.sk_family,
         protocol: args.sk_protocol,
         ret: field(ctx, OFF_RET),
+        from_syscall_exit: true,
     });
 }
 
@@ -190,6 +192,8 @@ pub struct SocketIo {
     pub protocol: u16,
     /// The syscall's result (bytes moved, or a negative errno).
     pub ret: i64,
+    /// Observed by the syscall capture mode's sys_exit program.
+    pub from_syscall_exit: bool,
 }
 
 /// The shared decision path: TCP? TLS ciphertext? which connection? HTTP? stream it.
@@ -199,9 +203,12 @@ pub fn on_socket_io(io: &SocketIo) {
     let tgid = (id >> 32) as u32;
     let key = ConnKey { tgid, fd: io.fd };
     if !is_tcp(io.family, io.protocol) {
-        // Remember it so the syscall-mode enter side returns early next time.
-        let st = new_conn(ROLE_UNKNOWN, CONN_IGNORED, io.sk);
-        let _ = CONNS.insert(&key, &st, 0);
+        if io.from_syscall_exit {
+            // Remember it so the syscall-mode enter side returns early next time (the sock
+            // mode knows the family from the tracepoint itself and needs no entry).
+            let st = new_conn(ROLE_UNKNOWN, CONN_IGNORED, io.sk);
+            let _ = CONNS.insert(&key, &st, 0);
+        }
         return;
     }
     if tie_ssl_to_fd(id, tgid, io.fd, io.sk, io.source, io.ret) {
@@ -233,7 +240,9 @@ pub fn on_socket_io(io: &SocketIo) {
         c.sk = io.sk;
         let _ = SK_OWNER.insert(&io.sk, &key, 0);
     } else if c.sk != io.sk {
-        // The fd now names another socket (dup2, or a close we did not see): new connection.
+        // The fd now names another socket (a close not seen yet, e.g. a TCP_CLOSE still to
+        // come after FIN_WAIT2, or dup2): the old connection ends here, a new one starts.
+        emit_close(&key, id as u32, c);
         *c = new_conn(role_of(io.sk), CONN_SNIFFING, io.sk);
         let _ = SK_OWNER.insert(&io.sk, &key, 0);
     }
