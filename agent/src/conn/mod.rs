@@ -519,3 +519,6 @@ fn close(
     flush_parsers(c, tracker, stats, ts_ns, out);
     tracker.on_conn_closed(c.ep.pid, &c.ep.conn_id, ts_ns, out);
 }
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,139 @@
+//! The connection table with hand-built kernel events: TLS connections whose socket is learned
+//! late, gaps, duplicates.
+
+use super::*;
+use crate::mcp::McpConfig;
+
+const REQ: &[u8] = b"POST /mcp HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 58\r\n\r\n{\"jsonrpc\":\"2.0\",\"id\":7,\"method\":\"tools/call\",\"params\":{}}";
+const RESP: &[u8] = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 36\r\n\r\n{\"jsonrpc\":\"2.0\",\"id\":7,\"result\":{}}";
+
+fn tls_conn() -> ConnIdent {
+    ConnIdent {
+        pid: 4242,
+        fd: mcpwarden_common::conn::NO_FD,
+        start_ns: 100,
+    }
+}
+
+fn table() -> ConnTable {
+    ConnTable::new(McpTracker::new(McpConfig::default()), Limits::default(), 16)
+}
+
+fn open(conn: ConnIdent) -> KernelEvent {
+    KernelEvent::Open {
+        conn,
+        ts_ns: 1_000,
+        local: None,
+        remote: None,
+        connector: None,
+        comm: "client".into(),
+        tls: true,
+        sock_fd: None,
+    }
+}
+
+fn data(conn: ConnIdent, dir: Direction, pos: u64, bytes: &[u8], ts_ns: u64) -> KernelEvent {
+    KernelEvent::Data {
+        conn,
+        tid: 1,
+        ts_ns,
+        direction: dir,
+        pos,
+        syscall_len: bytes.len() as u32,
+        truncated: false,
+        sock_fd: None,
+        bytes: bytes.to_vec(),
+    }
+}
+
+fn messages(out: &[Record]) -> Vec<serde_json::Value> {
+    out.iter()
+        .filter_map(|r| serde_json::to_value(r).ok())
+        .filter(|v| v["type"] == "message")
+        .collect()
+}
+
+#[test]
+fn tls_data_waits_for_its_socket_and_then_carries_the_real_tuple() {
+    let mut t = table();
+    let mut out = Vec::new();
+    let c = tls_conn();
+    t.on_event(open(c), &mut out);
+    t.on_event(data(c, Direction::Egress, 0, REQ, 2_000), &mut out);
+    assert!(messages(&out).is_empty(), "held until the tie: {out:?}");
+    t.on_event(
+        KernelEvent::TlsTie {
+            conn: c,
+            local: Some("127.0.0.1:40000".parse().unwrap()),
+            remote: Some("127.0.0.1:8443".parse().unwrap()),
+            connector: Some(true),
+            sock_fd: 9,
+        },
+        &mut out,
+    );
+    t.on_event(data(c, Direction::Ingress, 0, RESP, 5_000), &mut out);
+    let m = messages(&out);
+    assert_eq!(m.len(), 2, "{m:?}");
+    for r in &m {
+        assert_eq!(r["local"], "127.0.0.1:40000");
+        assert_eq!(r["remote"], "127.0.0.1:8443");
+        assert_eq!(r["side"], "client");
+        assert_eq!(r["conn_id"], "4242:tls:100");
+    }
+    assert_eq!(m[0]["kind"], "request");
+    assert_eq!(m[1]["kind"], "response");
+    assert_eq!(m[1]["latency_ns"], 3_000);
+    assert_eq!(t.stats.tls_ties, 1);
+}
+
+#[test]
+fn tls_data_whose_socket_never_comes_is_released_after_the_wait_without_a_tuple() {
+    let mut t = table();
+    let mut out = Vec::new();
+    let c = tls_conn();
+    t.on_event(open(c), &mut out);
+    t.on_event(data(c, Direction::Egress, 0, REQ, 2_000), &mut out);
+    t.on_tick(500_000_000, &mut out);
+    assert!(messages(&out).is_empty(), "still within the wait");
+    t.on_tick(1_000_001_000, &mut out);
+    let m = messages(&out);
+    assert_eq!(m.len(), 1, "{out:?}");
+    assert_eq!(m[0]["local"], "");
+    assert_eq!(t.stats.tls_untied, 1);
+}
+
+#[test]
+fn a_gap_is_counted_and_the_next_message_still_decodes() {
+    let mut t = table();
+    let mut out = Vec::new();
+    let c = ConnIdent {
+        pid: 1,
+        fd: 5,
+        start_ns: 10,
+    };
+    t.on_event(data(c, Direction::Egress, 0, &REQ[..20], 1), &mut out);
+    // 30 bytes lost, then a whole new request.
+    t.on_event(data(c, Direction::Egress, 50, REQ, 2), &mut out);
+    assert_eq!(t.stats.gaps, 1);
+    assert_eq!(t.stats.gap_bytes, 30);
+    let m = messages(&out);
+    assert_eq!(m.len(), 1, "{out:?}");
+    assert_eq!(m[0]["method"], "tools/call");
+}
+
+#[test]
+fn bytes_delivered_twice_are_trimmed_and_counted() {
+    let mut t = table();
+    let mut out = Vec::new();
+    let c = ConnIdent {
+        pid: 1,
+        fd: 5,
+        start_ns: 10,
+    };
+    t.on_event(data(c, Direction::Egress, 0, &REQ[..40], 1), &mut out);
+    t.on_event(data(c, Direction::Egress, 30, &REQ[30..], 2), &mut out);
+    assert_eq!(t.stats.duplicate_bytes, 10);
+    let m = messages(&out);
+    assert_eq!(m.len(), 1, "{out:?}");
+    assert_eq!(m[0]["id"], 7);
+}
