@@ -18,6 +18,7 @@ use mcpwarden_common::{counters::Counter, event::DataSource};
 use crate::{
     ctx::{field, skip_tgid},
     maps::count,
+    sock::is_tcp,
     syscalls::{on_socket_io, SocketIo},
 };
 
@@ -53,6 +54,12 @@ pub fn sock_recv_capture(ctx: TracePointContext) -> u32 {
 
 #[inline(always)]
 fn capture(ctx: &TracePointContext, send: bool) {
+    // Cheapest checks first: unix sockets, UDP and our own I/O leave after two context loads.
+    let family: u16 = field(ctx, 16);
+    let protocol: u16 = field(ctx, 18);
+    if !is_tcp(family, protocol) {
+        return;
+    }
     let id = bpf_get_current_pid_tgid();
     if skip_tgid((id >> 32) as u32) {
         return;
@@ -118,8 +125,8 @@ fn capture(ctx: &TracePointContext, send: bool) {
         vectored,
         source: source as u8,
         sk: field(ctx, 8),
-        family: field(ctx, 16),
-        protocol: field(ctx, 18),
+        family,
+        protocol,
         ret: ret as i64,
         from_syscall_exit: false,
     });
