@@ -46,7 +46,7 @@ impl<W: Write> JsonLinesWriter<W> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::mcp::{EndReason, Grouping, SessionStatus, SessionSummary, Side};
+    use crate::mcp::{EndReason, Grouping, SessionState, SessionStatus, SessionSummary, Side};
     use serde_json::json;
 
     fn summary() -> Record {
@@ -73,6 +73,17 @@ mod tests {
             end_reason: EndReason::Delete,
             methods: vec!["initialize".into()],
             tools: vec![],
+            primitives: vec![],
+            state: SessionState::Initializing,
+            user: None,
+            role: None,
+            identity_source: None,
+            identity_verified: false,
+            client_capabilities: None,
+            server_capabilities: None,
+            cancelled: 0,
+            protocol_version_mismatches: 0,
+            first_mismatched_protocol_version: None,
             attacks: vec![],
         })
     }
@@ -118,7 +129,11 @@ mod tests {
                 "server_version": null, "protocol_version": "2025-11-25", "started_ns": 10,
                 "ended_ns": 30, "duration_ns": 20, "requests": 1, "notifications": 0,
                 "responses": 1, "errors": 0, "status": "ended", "end_reason": "delete",
-                "methods": ["initialize"], "tools": [], "attacks": []
+                "methods": ["initialize"], "tools": [], "primitives": [],
+                "state": "initializing", "user": null, "role": null, "identity_source": null,
+                "identity_verified": false, "client_capabilities": null,
+                "server_capabilities": null, "cancelled": 0, "protocol_version_mismatches": 0,
+                "first_mismatched_protocol_version": null, "attacks": []
             })
         );
     }

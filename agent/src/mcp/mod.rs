@@ -10,11 +10,22 @@
 //!   by server endpoint + client name.
 //! * Pairing is by (session, direction of the request, id): string and numeric ids, batches,
 //!   server→client requests, calls lasting minutes. Pending requests are bounded by count
-//!   per session, never by wall-clock age; every eviction is counted.
+//!   per session, never by wall-clock age; every eviction is counted. `notifications/cancelled`
+//!   marks its request; progress notifications name the request that carried their token.
+//! * Sessions end on DELETE, 404, idle timeout (never while a request is pending) or once all
+//!   their connections stayed closed for a grace period (see [`McpTracker`]).
+//! * Where the session id lives, and who the user is, are configurable per server
+//!   ([`ServerConfig`]); identities come from a header or a JWT claim, verified with `ring`
+//!   (`jwt.rs`) when keys are configured. Tokens are never output.
+//! * `catalog.rs`: tools, resources, templates and prompts per server from list results
+//!   (paginated), and tool-definition drift ([`Record::Drift`]).
 
+mod catalog;
 mod config;
 mod endpoint;
 mod extract;
+mod identity;
+mod jwt;
 mod pairing;
 mod record;
 mod session;
@@ -22,11 +33,21 @@ mod tracker;
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_catalog;
+#[cfg(test)]
+mod tests_identity;
+#[cfg(test)]
+mod tests_lifecycle;
 
-pub use config::McpConfig;
+pub use catalog::{canonical_json, ListCounts, ListKind, ToolCatalog, ToolDef, DRIFT_FIELDS};
+pub use config::{IdentityConfig, JwtKeySource, McpConfig, ServerConfig, SessionIdLocation};
 pub use endpoint::{header_value, Endpoint, Flow, HttpMeta, Side, Transport};
+pub use identity::{Identity, IdentityResolver, IdentitySource, Resolution};
+pub use jwt::{decode as decode_jwt, DecodedJwt, JwtError, JwtKeys, KeyError, Verification};
 pub use record::{
-    EndReason, Era, Grouping, Kind, MessageRecord, Record, SessionStatus, SessionSummary,
+    DriftRecord, EndReason, Era, Grouping, Kind, MessageRecord, Record, SessionStatus,
+    SessionSummary,
 };
 pub use session::{McpSession, SessionState};
-pub use tracker::{McpStats, McpTracker};
+pub use tracker::{query_param, ConfigError, McpStats, McpTracker};

@@ -3,6 +3,11 @@
 //! Keyed by (direction the request travelled, id): a client's request `1` and a server's
 //! request `1` are different calls. No time-to-live: a call may take minutes. The table is
 //! bounded by count instead; when full, the oldest request is evicted and the caller counts it.
+//!
+//! A request cancelled by `notifications/cancelled` stays in the table (its answer may still
+//! come: races are normal) but no longer counts as live, so it does not keep an idle session
+//! open. A request carrying `params._meta.progressToken` is findable by that token, so its
+//! progress notifications name it.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -16,6 +21,26 @@ pub struct Pending {
     pub name: Option<String>,
     /// Kernel time the request was seen.
     pub ts_ns: u64,
+    /// `params.cursor` of a list request (a page after the first).
+    pub cursor: Option<String>,
+    /// `params._meta.progressToken`, as an id-like value (string or integer).
+    pub progress_token: Option<RpcId>,
+    /// A `notifications/cancelled` named this request.
+    pub cancelled: bool,
+}
+
+impl Pending {
+    /// A request seen at `ts_ns`, not cancelled, without cursor or progress token.
+    pub fn new(method: String, name: Option<String>, ts_ns: u64) -> Self {
+        Pending {
+            method,
+            name,
+            ts_ns,
+            cursor: None,
+            progress_token: None,
+            cancelled: false,
+        }
+    }
 }
 
 type Key = (Flow, RpcId);
@@ -44,6 +69,10 @@ pub struct PendingTable {
     order: BTreeMap<u64, Key>,
     next_seq: u64,
     max: usize,
+    /// (direction of the request, progress token) → request id.
+    tokens: HashMap<Key, RpcId>,
+    /// Entries not cancelled.
+    live: usize,
 }
 
 impl PendingTable {
@@ -53,6 +82,8 @@ impl PendingTable {
             order: BTreeMap::new(),
             next_seq: 0,
             max: max.max(1),
+            tokens: HashMap::new(),
+            live: 0,
         }
     }
 
@@ -60,23 +91,66 @@ impl PendingTable {
         self.entries.len()
     }
 
+    /// Requests awaiting an answer that were not cancelled.
+    pub fn live(&self) -> usize {
+        self.live
+    }
+
+    /// Marks the request sent in `flow` with `id` as cancelled; `false` when none is pending.
+    pub fn cancel(&mut self, flow: Flow, id: &RpcId) -> bool {
+        match self.entries.get_mut(&(flow, id.clone())) {
+            Some((_, p)) if !p.cancelled => {
+                p.cancelled = true;
+                self.live -= 1;
+                true
+            }
+            Some(_) => true,
+            None => false,
+        }
+    }
+
+    /// The id of the pending request that travelled in `request_flow` with progress `token`.
+    pub fn request_for_token(&self, request_flow: Flow, token: &RpcId) -> Option<&RpcId> {
+        self.tokens.get(&(request_flow, token.clone()))
+    }
+
+    fn remove(&mut self, key: &Key) -> Option<(u64, Pending)> {
+        let (seq, pending) = self.entries.remove(key)?;
+        self.order.remove(&seq);
+        if !pending.cancelled {
+            self.live -= 1;
+        }
+        if let Some(token) = &pending.progress_token {
+            let tkey = (key.0, token.clone());
+            if self.tokens.get(&tkey) == Some(&key.1) {
+                self.tokens.remove(&tkey);
+            }
+        }
+        Some((seq, pending))
+    }
+
     /// Records a request that travelled in `flow`.
     pub fn insert(&mut self, flow: Flow, id: RpcId, pending: Pending) -> Displaced {
         let mut displaced = Displaced::default();
         let key = (flow, id);
-        if let Some((seq, _)) = self.entries.remove(&key) {
-            self.order.remove(&seq);
+        if self.remove(&key).is_some() {
             displaced.replaced += 1;
         }
         while self.entries.len() >= self.max {
-            let Some((_, oldest)) = self.order.pop_first() else {
+            let Some(oldest) = self.order.first_key_value().map(|(_, k)| k.clone()) else {
                 break;
             };
-            self.entries.remove(&oldest);
+            self.remove(&oldest);
             displaced.evicted += 1;
         }
         let seq = self.next_seq;
         self.next_seq += 1;
+        if !pending.cancelled {
+            self.live += 1;
+        }
+        if let Some(token) = &pending.progress_token {
+            self.tokens.insert((flow, token.clone()), key.1.clone());
+        }
         self.order.insert(seq, key.clone());
         self.entries.insert(key, (seq, pending));
         displaced
@@ -85,9 +159,7 @@ impl PendingTable {
     /// Takes the request an answer travelling in `answer_flow` with `id` belongs to.
     pub fn take(&mut self, answer_flow: Flow, id: &RpcId) -> Option<Pending> {
         let key = (answer_flow.opposite(), id.clone());
-        let (seq, pending) = self.entries.remove(&key)?;
-        self.order.remove(&seq);
-        Some(pending)
+        self.remove(&key).map(|(_, pending)| pending)
     }
 
     /// Moves every entry of `other` in (oldest first), keeping the bound.
@@ -110,11 +182,7 @@ mod tests {
     use super::*;
 
     fn p(method: &str, ts_ns: u64) -> Pending {
-        Pending {
-            method: method.into(),
-            name: None,
-            ts_ns,
-        }
+        Pending::new(method.into(), None, ts_ns)
     }
 
     #[test]
@@ -198,5 +266,54 @@ mod tests {
         assert_eq!(a.len(), 2);
         assert_eq!(a.take(Flow::ServerToClient, &RpcId::Num(10)), None);
         assert!(a.take(Flow::ServerToClient, &RpcId::Num(2)).is_some());
+    }
+
+    #[test]
+    fn cancelled_requests_stay_pairable_but_are_not_live() {
+        let mut t = PendingTable::new(4);
+        t.insert(Flow::ClientToServer, RpcId::Num(1), p("tools/call", 1));
+        t.insert(Flow::ClientToServer, RpcId::Num(2), p("tools/call", 2));
+        assert_eq!(t.live(), 2);
+        assert!(t.cancel(Flow::ClientToServer, &RpcId::Num(1)));
+        assert!(
+            t.cancel(Flow::ClientToServer, &RpcId::Num(1)),
+            "cancelling twice is fine"
+        );
+        assert!(
+            !t.cancel(Flow::ServerToClient, &RpcId::Num(2)),
+            "other direction"
+        );
+        assert_eq!((t.len(), t.live()), (2, 1));
+        let answered = t.take(Flow::ServerToClient, &RpcId::Num(1));
+        assert_eq!(answered.map(|p| p.cancelled), Some(true));
+        assert_eq!((t.len(), t.live()), (1, 1));
+    }
+
+    #[test]
+    fn progress_tokens_find_their_request_until_it_is_answered_or_evicted() {
+        let mut t = PendingTable::new(1);
+        let mut req = p("tools/call", 1);
+        req.progress_token = Some(RpcId::Str("tok".into()));
+        t.insert(Flow::ClientToServer, RpcId::Num(7), req.clone());
+        let tok = RpcId::Str("tok".into());
+        assert_eq!(
+            t.request_for_token(Flow::ClientToServer, &tok),
+            Some(&RpcId::Num(7))
+        );
+        assert_eq!(t.request_for_token(Flow::ServerToClient, &tok), None);
+        t.insert(Flow::ClientToServer, RpcId::Num(8), p("ping", 2));
+        assert_eq!(
+            t.request_for_token(Flow::ClientToServer, &tok),
+            None,
+            "evicted"
+        );
+        t.insert(Flow::ClientToServer, RpcId::Num(9), req);
+        t.take(Flow::ServerToClient, &RpcId::Num(9));
+        assert_eq!(
+            t.request_for_token(Flow::ClientToServer, &tok),
+            None,
+            "answered"
+        );
+        assert_eq!(t.live(), 0);
     }
 }

@@ -6,15 +6,19 @@
 use serde::Serialize;
 use serde_json::Value;
 
-use super::{Flow, Side, Transport};
+use super::identity::IdentitySource;
+use super::{Flow, SessionState, Side, Transport};
 use crate::rpc::RpcId;
 
-/// One reported event. Serialises with a `"type"` field: `"message"` or `"session_end"`.
+/// One reported event. Serialises with a `"type"` field: `"message"`, `"session_end"` or
+/// `"tool_drift"`.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum Record {
     Message(MessageRecord),
     SessionEnd(SessionSummary),
+    #[serde(rename = "tool_drift")]
+    Drift(DriftRecord),
 }
 
 /// Which protocol era a message belongs to.
@@ -43,6 +47,8 @@ pub enum Kind {
 pub enum Grouping {
     /// By the session header the server issued.
     SessionHeader,
+    /// By a session id in a query parameter (configured per server).
+    SessionQuery,
     /// By TCP connection: the server issued no session id.
     Connection,
     /// Stateless era: by server endpoint and client name.
@@ -59,7 +65,9 @@ pub enum EndReason {
     NotFound,
     /// No message for longer than the idle timeout.
     Idle,
-    /// The connection a connection-grouped session lived on closed.
+    /// The connection a connection-grouped session lived on closed; or every connection a
+    /// session-id session used closed, nothing was pending, and no new connection came within
+    /// the close grace period.
     Closed,
     /// The agent is stopping; the session may still be alive.
     Shutdown,
@@ -90,7 +98,9 @@ pub struct MessageRecord {
     pub http_path: String,
     /// `None` for a request body seen before its response head.
     pub http_status: Option<u16>,
-    /// The session header of the exchange (request's, else response's), if any.
+    /// The session id of the exchange: the request's (header, or query parameter where
+    /// configured), else the response's header, else the one its connection was bound to by a
+    /// legacy SSE `endpoint` event; `None` when there is none.
     pub session_id: Option<String>,
     pub era: Era,
     pub direction: Flow,
@@ -119,6 +129,16 @@ pub struct MessageRecord {
     /// notification.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub progress_token: Option<Value>,
+    /// `notifications/progress`: the id of the pending request that carried this
+    /// `progressToken`; `notifications/cancelled`: its `params.requestId`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub related_id: Option<RpcId>,
+    /// An answer to a request that a `notifications/cancelled` had named.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub cancelled: bool,
+    /// The `MCP-Protocol-Version` request header, on client→server messages that carry it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mcp_protocol_version: Option<String>,
     /// The message was an element of a JSON array body.
     pub batch: bool,
     pub transport: Transport,
@@ -158,6 +178,51 @@ pub struct SessionSummary {
     pub methods: Vec<String>,
     /// Sorted, unique tool names called.
     pub tools: Vec<String>,
-    /// Attacks detected on the session (filled by the policy stage; empty for now).
+    /// Sorted: which of `tools`, `resources`, `prompts`, `completions`, `logging`,
+    /// `sampling`, `elicitation`, `roots` the session's messages used.
+    pub primitives: Vec<String>,
+    /// Handshake state reached: `new` (no `initialize` seen), `initializing`, `initialized`
+    /// (answered), `operating` (`notifications/initialized` seen).
+    pub state: SessionState,
+    /// User from the configured header or JWT claim (the token itself is never output).
+    pub user: Option<String>,
+    /// Role from the configured header or JWT claim (an array claim joined with `,`).
+    pub role: Option<String>,
+    /// `"jwt"`, `"header"`, or `null` when no identity was seen.
+    pub identity_source: Option<IdentitySource>,
+    /// A configured key verified the JWT; `false` for unverified JWTs and header identities.
+    pub identity_verified: bool,
+    /// `capabilities` of the `initialize` request (or the stateless `_meta`).
+    pub client_capabilities: Option<Value>,
+    /// `capabilities` of the `initialize` result.
+    pub server_capabilities: Option<Value>,
+    /// Requests named by a `notifications/cancelled` (answered later or not).
+    pub cancelled: u64,
+    /// Requests whose `MCP-Protocol-Version` header differed from the negotiated version.
+    pub protocol_version_mismatches: u64,
+    /// The first such header value.
+    pub first_mismatched_protocol_version: Option<String>,
+    /// Attacks detected on the session: `{"kind":"tool_definition_drift","tool":..,
+    /// "fields":[..]}` from the catalogue; the policy stage adds its own.
     pub attacks: Vec<Value>,
+}
+
+/// A tool whose definition changed between two complete `tools/list` results of a server.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DriftRecord {
+    /// Kernel time of the list result that showed the change.
+    pub ts_ns: u64,
+    pub pid: u32,
+    pub comm: String,
+    pub side: Side,
+    /// `"ip:port/path"` of the server.
+    pub server: String,
+    /// The summary `session_id` of the session that saw the new list.
+    pub session_id: String,
+    pub tool: String,
+    /// Which of `title`, `description`, `inputSchema`, `outputSchema`, `annotations` changed.
+    pub fields: Vec<String>,
+    /// SHA-256 (hex) of the canonical JSON of the old and the new definition.
+    pub old_hash: String,
+    pub new_hash: String,
 }

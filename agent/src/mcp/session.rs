@@ -2,15 +2,41 @@
 
 use std::collections::BTreeSet;
 
-use serde_json::Value;
+use serde::Serialize;
+use serde_json::{json, Value};
 
+use super::catalog::{PageBuffers, ToolDrift};
 use super::extract::{self, Implementation, StatelessMeta};
+use super::identity::Identity;
 use super::pairing::{Displaced, PendingTable};
 use super::record::{EndReason, Era, Grouping, SessionStatus, SessionSummary};
 use super::Side;
 
 /// Distinct method / tool names remembered per session (bounded against hostile peers).
 pub const MAX_DISTINCT_NAMES: usize = 1024;
+/// Open connections remembered per session; beyond it the session no longer ends by
+/// `"closed"` (it cannot tell when the last one goes), only by DELETE, 404 or idle.
+pub const MAX_CONNS_PER_SESSION: usize = 1024;
+/// Attacks kept per session; further ones are counted in `attacks_dropped`.
+pub const MAX_ATTACKS: usize = 256;
+
+/// The primitive families a method belongs to (for the summary's `primitives`).
+pub fn primitive_of(method: &str) -> Option<&'static str> {
+    let family = method.strip_prefix("notifications/").unwrap_or(method);
+    let head = family.split('/').next().unwrap_or(family);
+    Some(match head {
+        "tools" => "tools",
+        "resources" => "resources",
+        "prompts" => "prompts",
+        "completion" => "completions",
+        "logging" => "logging",
+        "message" if method == "notifications/message" => "logging",
+        "sampling" => "sampling",
+        "elicitation" => "elicitation",
+        "roots" => "roots",
+        _ => return None,
+    })
+}
 
 /// How the tracker finds a session, within one process.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -49,7 +75,9 @@ impl GroupKey {
 }
 
 /// Where a handshake-era session is in its lifecycle (stateless sessions stay `New`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Ending (DELETE, 404, idle, close) removes the session and emits its summary.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
 pub enum SessionState {
     /// Messages seen, but no `initialize` (started before we looked, or stateless).
     New,
@@ -87,6 +115,29 @@ pub struct McpSession {
     pub errors: u64,
     pub methods: BTreeSet<String>,
     pub tools: BTreeSet<String>,
+    pub primitives: BTreeSet<&'static str>,
+    /// The session id came from a query parameter (legacy HTTP+SSE style).
+    pub id_in_query: bool,
+    /// User and role, from the latest request that carried them.
+    pub identity: Option<Identity>,
+    /// Digest of the headers the identity was read from (re-read only when they change).
+    pub(crate) identity_inputs: Option<[u8; 32]>,
+    /// First `MCP-Protocol-Version` header seen (version of last resort for the summary).
+    pub header_protocol_version: Option<String>,
+    pub protocol_version_mismatches: u64,
+    pub first_mismatched_protocol_version: Option<String>,
+    /// Requests named by `notifications/cancelled`.
+    pub cancelled: u64,
+    pub attacks: Vec<Value>,
+    pub attacks_dropped: u64,
+    /// Open connections this session's exchanges used (session-id sessions only).
+    pub(crate) conns: BTreeSet<String>,
+    /// More connections than [`MAX_CONNS_PER_SESSION`] were open at once.
+    pub(crate) conns_overflowed: bool,
+    /// Kernel time the last open connection closed; `None` while one is open.
+    pub(crate) all_closed_ns: Option<u64>,
+    /// Paginated lists in progress.
+    pub(crate) pages: PageBuffers,
     pub(crate) pending: PendingTable,
 }
 
@@ -121,13 +172,30 @@ impl McpSession {
             errors: 0,
             methods: BTreeSet::new(),
             tools: BTreeSet::new(),
+            primitives: BTreeSet::new(),
+            id_in_query: false,
+            identity: None,
+            identity_inputs: None,
+            header_protocol_version: None,
+            protocol_version_mismatches: 0,
+            first_mismatched_protocol_version: None,
+            cancelled: 0,
+            attacks: Vec::new(),
+            attacks_dropped: 0,
+            conns: BTreeSet::new(),
+            conns_overflowed: false,
+            all_closed_ns: None,
+            pages: PageBuffers::default(),
             pending: PendingTable::new(max_pending),
         }
     }
 
     /// How messages were grouped into this session.
     pub fn grouping(&self) -> Grouping {
-        self.key.grouping()
+        match self.key.grouping() {
+            Grouping::SessionHeader if self.id_in_query => Grouping::SessionQuery,
+            g => g,
+        }
     }
 
     /// The summary's `session_id`.
@@ -138,6 +206,79 @@ impl McpSession {
     /// Requests awaiting an answer.
     pub fn pending(&self) -> usize {
         self.pending.len()
+    }
+
+    /// Requests awaiting an answer that were not cancelled: while there is one, the session
+    /// neither idles out nor ends by `"closed"`.
+    pub fn live_pending(&self) -> usize {
+        self.pending.live()
+    }
+
+    /// The connections this session is known to have open.
+    pub fn open_conns(&self) -> impl Iterator<Item = &str> {
+        self.conns.iter().map(String::as_str)
+    }
+
+    /// The exchange on `conn_id` belongs to this session; `true` when newly added.
+    pub(crate) fn add_conn(&mut self, conn_id: &str) -> bool {
+        self.all_closed_ns = None;
+        if self.conns.contains(conn_id) {
+            return false;
+        }
+        if self.conns.len() >= MAX_CONNS_PER_SESSION {
+            self.conns_overflowed = true;
+            return false;
+        }
+        self.conns.insert(conn_id.to_string());
+        true
+    }
+
+    /// `conn_id` closed at `ts_ns`.
+    pub(crate) fn remove_conn(&mut self, conn_id: &str, ts_ns: u64) {
+        if self.conns.remove(conn_id) && self.conns.is_empty() && !self.conns_overflowed {
+            self.all_closed_ns = Some(ts_ns);
+        }
+    }
+
+    /// An `MCP-Protocol-Version` request header, checked against the negotiated version
+    /// (handshake era) or the version the request's `_meta` named (stateless era).
+    pub(crate) fn check_protocol_version(&mut self, header: &str) {
+        if self.header_protocol_version.is_none() {
+            self.header_protocol_version = Some(header.to_string());
+        }
+        let expected = match self.key.era() {
+            Era::Handshake => self.negotiated_protocol_version.as_deref(),
+            Era::Stateless => self.requested_protocol_version.as_deref(),
+        };
+        if expected.is_some_and(|v| v != header) {
+            self.protocol_version_mismatches += 1;
+            if self.first_mismatched_protocol_version.is_none() {
+                self.first_mismatched_protocol_version = Some(extract::cap_message(header));
+            }
+        }
+    }
+
+    /// A tool of this session's server drifted.
+    pub(crate) fn on_drift(&mut self, drift: &ToolDrift) {
+        self.push_attack(json!({
+            "kind": "tool_definition_drift",
+            "tool": drift.tool,
+            "fields": drift.fields,
+        }));
+    }
+
+    /// Adds an attack (bounded).
+    pub fn push_attack(&mut self, attack: Value) {
+        if self.attacks.len() < MAX_ATTACKS {
+            self.attacks.push(attack);
+        } else {
+            self.attacks_dropped += 1;
+        }
+    }
+
+    /// A `notifications/cancelled` named a pending request.
+    pub(crate) fn on_cancelled(&mut self) {
+        self.cancelled += 1;
     }
 
     pub(crate) fn touch(&mut self, ts_ns: u64) {
@@ -153,6 +294,9 @@ impl McpSession {
             self.notifications += 1;
         }
         insert_bounded(&mut self.methods, method);
+        if let Some(p) = primitive_of(method) {
+            self.primitives.insert(p);
+        }
         match method {
             "initialize" if is_request => {
                 self.state = SessionState::Initializing;
@@ -199,6 +343,18 @@ impl McpSession {
         if let Some(info) = extract::stateless_server_info(result) {
             self.server_info = info;
         }
+        // 2026-07-28 MRTR: sampling/elicitation/roots requests travel inside the result.
+        if let Some(requests) = result.get("inputRequests").and_then(Value::as_object) {
+            for request in requests.values() {
+                if let Some(p) = request
+                    .get("method")
+                    .and_then(Value::as_str)
+                    .and_then(primitive_of)
+                {
+                    self.primitives.insert(p);
+                }
+            }
+        }
     }
 
     /// A JSON-RPC error was seen.
@@ -237,6 +393,23 @@ impl McpSession {
         for t in &other.tools {
             insert_bounded(&mut self.tools, t);
         }
+        self.primitives.extend(other.primitives);
+        self.id_in_query |= other.id_in_query;
+        fill(&mut self.identity, other.identity);
+        fill(
+            &mut self.header_protocol_version,
+            other.header_protocol_version,
+        );
+        self.protocol_version_mismatches += other.protocol_version_mismatches;
+        fill(
+            &mut self.first_mismatched_protocol_version,
+            other.first_mismatched_protocol_version,
+        );
+        self.cancelled += other.cancelled;
+        for attack in other.attacks {
+            self.push_attack(attack);
+        }
+        self.attacks_dropped += other.attacks_dropped;
         self.pending.absorb(other.pending)
     }
 
@@ -262,7 +435,8 @@ impl McpSession {
             protocol_version: self
                 .negotiated_protocol_version
                 .clone()
-                .or_else(|| self.requested_protocol_version.clone()),
+                .or_else(|| self.requested_protocol_version.clone())
+                .or_else(|| self.header_protocol_version.clone()),
             started_ns: self.started_ns,
             ended_ns,
             duration_ns: ended_ns - self.started_ns,
@@ -274,7 +448,18 @@ impl McpSession {
             end_reason,
             methods: self.methods.iter().cloned().collect(),
             tools: self.tools.iter().cloned().collect(),
-            attacks: Vec::new(),
+            primitives: self.primitives.iter().map(|p| p.to_string()).collect(),
+            state: self.state,
+            user: self.identity.as_ref().and_then(|i| i.user.clone()),
+            role: self.identity.as_ref().and_then(|i| i.role.clone()),
+            identity_source: self.identity.as_ref().map(|i| i.source),
+            identity_verified: self.identity.as_ref().is_some_and(|i| i.verified),
+            client_capabilities: self.client_capabilities.clone(),
+            server_capabilities: self.server_capabilities.clone(),
+            cancelled: self.cancelled,
+            protocol_version_mismatches: self.protocol_version_mismatches,
+            first_mismatched_protocol_version: self.first_mismatched_protocol_version.clone(),
+            attacks: self.attacks.clone(),
         }
     }
 }

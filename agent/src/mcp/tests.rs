@@ -5,12 +5,12 @@ use serde_json::{json, Value};
 
 use super::*;
 
-const SEC: u64 = 1_000_000_000;
-const SESSION: &str = "fa60cf06151643aa9614f08ced9ea783";
+pub(super) const SEC: u64 = 1_000_000_000;
+pub(super) const SESSION: &str = "fa60cf06151643aa9614f08ced9ea783";
 
-type Headers = Vec<(String, String)>;
+pub(super) type Headers = Vec<(String, String)>;
 
-fn hdrs(pairs: &[(&str, &str)]) -> Headers {
+pub(super) fn hdrs(pairs: &[(&str, &str)]) -> Headers {
     pairs
         .iter()
         .map(|(n, v)| (n.to_string(), v.to_string()))
@@ -18,7 +18,7 @@ fn hdrs(pairs: &[(&str, &str)]) -> Headers {
 }
 
 /// A client process (pid 100) talking to a server on 127.0.0.1:8000 over connection `conn`.
-fn client(conn: &str, port: u16) -> Endpoint {
+pub(super) fn client(conn: &str, port: u16) -> Endpoint {
     Endpoint {
         pid: 100,
         comm: "python3".into(),
@@ -31,17 +31,17 @@ fn client(conn: &str, port: u16) -> Endpoint {
 
 /// One HTTP exchange, before and after its response head.
 #[derive(Clone)]
-struct Exchange {
-    method: &'static str,
-    path: &'static str,
-    req: Headers,
-    status: Option<u16>,
-    resp: Option<Headers>,
-    transport: Transport,
+pub(super) struct Exchange {
+    pub(super) method: &'static str,
+    pub(super) path: &'static str,
+    pub(super) req: Headers,
+    pub(super) status: Option<u16>,
+    pub(super) resp: Option<Headers>,
+    pub(super) transport: Transport,
 }
 
 impl Exchange {
-    fn new(method: &'static str, req: &[(&str, &str)]) -> Self {
+    pub(super) fn new(method: &'static str, req: &[(&str, &str)]) -> Self {
         Exchange {
             method,
             path: "/mcp",
@@ -52,11 +52,16 @@ impl Exchange {
         }
     }
 
-    fn post(req: &[(&str, &str)]) -> Self {
+    pub(super) fn post(req: &[(&str, &str)]) -> Self {
         Exchange::new("POST", req)
     }
 
-    fn answered(&self, status: u16, resp: &[(&str, &str)], transport: Transport) -> Self {
+    pub(super) fn answered(
+        &self,
+        status: u16,
+        resp: &[(&str, &str)],
+        transport: Transport,
+    ) -> Self {
         Exchange {
             status: Some(status),
             resp: Some(hdrs(resp)),
@@ -65,7 +70,7 @@ impl Exchange {
         }
     }
 
-    fn meta(&self) -> HttpMeta<'_> {
+    pub(super) fn meta(&self) -> HttpMeta<'_> {
         HttpMeta {
             method: self.method,
             path: self.path,
@@ -77,22 +82,29 @@ impl Exchange {
     }
 }
 
-struct Sim {
-    tracker: McpTracker,
+pub(super) struct Sim {
+    pub(super) tracker: McpTracker,
 }
 
 impl Sim {
-    fn new() -> Self {
+    pub(super) fn new() -> Self {
         Sim::with(McpConfig::default())
     }
 
-    fn with(cfg: McpConfig) -> Self {
+    pub(super) fn with(cfg: McpConfig) -> Self {
         Sim {
             tracker: McpTracker::new(cfg),
         }
     }
 
-    fn send(&mut self, ep: &Endpoint, x: &Exchange, flow: Flow, body: &str, ts: u64) -> Vec<Value> {
+    pub(super) fn send(
+        &mut self,
+        ep: &Endpoint,
+        x: &Exchange,
+        flow: Flow,
+        body: &str,
+        ts: u64,
+    ) -> Vec<Value> {
         let mut out = Vec::new();
         self.tracker
             .on_payload(ep, &x.meta(), flow, body.as_bytes(), ts, &mut out);
@@ -100,42 +112,54 @@ impl Sim {
     }
 
     /// A request body (client → server).
-    fn request(&mut self, ep: &Endpoint, x: &Exchange, body: &str, ts: u64) -> Vec<Value> {
+    pub(super) fn request(
+        &mut self,
+        ep: &Endpoint,
+        x: &Exchange,
+        body: &str,
+        ts: u64,
+    ) -> Vec<Value> {
         self.send(ep, x, Flow::ClientToServer, body, ts)
     }
 
     /// A response body or SSE event (server → client).
-    fn answer(&mut self, ep: &Endpoint, x: &Exchange, body: &str, ts: u64) -> Vec<Value> {
+    pub(super) fn answer(
+        &mut self,
+        ep: &Endpoint,
+        x: &Exchange,
+        body: &str,
+        ts: u64,
+    ) -> Vec<Value> {
         self.send(ep, x, Flow::ServerToClient, body, ts)
     }
 
-    fn head(&mut self, ep: &Endpoint, x: &Exchange, ts: u64) -> Vec<Value> {
+    pub(super) fn head(&mut self, ep: &Endpoint, x: &Exchange, ts: u64) -> Vec<Value> {
         let mut out = Vec::new();
         self.tracker.on_response_head(ep, &x.meta(), ts, &mut out);
         values(out)
     }
 
-    fn tick(&mut self, now: u64) -> Vec<Value> {
+    pub(super) fn tick(&mut self, now: u64) -> Vec<Value> {
         let mut out = Vec::new();
         self.tracker.on_tick(now, &mut out);
         values(out)
     }
 
-    fn closed(&mut self, ep: &Endpoint, ts: u64) -> Vec<Value> {
+    pub(super) fn closed(&mut self, ep: &Endpoint, ts: u64) -> Vec<Value> {
         let mut out = Vec::new();
         self.tracker
             .on_conn_closed(ep.pid, &ep.conn_id, ts, &mut out);
         values(out)
     }
 
-    fn finish(&mut self, now: u64) -> Vec<Value> {
+    pub(super) fn finish(&mut self, now: u64) -> Vec<Value> {
         let mut out = Vec::new();
         self.tracker.finish(now, &mut out);
         values(out)
     }
 
     /// Initializes a session with id `sid` on connection `ep` at `ts`; returns nothing.
-    fn handshake(&mut self, ep: &Endpoint, sid: &str, ts: u64) {
+    pub(super) fn handshake(&mut self, ep: &Endpoint, sid: &str, ts: u64) {
         let x = Exchange::post(&[("content-type", "application/json")]);
         self.request(ep, &x, INITIALIZE, ts);
         let x = x.answered(200, &[("mcp-session-id", sid)], Transport::Json);
@@ -146,7 +170,7 @@ impl Sim {
     }
 }
 
-fn values(records: Vec<Record>) -> Vec<Value> {
+pub(super) fn values(records: Vec<Record>) -> Vec<Value> {
     records
         .iter()
         .map(|r| serde_json::to_value(r).expect("records serialise"))
@@ -155,7 +179,7 @@ fn values(records: Vec<Record>) -> Vec<Value> {
 
 /// The always-present fields of a message record from `client("c1", 40001)`, with `patch`
 /// applied (a `null` in the patch sets the field to null; keys it adds are added).
-fn msg(patch: Value) -> Value {
+pub(super) fn msg(patch: Value) -> Value {
     let mut base = json!({
         "type": "message", "ts_ns": 0, "pid": 100, "comm": "python3", "side": "client",
         "local": "127.0.0.1:40001", "remote": "127.0.0.1:8000", "conn_id": "c1",
@@ -171,9 +195,21 @@ fn msg(patch: Value) -> Value {
     base
 }
 
-const INITIALIZE: &str = r#"{"jsonrpc":"2.0","id":0,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{"sampling":{},"roots":{"listChanged":true}},"clientInfo":{"name":"mcp","version":"0.1.0"}}}"#;
-const INITIALIZE_RESULT: &str = r#"{"jsonrpc":"2.0","id":0,"result":{"protocolVersion":"2025-06-18","capabilities":{"experimental":{},"prompts":{"listChanged":false},"resources":{"subscribe":false,"listChanged":false},"tools":{"listChanged":false}},"serverInfo":{"name":"demo","version":"2.3.0"}}}"#;
-const INITIALIZED: &str = r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#;
+pub(super) const INITIALIZE: &str = r#"{"jsonrpc":"2.0","id":0,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{"sampling":{},"roots":{"listChanged":true}},"clientInfo":{"name":"mcp","version":"0.1.0"}}}"#;
+pub(super) const INITIALIZE_RESULT: &str = r#"{"jsonrpc":"2.0","id":0,"result":{"protocolVersion":"2025-06-18","capabilities":{"experimental":{},"prompts":{"listChanged":false},"resources":{"subscribe":false,"listChanged":false},"tools":{"listChanged":false}},"serverInfo":{"name":"demo","version":"2.3.0"}}}"#;
+pub(super) const INITIALIZED: &str = r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#;
+
+/// `capabilities` of [`INITIALIZE`].
+pub(super) fn client_caps() -> Value {
+    json!({"sampling": {}, "roots": {"listChanged": true}})
+}
+
+/// `capabilities` of [`INITIALIZE_RESULT`].
+pub(super) fn server_caps() -> Value {
+    json!({"experimental": {}, "prompts": {"listChanged": false},
+           "resources": {"subscribe": false, "listChanged": false},
+           "tools": {"listChanged": false}})
+}
 
 #[test]
 fn a_handshake_session_is_reported_message_by_message_and_summarised_on_delete() {
@@ -232,7 +268,7 @@ fn a_handshake_session_is_reported_message_by_message_and_summarised_on_delete()
         vec![msg(json!({
             "ts_ns": 11 * SEC, "local": "127.0.0.1:40002", "conn_id": "c2",
             "session_id": SESSION, "kind": "notification",
-            "method": "notifications/initialized"
+            "method": "notifications/initialized", "mcp_protocol_version": "2025-06-18"
         }))]
     );
     assert_eq!(
@@ -280,7 +316,7 @@ fn a_handshake_session_is_reported_message_by_message_and_summarised_on_delete()
         vec![msg(json!({
             "ts_ns": 13 * SEC, "local": "127.0.0.1:40002", "conn_id": "c2",
             "session_id": SESSION, "id": 2, "method": "tools/call", "name": "divide",
-            "progress_token": 2
+            "progress_token": 2, "mcp_protocol_version": "2025-06-18"
         }))]
     );
     let x = x.answered(
@@ -300,7 +336,7 @@ fn a_handshake_session_is_reported_message_by_message_and_summarised_on_delete()
             "ts_ns": 13 * SEC + 20, "local": "127.0.0.1:40002", "conn_id": "c2",
             "http_status": 200, "session_id": SESSION, "direction": "server_to_client",
             "kind": "notification", "method": "notifications/progress",
-            "progress_token": 2, "transport": "sse"
+            "progress_token": 2, "related_id": 2, "transport": "sse"
         }))]
     );
     assert_eq!(
@@ -392,7 +428,12 @@ fn a_handshake_session_is_reported_message_by_message_and_summarised_on_delete()
             "status": "ended", "end_reason": "delete",
             "methods": ["initialize", "notifications/initialized", "notifications/progress",
                         "prompts/get", "resources/read", "tools/call", "tools/list"],
-            "tools": ["divide"], "attacks": []
+            "tools": ["divide"], "primitives": ["prompts", "resources", "tools"],
+            "state": "operating", "user": null, "role": null, "identity_source": null,
+            "identity_verified": false, "client_capabilities": client_caps(),
+            "server_capabilities": server_caps(), "cancelled": 0,
+            "protocol_version_mismatches": 0, "first_mismatched_protocol_version": null,
+            "attacks": []
         })]
     );
     assert_eq!(sim.tracker.stats().sessions, 0);
@@ -711,7 +752,8 @@ fn batches_mixing_requests_and_notifications_are_reported_per_element_and_paired
                        "method": "tools/list", "batch": true})),
             msg(
                 json!({"ts_ns": 5 * SEC, "session_id": "s1", "kind": "notification",
-                       "method": "notifications/cancelled", "batch": true})
+                       "method": "notifications/cancelled", "related_id": 9,
+                       "batch": true})
             ),
             msg(json!({"ts_ns": 5 * SEC, "session_id": "s1", "id": "p",
                        "method": "resources/read", "name": "mem://a", "batch": true})),
@@ -803,7 +845,11 @@ fn sessions_idle_longer_than_the_timeout_end_at_their_last_message() {
             "requests": 1, "notifications": 1, "responses": 1, "errors": 0,
             "status": "ended", "end_reason": "idle",
             "methods": ["initialize", "notifications/initialized"], "tools": [],
-            "attacks": []
+            "primitives": [], "state": "operating", "user": null, "role": null,
+            "identity_source": null, "identity_verified": false,
+            "client_capabilities": client_caps(), "server_capabilities": server_caps(),
+            "cancelled": 0, "protocol_version_mismatches": 0,
+            "first_mismatched_protocol_version": null, "attacks": []
         })]
     );
     // Traffic with the same id afterwards starts a new session (the server still knows it).
@@ -859,7 +905,11 @@ fn servers_without_session_ids_are_grouped_per_connection_until_it_closes() {
             "requests": 2, "notifications": 1, "responses": 2, "errors": 0,
             "status": "ended", "end_reason": "closed",
             "methods": ["initialize", "notifications/initialized", "tools/call"],
-            "tools": ["echo"], "attacks": []
+            "tools": ["echo"], "primitives": ["tools"], "state": "operating", "user": null,
+            "role": null, "identity_source": null, "identity_verified": false,
+            "client_capabilities": client_caps(), "server_capabilities": server_caps(),
+            "cancelled": 0, "protocol_version_mismatches": 0,
+            "first_mismatched_protocol_version": null, "attacks": []
         })]
     );
     assert_eq!(sim.tracker.stats().sessions, 0);
@@ -874,7 +924,7 @@ fn closing_a_connection_does_not_end_a_header_session() {
     assert_eq!(sim.tracker.stats().sessions, 1);
 }
 
-const DISCOVER: &str = r#"{"jsonrpc":"2.0","id":0,"method":"server/discover","params":{"_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28","io.modelcontextprotocol/clientCapabilities":{},"io.modelcontextprotocol/clientInfo":{"name":"mcp","version":"2.3.0"}}}}"#;
+pub(super) const DISCOVER: &str = r#"{"jsonrpc":"2.0","id":0,"method":"server/discover","params":{"_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28","io.modelcontextprotocol/clientCapabilities":{},"io.modelcontextprotocol/clientInfo":{"name":"mcp","version":"2.3.0"}}}}"#;
 
 #[test]
 fn stateless_requests_are_grouped_by_server_and_client_name_across_connections() {
@@ -889,7 +939,8 @@ fn stateless_requests_are_grouped_by_server_and_client_name_across_connections()
     assert_eq!(
         sim.request(&c1, &x, DISCOVER, SEC),
         vec![msg(json!({
-            "ts_ns": SEC, "era": "stateless", "id": 0, "method": "server/discover"
+            "ts_ns": SEC, "era": "stateless", "id": 0, "method": "server/discover",
+            "mcp_protocol_version": "2026-07-28"
         }))]
     );
     let x = x.answered(
@@ -964,7 +1015,11 @@ fn stateless_requests_are_grouped_by_server_and_client_name_across_connections()
             "duration_ns": 3 * SEC, "requests": 2, "notifications": 1, "responses": 2,
             "errors": 0, "status": "active", "end_reason": "shutdown",
             "methods": ["notifications/progress", "server/discover", "tools/call"],
-            "tools": ["add"], "attacks": []
+            "tools": ["add"], "primitives": ["tools"], "state": "new", "user": null,
+            "role": null, "identity_source": null, "identity_verified": false,
+            "client_capabilities": {}, "server_capabilities": null, "cancelled": 0,
+            "protocol_version_mismatches": 0, "first_mismatched_protocol_version": null,
+            "attacks": []
         })]
     );
 }

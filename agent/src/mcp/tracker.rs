@@ -1,33 +1,54 @@
 //! The tracker: payloads and HTTP heads in, [`Record`]s out.
 //!
 //! Which session a payload belongs to, in order (always within the observed process):
-//! 1. the request carries the session header → that session;
+//! 1. the request carries the session id (the configured header, `mcp-session-id` by default,
+//!    or a configured query parameter) → that session;
 //! 2. only the response carries it (the `initialize` answer) → the session held on the
 //!    connection is re-keyed to that id, and so is everything after;
-//! 3. a request whose `params._meta` names a protocol version (2026-07-28+), or whose
+//! 3. the connection was bound to a session id by a legacy SSE `endpoint` event (query-param
+//!    servers) → that session;
+//! 4. a request whose `params._meta` names a protocol version (2026-07-28+), or whose
 //!    `MCP-Protocol-Version` header does → the stateless session of (server address + path,
 //!    client name); answers on that connection follow it;
-//! 4. otherwise → the connection (servers that issue no session id, `initialize` not yet
+//! 5. otherwise → the connection (servers that issue no session id, `initialize` not yet
 //!    answered).
 //!
-//! Sessions end on DELETE answered 2xx, on 404 to a request carrying their id, when their
-//! connection closes (connection grouping only), after the idle timeout, or at shutdown.
+//! Lifecycle: `initialize` → its answer (binds the id; negotiated version, capabilities and
+//! implementations of both sides) → `notifications/initialized` → operating → ended by DELETE
+//! answered 2xx, a 404 to a request carrying the id, the close of every connection it used
+//! (after [`McpConfig::close_grace_ns`] without a new one, nothing pending), idle timeout
+//! (never while a request is pending), or shutdown. Connection-grouped sessions end when
+//! their connection closes.
+//!
+//! Each request's headers also give the session's identity ([`super::identity`]) and its
+//! `MCP-Protocol-Version`, checked against the negotiated one. List results feed the
+//! per-server catalogue ([`super::catalog`]); a drifted tool definition is reported as a
+//! [`DriftRecord`] and as an attack on the session that saw it.
 
 use std::collections::{HashMap, VecDeque};
 
+use ring::digest;
 use serde::Serialize;
+use serde_json::Value;
 
+use super::catalog::{Catalogs, CompleteList, ListKind, ToolCatalog};
+use super::config::{IdentityConfig, SessionIdLocation};
 use super::extract::{self, StatelessMeta};
+use super::identity::IdentityResolver;
+use super::jwt::KeyError;
 use super::pairing::{Displaced, Pending};
-use super::record::{EndReason, Kind, MessageRecord, Record, SessionStatus};
+use super::record::{DriftRecord, EndReason, Kind, MessageRecord, Record, SessionStatus};
 use super::session::{GroupKey, McpSession};
 use super::{header_value, Endpoint, Flow, HttpMeta, McpConfig};
-use crate::rpc::{decode_with, DecodeLimits, RpcError, RpcMessage};
+use crate::rpc::{decode_with, DecodeLimits, RpcError, RpcId, RpcMessage};
 
 /// Request header naming the protocol revision (2025-06-18+).
 const PROTOCOL_VERSION_HEADER: &str = "mcp-protocol-version";
+/// Longest session id accepted from a query parameter.
+const MAX_QUERY_SESSION_ID: usize = 1024;
 
 type SessionKey = (u32, GroupKey);
+type ConnKey = (u32, String);
 
 /// Counters, for metrics and the shutdown line.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
@@ -48,6 +69,93 @@ pub struct McpStats {
     pub evicted_sessions: u64,
     /// Payloads (or batch elements) that were not JSON-RPC.
     pub decode_errors: u64,
+    /// `notifications/cancelled` that named a pending request.
+    pub cancelled: u64,
+    /// Requests whose `MCP-Protocol-Version` differed from their session's version.
+    pub protocol_version_mismatches: u64,
+    /// Bearer tokens that were not readable JWTs.
+    pub jwt_errors: u64,
+    /// JWTs that configured keys did not verify (bad signature, no matching key, unsupported
+    /// algorithm, expired, not yet valid).
+    pub jwt_unverified: u64,
+    /// Configured keys that could not be used (skipped by [`McpTracker::new`]).
+    pub key_errors: u64,
+    /// Servers with a catalogue now.
+    pub catalog_servers: usize,
+    /// Complete lists of servers beyond `max_catalog_servers`, not kept.
+    pub catalog_dropped: u64,
+    /// Tool definitions that drifted.
+    pub tool_drifts: u64,
+}
+
+/// A configuration [`McpTracker::try_new`] cannot use.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("identity key for {}: {source}", server.as_deref().unwrap_or("all servers"))]
+    Key {
+        /// The [`ServerConfig::server`](super::ServerConfig::server), `None` for the global
+        /// identity configuration.
+        server: Option<String>,
+        #[source]
+        source: KeyError,
+    },
+}
+
+/// A [`ServerConfig`](super::ServerConfig) with its keys parsed.
+#[derive(Debug)]
+struct ServerRule {
+    server: String,
+    session_id: Option<SessionIdLocation>,
+    identity: Option<IdentityResolver>,
+}
+
+impl ServerRule {
+    /// Whether the rule names `addr` (any path) or `addr` + `path`.
+    fn matches(&self, addr: &str, path: &str) -> bool {
+        match self.server.strip_prefix(addr) {
+            Some("") => true,
+            Some(rest) => rest == path,
+            None => false,
+        }
+    }
+
+    /// Whether the rule is about a server at `addr` (whatever its path).
+    fn is_at(&self, addr: &str) -> bool {
+        self.server
+            .strip_prefix(addr)
+            .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+    }
+}
+
+/// Where an exchange's session id came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum SidOrigin {
+    RequestHeader,
+    RequestQuery,
+    ResponseHeader,
+    /// The connection was bound by a legacy SSE `endpoint` event.
+    BoundConn,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct SessionId {
+    value: String,
+    origin: SidOrigin,
+}
+
+impl SessionId {
+    fn in_query(&self) -> bool {
+        matches!(self.origin, SidOrigin::RequestQuery | SidOrigin::BoundConn)
+    }
+}
+
+/// What an answer or notification changes beyond its session (done once the session's
+/// borrow ends).
+#[derive(Debug, Default)]
+struct Effects {
+    list: Option<(ListKind, CompleteList)>,
+    list_changed: Option<ListKind>,
+    cancelled: bool,
 }
 
 /// Tracks MCP sessions across the payloads of every observed connection.
@@ -55,10 +163,17 @@ pub struct McpStats {
 pub struct McpTracker {
     cfg: McpConfig,
     limits: DecodeLimits,
+    identity: IdentityResolver,
+    servers: Vec<ServerRule>,
     sessions: HashMap<SessionKey, McpSession>,
     /// Connections whose last session-less request went to a stateless session: their
     /// answers (which carry no `_meta` version) follow it there.
-    stateless_conns: HashMap<(u32, String), GroupKey>,
+    stateless_conns: HashMap<ConnKey, GroupKey>,
+    /// Connection → ids of the session-id sessions whose exchanges used it.
+    conn_sessions: HashMap<ConnKey, Vec<String>>,
+    /// Connections bound to a session id by a legacy SSE `endpoint` event.
+    bound_conns: HashMap<ConnKey, String>,
+    catalogs: Catalogs,
     /// Session ids ended by DELETE or 404: late messages carrying them are still reported
     /// but do not resurrect the session.
     ended_ids: Tombstones,
@@ -66,17 +181,75 @@ pub struct McpTracker {
 }
 
 impl McpTracker {
+    /// A tracker; key material that cannot be used is logged, counted
+    /// ([`McpStats::key_errors`]) and skipped. See [`McpTracker::try_new`] to refuse it.
     pub fn new(cfg: McpConfig) -> Self {
+        let (identity, errors) = IdentityResolver::lenient(cfg.identity.clone());
+        let mut key_errors = errors.len() as u64;
+        for e in &errors {
+            tracing::warn!(error = %e, "identity key skipped");
+        }
+        let servers = cfg
+            .servers
+            .iter()
+            .map(|s| ServerRule {
+                server: s.server.clone(),
+                session_id: s.session_id.clone(),
+                identity: s.identity.clone().map(|id| {
+                    let (resolver, errors) = IdentityResolver::lenient(id);
+                    key_errors += errors.len() as u64;
+                    for e in &errors {
+                        tracing::warn!(server = %s.server, error = %e, "identity key skipped");
+                    }
+                    resolver
+                }),
+            })
+            .collect();
+        let mut tracker = McpTracker::with_parts(cfg, identity, servers);
+        tracker.counters.key_errors = key_errors;
+        tracker
+    }
+
+    /// A tracker, or the first configured key that cannot be used.
+    pub fn try_new(cfg: McpConfig) -> Result<Self, ConfigError> {
+        let strict = |id: IdentityConfig, server: Option<&str>| {
+            IdentityResolver::new(id).map_err(|source| ConfigError::Key {
+                server: server.map(str::to_string),
+                source,
+            })
+        };
+        let identity = strict(cfg.identity.clone(), None)?;
+        let mut servers = Vec::with_capacity(cfg.servers.len());
+        for s in &cfg.servers {
+            servers.push(ServerRule {
+                server: s.server.clone(),
+                session_id: s.session_id.clone(),
+                identity: match &s.identity {
+                    Some(id) => Some(strict(id.clone(), Some(&s.server))?),
+                    None => None,
+                },
+            });
+        }
+        Ok(McpTracker::with_parts(cfg, identity, servers))
+    }
+
+    fn with_parts(cfg: McpConfig, identity: IdentityResolver, servers: Vec<ServerRule>) -> Self {
         let limits = DecodeLimits {
             max_body_bytes: cfg.max_payload_bytes,
             ..DecodeLimits::default()
         };
         let ended_ids = Tombstones::new(cfg.max_sessions);
+        let catalogs = Catalogs::new(cfg.max_catalog_servers);
         McpTracker {
             cfg,
             limits,
+            identity,
+            servers,
             sessions: HashMap::new(),
             stateless_conns: HashMap::new(),
+            conn_sessions: HashMap::new(),
+            bound_conns: HashMap::new(),
+            catalogs,
             ended_ids,
             counters: McpStats::default(),
         }
@@ -96,31 +269,31 @@ impl McpTracker {
             Ok(decoded) => decoded,
             Err(RpcError::EmptyBody { .. }) => return,
             Err(error) => {
+                if flow == Flow::ServerToClient && self.bind_endpoint_event(ep, payload) {
+                    return;
+                }
                 self.counters.decode_errors += 1;
                 tracing::debug!(pid = ep.pid, conn = %ep.conn_id, %error, "payload is not JSON-RPC");
                 return;
             }
         };
-        let session_id = self
-            .request_session_id(http)
-            .or_else(|| self.response_session_id(http));
-        let key = self.group_key(ep, http, flow, &decoded.messages);
+        let sid = self.exchange_session_id(ep, http);
+        let key = self.group_key(ep, http, flow, sid.as_ref(), &decoded.messages);
         for message in decoded.messages {
             match message {
                 Ok(message) => {
                     self.counters.messages += 1;
-                    let rec = self.on_message(
+                    self.on_message(
                         ep,
                         http,
                         flow,
                         &key,
-                        session_id,
+                        sid.as_ref(),
                         message,
                         decoded.batch,
                         ts_ns,
                         out,
                     );
-                    out.push(Record::Message(rec));
                 }
                 Err(error) => {
                     self.counters.decode_errors += 1;
@@ -128,12 +301,15 @@ impl McpTracker {
                 }
             }
         }
+        self.observe_exchange(ep, http, &key, flow == Flow::ClientToServer, ts_ns);
     }
 
     /// An HTTP exchange's response head was seen (even with no body).
     ///
     /// * The session header on the answer to a request that had none (the `initialize`
     ///   exchange) binds the connection's pending session to that id.
+    /// * A bodiless request (GET stream, DELETE) of a known session: its connection, identity
+    ///   and `MCP-Protocol-Version` are noted.
     /// * `DELETE` answered 2xx ends the request's session (`"delete"`); any request carrying
     ///   a session id answered 404 ends it (`"not_found"`).
     pub fn on_response_head(
@@ -143,12 +319,15 @@ impl McpTracker {
         ts_ns: u64,
         out: &mut Vec<Record>,
     ) {
-        let Some(sid) = self.request_session_id(http) else {
-            if let Some(sid) = self.response_session_id(http) {
-                self.bind_connection(ep.pid, &ep.conn_id, sid);
+        let Some(sid) = self.request_session_id(ep, http) else {
+            if let Some(sid) = self.response_session_id(ep, http) {
+                self.bind_connection(ep.pid, &ep.conn_id, &sid);
             }
             return;
         };
+        let key = GroupKey::Header(sid.value);
+        let bodiless = !http.method.eq_ignore_ascii_case("POST");
+        self.observe_exchange(ep, http, &key, bodiless, ts_ns);
         let reason = match http.status {
             Some(s) if http.method.eq_ignore_ascii_case("DELETE") && (200..300).contains(&s) => {
                 EndReason::Delete
@@ -156,19 +335,24 @@ impl McpTracker {
             Some(404) => EndReason::NotFound,
             _ => return,
         };
-        self.ended_ids.insert(ep.pid, sid, ts_ns);
-        self.end(
-            &(ep.pid, GroupKey::Header(sid.to_string())),
-            SessionStatus::Ended,
-            reason,
-            ts_ns,
-            out,
-        );
+        if let GroupKey::Header(sid) = &key {
+            self.ended_ids.insert(ep.pid, sid, ts_ns);
+        }
+        self.end(&(ep.pid, key), SessionStatus::Ended, reason, ts_ns, out);
     }
 
-    /// A connection of process `pid` closed: sessions grouped by that connection end.
+    /// A connection of process `pid` closed: sessions grouped by that connection end; sessions
+    /// with an id note it (they end once all their connections stay closed, see
+    /// [`McpTracker::on_tick`]).
     pub fn on_conn_closed(&mut self, pid: u32, conn_id: &str, ts_ns: u64, out: &mut Vec<Record>) {
-        self.stateless_conns.remove(&(pid, conn_id.to_string()));
+        let conn = (pid, conn_id.to_string());
+        self.stateless_conns.remove(&conn);
+        self.bound_conns.remove(&conn);
+        for sid in self.conn_sessions.remove(&conn).unwrap_or_default() {
+            if let Some(s) = self.sessions.get_mut(&(pid, GroupKey::Header(sid))) {
+                s.remove_conn(conn_id, ts_ns);
+            }
+        }
         self.end(
             &(pid, GroupKey::Conn(conn_id.to_string())),
             SessionStatus::Ended,
@@ -178,20 +362,36 @@ impl McpTracker {
         );
     }
 
-    /// Periodic: sessions with no message for longer than the idle timeout end (`"idle"`,
-    /// `ended_ns` = their last message).
+    /// Periodic, with the kernel clock's `now`. A session with no live pending request ends
+    /// * `"closed"` (at the time its last connection closed) when all its connections have
+    ///   been closed for at least the close grace period;
+    /// * `"idle"` (at its last message) when it had no message for longer than the idle
+    ///   timeout.
     pub fn on_tick(&mut self, now_ns: u64, out: &mut Vec<Record>) {
         let timeout = self.cfg.idle_timeout_ns;
+        let grace = self.cfg.close_grace_ns;
         self.ended_ids.expire(now_ns, timeout);
-        let mut idle: Vec<(u64, SessionKey, u64)> = self
+        let mut ending: Vec<(u64, SessionKey, EndReason, u64)> = self
             .sessions
             .iter()
-            .filter(|(_, s)| now_ns.saturating_sub(s.last_ns) > timeout)
-            .map(|(k, s)| (s.started_ns, k.clone(), s.last_ns))
+            .filter(|(_, s)| s.live_pending() == 0)
+            .filter_map(|(k, s)| {
+                let closed = s
+                    .all_closed_ns
+                    .filter(|t| s.conns.is_empty() && now_ns.saturating_sub(*t) >= grace);
+                if let Some(t) = closed {
+                    Some((EndReason::Closed, t.max(s.last_ns)))
+                } else if now_ns.saturating_sub(s.last_ns) > timeout {
+                    Some((EndReason::Idle, s.last_ns))
+                } else {
+                    None
+                }
+                .map(|(reason, at)| (s.started_ns, k.clone(), reason, at))
+            })
             .collect();
-        idle.sort();
-        for (_, key, last_ns) in idle {
-            self.end(&key, SessionStatus::Ended, EndReason::Idle, last_ns, out);
+        ending.sort_by(|a, b| (a.0, &a.1).cmp(&(b.0, &b.1)));
+        for (_, key, reason, at) in ending {
+            self.end(&key, SessionStatus::Ended, reason, at, out);
         }
     }
 
@@ -211,12 +411,16 @@ impl McpTracker {
             )));
         }
         self.stateless_conns.clear();
+        self.conn_sessions.clear();
+        self.bound_conns.clear();
     }
 
     pub fn stats(&self) -> McpStats {
         McpStats {
             sessions: self.sessions.len(),
             pending: self.sessions.values().map(McpSession::pending).sum(),
+            catalog_servers: self.catalogs.len(),
+            catalog_dropped: self.catalogs.dropped,
             ..self.counters
         }
     }
@@ -226,13 +430,109 @@ impl McpTracker {
         self.sessions.values()
     }
 
-    fn request_session_id<'h>(&self, http: &HttpMeta<'h>) -> Option<&'h str> {
-        header_value(http.request_headers, &self.cfg.session_header)
+    /// What server `"ip:port/path"` was seen to expose (for the policy stage).
+    pub fn catalog(&self, server: &str) -> Option<&ToolCatalog> {
+        self.catalogs.get(server)
     }
 
-    fn response_session_id<'h>(&self, http: &HttpMeta<'h>) -> Option<&'h str> {
+    /// The configured rule for the server end of an exchange.
+    fn rule_index(&self, ep: &Endpoint, http: &HttpMeta) -> Option<usize> {
+        if self.servers.is_empty() {
+            return None;
+        }
+        let addr = ep.server_addr();
+        let path = http.path_only();
+        self.servers.iter().position(|r| r.matches(addr, path))
+    }
+
+    fn location(&self, ep: &Endpoint, http: &HttpMeta) -> Option<&SessionIdLocation> {
+        self.rule_index(ep, http)
+            .and_then(|i| self.servers.get(i))
+            .and_then(|r| r.session_id.as_ref())
+    }
+
+    fn request_session_id(&self, ep: &Endpoint, http: &HttpMeta) -> Option<SessionId> {
+        match self.location(ep, http) {
+            Some(SessionIdLocation::Query(name)) => {
+                query_param(http.path, name).map(|value| SessionId {
+                    value,
+                    origin: SidOrigin::RequestQuery,
+                })
+            }
+            Some(SessionIdLocation::Header(name)) => {
+                header_value(http.request_headers, name).map(|v| SessionId {
+                    value: v.to_string(),
+                    origin: SidOrigin::RequestHeader,
+                })
+            }
+            None => {
+                header_value(http.request_headers, &self.cfg.session_header).map(|v| SessionId {
+                    value: v.to_string(),
+                    origin: SidOrigin::RequestHeader,
+                })
+            }
+        }
+    }
+
+    fn response_session_id(&self, ep: &Endpoint, http: &HttpMeta) -> Option<String> {
+        let name = match self.location(ep, http) {
+            Some(SessionIdLocation::Query(_)) => return None,
+            Some(SessionIdLocation::Header(name)) => name,
+            None => &self.cfg.session_header,
+        };
         http.response_headers
-            .and_then(|h| header_value(h, &self.cfg.session_header))
+            .and_then(|h| header_value(h, name))
+            .map(str::to_string)
+    }
+
+    /// The session id an exchange belongs to (rules 1–3 of the module docs).
+    fn exchange_session_id(&self, ep: &Endpoint, http: &HttpMeta) -> Option<SessionId> {
+        self.request_session_id(ep, http)
+            .or_else(|| {
+                self.response_session_id(ep, http).map(|value| SessionId {
+                    value,
+                    origin: SidOrigin::ResponseHeader,
+                })
+            })
+            .or_else(|| {
+                if self.bound_conns.is_empty() {
+                    return None;
+                }
+                self.bound_conns
+                    .get(&(ep.pid, ep.conn_id.clone()))
+                    .map(|value| SessionId {
+                        value: value.clone(),
+                        origin: SidOrigin::BoundConn,
+                    })
+            })
+    }
+
+    /// A payload that is not JSON on a server→client stream may be a legacy SSE `endpoint`
+    /// event (`/messages?session_id=…`): for a server configured with a query-parameter
+    /// session id, it binds this connection (the GET stream that will carry the answers) to
+    /// that id. Returns whether it did.
+    fn bind_endpoint_event(&mut self, ep: &Endpoint, payload: &[u8]) -> bool {
+        let Ok(text) = std::str::from_utf8(payload) else {
+            return false;
+        };
+        let text = text.trim();
+        if !(text.starts_with('/') || text.starts_with("http")) {
+            return false;
+        }
+        let addr = ep.server_addr();
+        let sid = self.servers.iter().find_map(|r| match &r.session_id {
+            Some(SessionIdLocation::Query(name)) if r.is_at(addr) => query_param(text, name),
+            _ => None,
+        });
+        let Some(sid) = sid else {
+            return false;
+        };
+        if self.bound_conns.len() >= self.cfg.max_sessions {
+            // Bounded: connections normally leave through `on_conn_closed`.
+            self.bound_conns.clear();
+        }
+        self.bound_conns.insert((ep.pid, ep.conn_id.clone()), sid);
+        true
     }
 
     /// Which session a payload belongs to (rules in the module docs).
@@ -241,14 +541,14 @@ impl McpTracker {
         ep: &Endpoint,
         http: &HttpMeta,
         flow: Flow,
+        sid: Option<&SessionId>,
         messages: &[Result<RpcMessage, RpcError>],
     ) -> GroupKey {
-        if let Some(sid) = self.request_session_id(http) {
-            return GroupKey::Header(sid.to_string());
-        }
-        if let Some(sid) = self.response_session_id(http) {
-            self.bind_connection(ep.pid, &ep.conn_id, sid);
-            return GroupKey::Header(sid.to_string());
+        if let Some(sid) = sid {
+            if sid.origin == SidOrigin::ResponseHeader {
+                self.bind_connection(ep.pid, &ep.conn_id, &sid.value);
+            }
+            return GroupKey::Header(sid.value.clone());
         }
         let conn = (ep.pid, ep.conn_id.clone());
         if flow == Flow::ServerToClient {
@@ -314,6 +614,79 @@ impl McpTracker {
                 self.sessions.insert(key, held);
             }
         }
+        self.track_conn(pid, conn_id, sid);
+    }
+
+    /// Session `sid` used connection `conn_id`.
+    fn track_conn(&mut self, pid: u32, conn_id: &str, sid: &str) {
+        let Some(s) = self
+            .sessions
+            .get_mut(&(pid, GroupKey::Header(sid.to_string())))
+        else {
+            return;
+        };
+        if s.add_conn(conn_id) {
+            self.conn_sessions
+                .entry((pid, conn_id.to_string()))
+                .or_default()
+                .push(sid.to_string());
+        }
+    }
+
+    /// After an exchange's payload (or bodiless head): the connection it used, and for a
+    /// request, the identity and `MCP-Protocol-Version` its headers carry.
+    fn observe_exchange(
+        &mut self,
+        ep: &Endpoint,
+        http: &HttpMeta,
+        key: &GroupKey,
+        request: bool,
+        ts_ns: u64,
+    ) {
+        if let GroupKey::Header(sid) = key {
+            self.track_conn(ep.pid, &ep.conn_id, sid);
+        }
+        if !request {
+            return;
+        }
+        let rule = self.rule_index(ep, http);
+        let resolver = rule
+            .and_then(|i| self.servers.get(i))
+            .and_then(|r| r.identity.as_ref())
+            .unwrap_or(&self.identity);
+        let Some(s) = self.sessions.get_mut(&(ep.pid, key.clone())) else {
+            return;
+        };
+        if let Some(version) = http.request_header(PROTOCOL_VERSION_HEADER) {
+            let before = s.protocol_version_mismatches;
+            s.check_protocol_version(version);
+            self.counters.protocol_version_mismatches += s.protocol_version_mismatches - before;
+        }
+        let inputs = resolver.inputs(http.request_headers);
+        if inputs.iter().all(Option::is_none) {
+            return;
+        }
+        let fingerprint = fingerprint(&inputs);
+        if s.identity_inputs == Some(fingerprint) {
+            return;
+        }
+        s.identity_inputs = Some(fingerprint);
+        let now_unix_s = self
+            .cfg
+            .realtime_offset_ns
+            .map(|off| ts_ns.saturating_add(off) / 1_000_000_000);
+        let res = resolver.resolve(http.request_headers, now_unix_s);
+        if let Some(e) = &res.malformed {
+            self.counters.jwt_errors += 1;
+            tracing::debug!(pid = ep.pid, conn = %ep.conn_id, error = %e, "bearer token is not a JWT");
+        }
+        if let Some(v) = res.unverified {
+            self.counters.jwt_unverified += 1;
+            tracing::debug!(pid = ep.pid, conn = %ep.conn_id, verification = ?v, "JWT not verified");
+        }
+        if let Some(identity) = res.identity {
+            s.identity = Some(identity);
+        }
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -323,12 +696,12 @@ impl McpTracker {
         http: &HttpMeta,
         flow: Flow,
         key: &GroupKey,
-        session_id: Option<&str>,
+        sid: Option<&SessionId>,
         message: RpcMessage,
         batch: bool,
         ts_ns: u64,
         out: &mut Vec<Record>,
-    ) -> MessageRecord {
+    ) {
         let mut rec = MessageRecord {
             ts_ns,
             pid: ep.pid,
@@ -340,7 +713,7 @@ impl McpTracker {
             http_method: http.method.to_string(),
             http_path: http.path.to_string(),
             http_status: http.status,
-            session_id: session_id.map(str::to_string),
+            session_id: sid.map(|s| s.value.clone()),
             era: key.era(),
             direction: flow,
             kind: Kind::Request,
@@ -352,23 +725,39 @@ impl McpTracker {
             error_message: None,
             tool_error: false,
             progress_token: None,
+            related_id: None,
+            cancelled: false,
+            mcp_protocol_version: None,
             batch,
             transport: http.transport,
         };
+        if flow == Flow::ClientToServer {
+            rec.mcp_protocol_version = http
+                .request_header(PROTOCOL_VERSION_HEADER)
+                .map(extract::cap_message);
+        }
+        let max_items = self.cfg.max_catalog_items;
         let mut displaced = Displaced::default();
         let mut paired = None;
-        let session = self.session(ep, http, key, ts_ns, out);
+        let mut effects = Effects::default();
+        let in_query = sid.is_some_and(SessionId::in_query);
+        let session = self.session(ep, http, key, in_query, ts_ns, out);
         match message {
             RpcMessage::Request { id, method, params } => {
                 rec.name = extract::target_name(&method, params.as_ref());
                 rec.progress_token = extract::progress_token(&method, params.as_ref(), true);
                 if let Some(s) = session {
                     s.on_call(&method, params.as_ref(), true);
-                    let pending = Pending {
-                        method: method.clone(),
-                        name: rec.name.clone(),
-                        ts_ns,
-                    };
+                    let mut pending = Pending::new(method.clone(), rec.name.clone(), ts_ns);
+                    pending.progress_token =
+                        rec.progress_token.as_ref().and_then(RpcId::from_value);
+                    if ListKind::from_method(&method).is_some() {
+                        pending.cursor = params
+                            .as_ref()
+                            .and_then(|p| p.get("cursor"))
+                            .and_then(Value::as_str)
+                            .map(str::to_string);
+                    }
                     displaced = s.pending.insert(flow, id.clone(), pending);
                 }
                 rec.id = Some(id);
@@ -377,8 +766,33 @@ impl McpTracker {
             RpcMessage::Notification { method, params } => {
                 rec.kind = Kind::Notification;
                 rec.progress_token = extract::progress_token(&method, params.as_ref(), false);
+                if method == "notifications/cancelled" {
+                    rec.related_id = params
+                        .as_ref()
+                        .and_then(|p| p.get("requestId"))
+                        .and_then(RpcId::from_value);
+                }
+                effects.list_changed = ListKind::from_list_changed(&method);
                 if let Some(s) = session {
                     s.on_call(&method, params.as_ref(), false);
+                    if let Some(token) = rec.progress_token.as_ref().and_then(RpcId::from_value) {
+                        // Progress flows opposite to the request that asked for it.
+                        rec.related_id = s
+                            .pending
+                            .request_for_token(flow.opposite(), &token)
+                            .cloned();
+                    }
+                    if let Some(id) = rec
+                        .related_id
+                        .as_ref()
+                        .filter(|_| method == "notifications/cancelled")
+                    {
+                        // The cancelled request was sent in the same direction.
+                        if s.pending.cancel(flow, id) {
+                            s.on_cancelled();
+                            effects.cancelled = true;
+                        }
+                    }
                 }
                 rec.method = Some(method);
             }
@@ -387,6 +801,14 @@ impl McpTracker {
                 if let Some(s) = session {
                     paired = s.pending.take(flow, &id);
                     s.on_result(paired.as_ref().map(|p| p.method.as_str()), &result);
+                    if let Some(p) = paired.as_ref().filter(|_| flow == Flow::ServerToClient) {
+                        if let Some(kind) = ListKind::from_method(&p.method) {
+                            effects.list = s
+                                .pages
+                                .page(kind, p.cursor.as_deref(), &result, max_items)
+                                .map(|list| (kind, list));
+                        }
+                    }
                 }
                 if let Some(text) = extract::tool_error(&result) {
                     rec.tool_error = true;
@@ -413,12 +835,68 @@ impl McpTracker {
                     rec.latency_ns = Some(ts_ns.saturating_sub(p.ts_ns));
                     rec.method = Some(p.method);
                     rec.name = p.name;
+                    rec.cancelled = p.cancelled;
                 }
                 None => self.counters.unpaired_answers += 1,
             }
         }
         self.count(displaced);
-        rec
+        if effects.cancelled {
+            self.counters.cancelled += 1;
+        }
+        out.push(Record::Message(rec));
+        self.apply(ep, http, key, effects, ts_ns, out);
+    }
+
+    /// Catalogue effects of one message: list snapshots (and drift), list_changed.
+    fn apply(
+        &mut self,
+        ep: &Endpoint,
+        http: &HttpMeta,
+        key: &GroupKey,
+        effects: Effects,
+        ts_ns: u64,
+        out: &mut Vec<Record>,
+    ) {
+        if effects.list.is_none() && effects.list_changed.is_none() {
+            return;
+        }
+        let full_key = (ep.pid, key.clone());
+        let server = match self.sessions.get(&full_key) {
+            Some(s) => s.server.clone(),
+            None => server_label(ep, http),
+        };
+        if let Some(kind) = effects.list_changed {
+            self.catalogs.note_list_changed(&server, kind, ts_ns);
+        }
+        let Some((kind, list)) = effects.list else {
+            return;
+        };
+        let drifts = self.catalogs.commit(&server, kind, list, ts_ns);
+        if drifts.is_empty() {
+            return;
+        }
+        self.counters.tool_drifts += drifts.len() as u64;
+        let Some(s) = self.sessions.get_mut(&full_key) else {
+            return;
+        };
+        let label = s.label();
+        for drift in drifts {
+            s.on_drift(&drift);
+            tracing::info!(server = %server, tool = %drift.tool, fields = ?drift.fields, "tool definition drift");
+            out.push(Record::Drift(DriftRecord {
+                ts_ns,
+                pid: ep.pid,
+                comm: ep.comm.clone(),
+                side: ep.side,
+                server: server.clone(),
+                session_id: label.clone(),
+                tool: drift.tool,
+                fields: drift.fields,
+                old_hash: drift.old_hash,
+                new_hash: drift.new_hash,
+            }));
+        }
     }
 
     /// The session for `key`, created on first sight; `None` for an id ended by DELETE/404.
@@ -427,6 +905,7 @@ impl McpTracker {
         ep: &Endpoint,
         http: &HttpMeta,
         key: &GroupKey,
+        id_in_query: bool,
         ts_ns: u64,
         out: &mut Vec<Record>,
     ) -> Option<&mut McpSession> {
@@ -440,7 +919,7 @@ impl McpTracker {
             if self.sessions.len() >= self.cfg.max_sessions {
                 self.evict_least_recent(out);
             }
-            let session = McpSession::new(
+            let mut session = McpSession::new(
                 key.clone(),
                 ep.pid,
                 &ep.comm,
@@ -449,6 +928,7 @@ impl McpTracker {
                 ts_ns,
                 self.cfg.max_pending_per_session,
             );
+            session.id_in_query = id_in_query;
             self.sessions.insert(full_key.clone(), session);
         }
         let session = self.sessions.get_mut(&full_key)?;
@@ -482,15 +962,83 @@ impl McpTracker {
         ended_ns: u64,
         out: &mut Vec<Record>,
     ) {
-        if let Some(s) = self.sessions.remove(key) {
-            out.push(Record::SessionEnd(s.summary(status, reason, ended_ns)));
+        let Some(s) = self.sessions.remove(key) else {
+            return;
+        };
+        if let GroupKey::Header(sid) = &key.1 {
+            for conn in s.open_conns() {
+                let ck = (key.0, conn.to_string());
+                if let Some(sids) = self.conn_sessions.get_mut(&ck) {
+                    sids.retain(|x| x != sid);
+                    if sids.is_empty() {
+                        self.conn_sessions.remove(&ck);
+                    }
+                }
+            }
         }
+        out.push(Record::SessionEnd(s.summary(status, reason, ended_ns)));
     }
 
     fn count(&mut self, displaced: Displaced) {
         self.counters.evicted_pending += displaced.evicted;
         self.counters.replaced_pending += displaced.replaced;
     }
+}
+
+/// SHA-256 over the identity-deciding header values (presence and content).
+fn fingerprint(inputs: &[Option<&str>]) -> [u8; 32] {
+    let mut ctx = digest::Context::new(&digest::SHA256);
+    for input in inputs {
+        match input {
+            Some(v) => {
+                ctx.update(&[1]);
+                ctx.update(&(v.len() as u64).to_le_bytes());
+                ctx.update(v.as_bytes());
+            }
+            None => ctx.update(&[0]),
+        }
+    }
+    let mut out = [0u8; 32];
+    out.copy_from_slice(ctx.finish().as_ref());
+    out
+}
+
+/// The first non-empty value of query parameter `name` in a path or URL (percent-decoded).
+pub fn query_param(path: &str, name: &str) -> Option<String> {
+    let query = path.split_once('?')?.1;
+    let query = query.split('#').next().unwrap_or(query);
+    query.split('&').find_map(|pair| {
+        let (k, v) = pair.split_once('=')?;
+        if percent_decode(k)? != name {
+            return None;
+        }
+        let v = percent_decode(v)?;
+        (!v.is_empty() && v.len() <= MAX_QUERY_SESSION_ID).then_some(v)
+    })
+}
+
+/// `%XX` decoding; `None` for a malformed escape or invalid UTF-8.
+fn percent_decode(s: &str) -> Option<String> {
+    if !s.contains('%') {
+        return Some(s.to_string());
+    }
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while let Some(&b) = bytes.get(i) {
+        if b == b'%' {
+            let hex = bytes.get(i + 1..i + 3)?;
+            if !hex.iter().all(u8::is_ascii_hexdigit) {
+                return None;
+            }
+            out.push(u8::from_str_radix(std::str::from_utf8(hex).ok()?, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(b);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
 }
 
 /// `"ip:port/path"` of the server end of an exchange.

@@ -1,0 +1,434 @@
+//! What each server exposes: tools, resources, resource templates and prompts, from the list
+//! results seen on the wire, and tool-definition drift between two complete lists.
+//!
+//! * Keyed by the server end `"ip:port/path"`, shared by every session and process that
+//!   talks to it.
+//! * A list request without `params.cursor` starts a new snapshot (in its session); pages
+//!   requested with the previous page's `nextCursor` are appended; the answer without
+//!   `nextCursor` completes the snapshot, which then replaces the server's list. A page that
+//!   does not continue the snapshot in progress discards it (we cannot know what was missed).
+//! * Drift: a tool present in two consecutive complete lists whose `title`, `description`,
+//!   `inputSchema`, `outputSchema` or `annotations` differ (compared by SHA-256 of canonical
+//!   JSON, so member order does not matter). The order of tools in a list never matters.
+//! * Bounded: entries per list and servers kept; what does not fit is counted.
+
+use std::collections::{BTreeMap, HashMap};
+
+use ring::digest;
+use serde::Serialize;
+use serde_json::Value;
+
+/// The four list families.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ListKind {
+    Tools,
+    Resources,
+    ResourceTemplates,
+    Prompts,
+}
+
+impl ListKind {
+    /// The list request method's family.
+    pub fn from_method(method: &str) -> Option<ListKind> {
+        Some(match method {
+            "tools/list" => ListKind::Tools,
+            "resources/list" => ListKind::Resources,
+            "resources/templates/list" => ListKind::ResourceTemplates,
+            "prompts/list" => ListKind::Prompts,
+            _ => return None,
+        })
+    }
+
+    /// The family a `notifications/*/list_changed` is about (resources covers templates).
+    pub fn from_list_changed(method: &str) -> Option<ListKind> {
+        Some(match method {
+            "notifications/tools/list_changed" => ListKind::Tools,
+            "notifications/resources/list_changed" => ListKind::Resources,
+            "notifications/prompts/list_changed" => ListKind::Prompts,
+            _ => return None,
+        })
+    }
+
+    /// The result member holding the entries.
+    fn items_field(self) -> &'static str {
+        match self {
+            ListKind::Tools => "tools",
+            ListKind::Resources => "resources",
+            ListKind::ResourceTemplates => "resourceTemplates",
+            ListKind::Prompts => "prompts",
+        }
+    }
+
+    /// The entry member that identifies it.
+    fn key_field(self) -> &'static str {
+        match self {
+            ListKind::Tools | ListKind::Prompts => "name",
+            ListKind::Resources => "uri",
+            ListKind::ResourceTemplates => "uriTemplate",
+        }
+    }
+}
+
+/// Fields of a tool definition whose change is drift, with their wire names.
+pub const DRIFT_FIELDS: [&str; 5] = [
+    "title",
+    "description",
+    "inputSchema",
+    "outputSchema",
+    "annotations",
+];
+
+/// One tool as the server listed it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ToolDef {
+    pub name: String,
+    pub title: Option<String>,
+    pub description: Option<String>,
+    pub input_schema: Option<Value>,
+    pub output_schema: Option<Value>,
+    pub annotations: Option<Value>,
+    /// SHA-256 (hex) of the canonical JSON of the definition's name and [`DRIFT_FIELDS`].
+    pub hash: String,
+    /// SHA-256 of each of [`DRIFT_FIELDS`] (absent = `null`), in that order.
+    field_hashes: [[u8; 32]; 5],
+}
+
+impl ToolDef {
+    /// A `Tool` object; `None` without a string `name`.
+    pub fn from_value(v: &Value) -> Option<ToolDef> {
+        let obj = v.as_object()?;
+        let name = obj.get("name")?.as_str()?.to_string();
+        let mut def = serde_json::Map::new();
+        def.insert("name".into(), Value::String(name.clone()));
+        let mut field_hashes = [[0u8; 32]; 5];
+        for (i, field) in DRIFT_FIELDS.iter().enumerate() {
+            let value = obj.get(*field).filter(|v| !v.is_null());
+            field_hashes[i] = sha256(&canonical_json(value.unwrap_or(&Value::Null)));
+            if let Some(value) = value {
+                def.insert((*field).to_string(), value.clone());
+            }
+        }
+        let hash = hex(&sha256(&canonical_json(&Value::Object(def))));
+        let text = |k: &str| obj.get(k).and_then(Value::as_str).map(str::to_string);
+        let json = |k: &str| obj.get(k).filter(|v| !v.is_null()).cloned();
+        Some(ToolDef {
+            name,
+            title: text("title"),
+            description: text("description"),
+            input_schema: json("inputSchema"),
+            output_schema: json("outputSchema"),
+            annotations: json("annotations"),
+            hash,
+            field_hashes,
+        })
+    }
+
+    /// The [`DRIFT_FIELDS`] that differ from `other`.
+    pub fn changed_fields(&self, other: &ToolDef) -> Vec<String> {
+        DRIFT_FIELDS
+            .iter()
+            .zip(self.field_hashes.iter().zip(other.field_hashes.iter()))
+            .filter(|(_, (a, b))| a != b)
+            .map(|(name, _)| (*name).to_string())
+            .collect()
+    }
+}
+
+/// Per-family counters.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct ListCounts {
+    pub tools: u64,
+    pub resources: u64,
+    pub resource_templates: u64,
+    pub prompts: u64,
+}
+
+impl ListCounts {
+    fn bump(&mut self, kind: ListKind) {
+        let slot = match kind {
+            ListKind::Tools => &mut self.tools,
+            ListKind::Resources => &mut self.resources,
+            ListKind::ResourceTemplates => &mut self.resource_templates,
+            ListKind::Prompts => &mut self.prompts,
+        };
+        *slot += 1;
+    }
+}
+
+/// Everything one server was seen to expose. Lists hold the latest complete snapshot.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ToolCatalog {
+    /// `"ip:port/path"`.
+    pub server: String,
+    /// By name.
+    pub tools: BTreeMap<String, ToolDef>,
+    /// `Resource` objects by `uri`.
+    pub resources: BTreeMap<String, Value>,
+    /// `ResourceTemplate` objects by `uriTemplate`.
+    pub resource_templates: BTreeMap<String, Value>,
+    /// `Prompt` objects by `name`.
+    pub prompts: BTreeMap<String, Value>,
+    /// Complete lists seen, per family.
+    pub snapshots: ListCounts,
+    /// `notifications/*/list_changed` seen, per family.
+    pub list_changed: ListCounts,
+    /// Kernel time of the last `list_changed`.
+    pub last_list_changed_ns: Option<u64>,
+    /// Entries not kept: beyond the per-list bound, or without their identifying member.
+    pub truncated: u64,
+    /// Tool definitions that drifted.
+    pub drifts: u64,
+    /// Kernel time of the last complete list.
+    pub updated_ns: u64,
+}
+
+/// A tool whose definition changed between two complete lists.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ToolDrift {
+    pub tool: String,
+    pub fields: Vec<String>,
+    pub old_hash: String,
+    pub new_hash: String,
+}
+
+/// A list being assembled from pages, in one session.
+#[derive(Debug, Default)]
+struct PageBuffer {
+    items: Vec<Value>,
+    /// The `nextCursor` the next page must be requested with.
+    next_cursor: String,
+    truncated: u64,
+}
+
+/// A complete list: its entries and how many did not fit.
+#[derive(Debug, PartialEq)]
+pub struct CompleteList {
+    pub items: Vec<Value>,
+    pub truncated: u64,
+}
+
+/// The lists a session is assembling, one per family.
+#[derive(Debug, Default)]
+pub struct PageBuffers {
+    buffers: HashMap<ListKind, PageBuffer>,
+}
+
+impl PageBuffers {
+    /// One list result answering a request with `cursor`. Returns the complete list when
+    /// this page ends it.
+    pub fn page(
+        &mut self,
+        kind: ListKind,
+        cursor: Option<&str>,
+        result: &Value,
+        max_items: usize,
+    ) -> Option<CompleteList> {
+        let mut buf = match cursor {
+            None => PageBuffer::default(),
+            Some(c) => match self.buffers.remove(&kind) {
+                Some(buf) if buf.next_cursor == c => buf,
+                _ => return None, // joined mid-pagination, or a page out of sequence
+            },
+        };
+        let items = result.get(kind.items_field()).and_then(Value::as_array);
+        for item in items.into_iter().flatten() {
+            if buf.items.len() < max_items && item.is_object() {
+                buf.items.push(item.clone());
+            } else {
+                buf.truncated += 1;
+            }
+        }
+        match result.get("nextCursor").and_then(Value::as_str) {
+            Some(next) => {
+                buf.next_cursor = next.to_string();
+                self.buffers.insert(kind, buf);
+                None
+            }
+            None => {
+                self.buffers.remove(&kind);
+                Some(CompleteList {
+                    items: buf.items,
+                    truncated: buf.truncated,
+                })
+            }
+        }
+    }
+}
+
+/// The catalogues of every server seen, bounded in count.
+#[derive(Debug)]
+pub struct Catalogs {
+    map: HashMap<String, ToolCatalog>,
+    max_servers: usize,
+    /// Complete lists of servers beyond `max_servers`, not kept.
+    pub dropped: u64,
+}
+
+impl Catalogs {
+    pub fn new(max_servers: usize) -> Self {
+        Catalogs {
+            map: HashMap::new(),
+            max_servers,
+            dropped: 0,
+        }
+    }
+
+    pub fn get(&self, server: &str) -> Option<&ToolCatalog> {
+        self.map.get(server)
+    }
+
+    pub fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    fn entry(&mut self, server: &str) -> Option<&mut ToolCatalog> {
+        if !self.map.contains_key(server) {
+            if self.map.len() >= self.max_servers {
+                self.dropped += 1;
+                return None;
+            }
+            self.map.insert(
+                server.to_string(),
+                ToolCatalog {
+                    server: server.to_string(),
+                    ..ToolCatalog::default()
+                },
+            );
+        }
+        self.map.get_mut(server)
+    }
+
+    /// A `notifications/*/list_changed` for `server`.
+    pub fn note_list_changed(&mut self, server: &str, kind: ListKind, ts_ns: u64) {
+        if let Some(cat) = self.entry(server) {
+            cat.list_changed.bump(kind);
+            cat.last_list_changed_ns = Some(ts_ns);
+        }
+    }
+
+    /// Replaces `server`'s `kind` list with `list`; returns the tools that drifted.
+    pub fn commit(
+        &mut self,
+        server: &str,
+        kind: ListKind,
+        list: CompleteList,
+        ts_ns: u64,
+    ) -> Vec<ToolDrift> {
+        let Some(cat) = self.entry(server) else {
+            return Vec::new();
+        };
+        cat.snapshots.bump(kind);
+        cat.updated_ns = ts_ns;
+        cat.truncated += list.truncated;
+        let mut drifts = Vec::new();
+        if kind == ListKind::Tools {
+            let mut tools = BTreeMap::new();
+            for item in &list.items {
+                match ToolDef::from_value(item) {
+                    Some(def) => {
+                        tools.insert(def.name.clone(), def);
+                    }
+                    None => cat.truncated += 1,
+                }
+            }
+            // Only tools in both lists can drift; added and removed ones are not drift.
+            for (name, new) in &tools {
+                let Some(old) = cat.tools.get(name) else {
+                    continue;
+                };
+                let fields = old.changed_fields(new);
+                if !fields.is_empty() {
+                    drifts.push(ToolDrift {
+                        tool: name.clone(),
+                        fields,
+                        old_hash: old.hash.clone(),
+                        new_hash: new.hash.clone(),
+                    });
+                }
+            }
+            cat.drifts += drifts.len() as u64;
+            cat.tools = tools;
+        } else {
+            let key = kind.key_field();
+            let mut entries = BTreeMap::new();
+            for item in list.items {
+                match item.get(key).and_then(Value::as_str) {
+                    Some(k) => {
+                        entries.insert(k.to_string(), item);
+                    }
+                    None => cat.truncated += 1,
+                }
+            }
+            match kind {
+                ListKind::Resources => cat.resources = entries,
+                ListKind::ResourceTemplates => cat.resource_templates = entries,
+                ListKind::Prompts | ListKind::Tools => cat.prompts = entries,
+            }
+        }
+        drifts
+    }
+}
+
+/// JSON with object members sorted by key and no insignificant whitespace.
+pub fn canonical_json(v: &Value) -> String {
+    let mut out = String::new();
+    write_canonical(v, &mut out);
+    out
+}
+
+fn write_canonical(v: &Value, out: &mut String) {
+    match v {
+        Value::Null | Value::Bool(_) | Value::Number(_) => out.push_str(&v.to_string()),
+        Value::String(s) => push_json_str(s, out),
+        Value::Array(items) => {
+            out.push('[');
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                write_canonical(item, out);
+            }
+            out.push(']');
+        }
+        Value::Object(map) => {
+            let mut keys: Vec<&String> = map.keys().collect();
+            keys.sort();
+            out.push('{');
+            for (i, k) in keys.into_iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                push_json_str(k, out);
+                out.push(':');
+                if let Some(item) = map.get(k) {
+                    write_canonical(item, out);
+                }
+            }
+            out.push('}');
+        }
+    }
+}
+
+fn push_json_str(s: &str, out: &mut String) {
+    // Serialising a `str` cannot fail.
+    out.push_str(&serde_json::to_string(s).unwrap_or_default());
+}
+
+fn sha256(s: &str) -> [u8; 32] {
+    let d = digest::digest(&digest::SHA256, s.as_bytes());
+    let mut out = [0u8; 32];
+    out.copy_from_slice(d.as_ref());
+    out
+}
+
+/// Lower-case hex.
+pub fn hex(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut s = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        s.push(char::from(DIGITS[usize::from(b >> 4)]));
+        s.push(char::from(DIGITS[usize::from(b & 0xf)]));
+    }
+    s
+}
