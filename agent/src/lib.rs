@@ -2,8 +2,10 @@
 //! Everything below `capture` is pure and testable without a kernel.
 
 pub mod capture;
+pub mod config;
 pub mod conn;
 pub mod http;
 pub mod mcp;
 pub mod output;
+pub mod replay;
 pub mod rpc;

@@ -36,12 +36,16 @@ pub struct RunArgs {
     /// Ring buffer size in bytes (power of two).
     #[arg(long, default_value_t = 16 * 1024 * 1024)]
     ring_bytes: u32,
-    /// Header that carries the MCP session id.
-    #[arg(long, default_value = "mcp-session-id")]
-    session_header: String,
-    /// End sessions idle this long (seconds).
-    #[arg(long, default_value_t = 600)]
-    idle_timeout: u64,
+    /// Configuration file (YAML): per-server session-id location, identity (JWT claims and
+    /// verification keys, or gateway headers), timeouts. See the README.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Header that carries the MCP session id (overrides the configuration file).
+    #[arg(long)]
+    session_header: Option<String>,
+    /// End sessions idle this long, in seconds (overrides the configuration file).
+    #[arg(long)]
+    idle_timeout: Option<u64>,
     /// Most connections tracked at once (least recently active evicted, counted).
     #[arg(long, default_value_t = 65536)]
     max_conns: usize,
@@ -53,17 +57,37 @@ pub struct RunArgs {
 /// When to look again at a freshly exec'd process for TLS libraries (ms after the exec).
 const TLS_RESCAN_AFTER_EXEC_MS: [u64; 4] = [20, 100, 400, 1500];
 
-fn monotonic_ns() -> u64 {
+fn clock_ns(clock: libc::clockid_t) -> u64 {
     let mut ts = libc::timespec {
         tv_sec: 0,
         tv_nsec: 0,
     };
     // SAFETY: valid out-pointer.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    unsafe { libc::clock_gettime(clock, &mut ts) };
     ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
 }
 
+/// The kernel's clock for event timestamps (`bpf_ktime_get_ns`).
+fn monotonic_ns() -> u64 {
+    clock_ns(libc::CLOCK_MONOTONIC)
+}
+
 pub fn run(args: RunArgs) -> anyhow::Result<()> {
+    // Configuration first: a bad file fails before anything is loaded into the kernel.
+    let mut mcp_config = match &args.config {
+        Some(p) => mcpwarden::config::load(p)?,
+        None => McpConfig::default(),
+    };
+    if let Some(h) = &args.session_header {
+        mcp_config.session_header = h.to_ascii_lowercase();
+    }
+    if let Some(s) = args.idle_timeout {
+        mcp_config.idle_timeout_ns = s.saturating_mul(1_000_000_000);
+    }
+    // Kernel timestamps are CLOCK_MONOTONIC; JWT exp/nbf need Unix time.
+    mcp_config.realtime_offset_ns =
+        Some(clock_ns(libc::CLOCK_REALTIME).saturating_sub(monotonic_ns()));
+    let tracker = McpTracker::try_new(mcp_config).context("configuration")?;
     let mut capture = Capture::start(&CaptureOptions {
         target_pid: args.pid,
         mode: args.capture_mode,
@@ -82,12 +106,6 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
         )),
         None => None,
     };
-    let defaults = McpConfig::default();
-    let tracker = McpTracker::new(McpConfig {
-        session_header: args.session_header.to_ascii_lowercase(),
-        idle_timeout_ns: args.idle_timeout.saturating_mul(1_000_000_000),
-        ..defaults
-    });
     let mut table = ConnTable::new(tracker, Limits::default(), args.max_conns);
 
     let stop = Arc::new(AtomicBool::new(false));

@@ -170,6 +170,8 @@ pub fn run_py_client(url: &str) -> Value {
 pub struct ClientOptions {
     /// Trust this certificate (HTTPS).
     pub cafile: Option<PathBuf>,
+    /// Send `Authorization: Bearer <token>` on every request.
+    pub bearer: Option<String>,
     /// Pause after initialize until [`PyClient::resume`] (its stderr says when it got there).
     pub pause_after_initialize: bool,
     /// Pause before connecting (imports done) until [`PyClient::start`].
@@ -205,6 +207,10 @@ impl PyClient {
         if let Some(ca) = &opts.cafile {
             args.push("--cafile".into());
             args.push(ca.clone().into());
+        }
+        if let Some(token) = &opts.bearer {
+            args.push("--bearer".into());
+            args.push(token.into());
         }
         if opts.pause_before_start {
             args.push("--wait-start".into());

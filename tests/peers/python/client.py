@@ -2,7 +2,7 @@
 
 Runs one handshake-era conversation over streamable HTTP and prints a JSON summary on stdout:
 
-    python client.py URL [--cafile CERT] [--wait-start PATH] [--wait-file PATH]
+    python client.py URL [--cafile CERT] [--bearer TOKEN] [--wait-start PATH] [--wait-file PATH]
 
 Conversation, in order: initialize (+ notifications/initialized), tools/list,
 tools/call add {a: 2, b: 3}, tools/call fail {reason: "on purpose"}, resources/read config://app,
@@ -38,7 +38,9 @@ def text_of(content) -> list[str]:
     return [c.text for c in content if isinstance(c, TextContent)]
 
 
-async def converse(url: str, cafile: str | None = None, wait_file: str | None = None) -> dict:
+async def converse(
+    url: str, cafile: str | None = None, wait_file: str | None = None, bearer: str | None = None
+) -> dict:
     exchanges: list[dict] = []
     session_ids: list[str] = []
 
@@ -58,6 +60,8 @@ async def converse(url: str, cafile: str | None = None, wait_file: str | None = 
     extra: dict = {}
     if cafile:
         extra["verify"] = ssl.create_default_context(cafile=cafile)
+    if bearer:
+        extra["headers"] = {"Authorization": f"Bearer {bearer}"}
     http_client = httpx2.AsyncClient(
         timeout=httpx2.Timeout(30.0, read=300.0),
         event_hooks={"response": [on_response]},
@@ -112,6 +116,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description="MCP test client (official Python SDK)")
     parser.add_argument("url")
     parser.add_argument("--cafile", help="trust this CA/self-signed certificate (HTTPS)")
+    parser.add_argument("--bearer", help="send Authorization: Bearer <this token> on every request")
     parser.add_argument(
         "--wait-start",
         help="before connecting, print a line on stderr and wait until this file exists",
@@ -126,7 +131,7 @@ def main() -> int:
         print(json.dumps({"ready": True, "pid": os.getpid()}), file=sys.stderr, flush=True)
         while not os.path.exists(args.wait_start):
             time.sleep(0.05)
-    summary = asyncio.run(converse(args.url, args.cafile, args.wait_file))
+    summary = asyncio.run(converse(args.url, args.cafile, args.wait_file, args.bearer))
     print(json.dumps(summary))
     return 0
 

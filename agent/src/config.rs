@@ -1,0 +1,341 @@
+//! The agent's configuration file (YAML): where each MCP server keeps its session id, who the
+//! user is (JWT claims verified with the given keys, or gateway headers), and timeouts.
+//! Validated at load: every error names the file, the line and the field.
+//!
+//! ```yaml
+//! session_header: mcp-session-id      # default
+//! idle_timeout_secs: 600              # end sessions idle this long (never with a call pending)
+//! close_grace_secs: 30                # end sessions this long after their last connection closed
+//! identity:                           # default for every server
+//!   jwt: true                         # read Authorization: Bearer <JWT>
+//!   user_claim: sub
+//!   role_claim: roles                 # a string claim, or an array joined with ","
+//!   keys:                             # without keys, identities are reported unverified
+//!     - file: /etc/mcpwarden/jwks.json       # JWKS, PEM or DER public key (RS256, ES256)
+//!     - hs256_secret_file: /etc/mcpwarden/hs256.key
+//!   user_header: x-user               # trusted gateway headers (win over the JWT)
+//!   role_header: x-role
+//! servers:
+//!   - server: "10.0.0.5:8443/mcp"     # ip:port/path, or ip:port for every path
+//!     session_id: { header: x-session }   # or { query: session_id }
+//!     identity: { jwt: false, user_header: x-user }
+//! ```
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use thiserror::Error;
+
+use crate::mcp::{IdentityConfig, JwtKeySource, McpConfig, ServerConfig, SessionIdLocation};
+
+/// Why a configuration file was refused.
+#[derive(Debug, Error)]
+pub enum ConfigError {
+    #[error("{file}: cannot read: {source}")]
+    Read {
+        file: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{file}:{line}:{column}: field `{field}`: {message}")]
+    Invalid {
+        file: PathBuf,
+        line: usize,
+        column: usize,
+        /// Dotted path of the offending field (`servers[0].session_id`).
+        field: String,
+        message: String,
+    },
+    #[error("{file}: field `{field}`: cannot read key file {key_file}: {source}")]
+    KeyFile {
+        file: PathBuf,
+        field: String,
+        key_file: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    session_header: Option<String>,
+    idle_timeout_secs: Option<u64>,
+    close_grace_secs: Option<u64>,
+    identity: Option<FileIdentity>,
+    #[serde(default)]
+    servers: Vec<FileServer>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileServer {
+    server: String,
+    session_id: Option<FileSessionId>,
+    identity: Option<FileIdentity>,
+}
+
+/// Exactly one of the two.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileSessionId {
+    header: Option<String>,
+    query: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileIdentity {
+    jwt: Option<bool>,
+    user_claim: Option<String>,
+    role_claim: Option<String>,
+    #[serde(default)]
+    keys: Vec<FileKey>,
+    user_header: Option<String>,
+    role_header: Option<String>,
+}
+
+/// Exactly one of the two.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileKey {
+    /// JWKS, PEM or DER public key.
+    file: Option<PathBuf>,
+    /// Raw bytes of an HS256 secret (trailing newline trimmed).
+    hs256_secret_file: Option<PathBuf>,
+}
+
+/// Reads and validates a configuration file into the tracker's configuration.
+pub fn load(path: &Path) -> Result<McpConfig, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        file: path.to_path_buf(),
+        source,
+    })?;
+    parse(path, &text)
+}
+
+/// Parses configuration text (`path` names it in errors and anchors relative key files).
+pub fn parse(path: &Path, text: &str) -> Result<McpConfig, ConfigError> {
+    let file: FileConfig = if text.trim().is_empty() {
+        FileConfig::default()
+    } else {
+        let de = serde_norway::Deserializer::from_str(text);
+        serde_path_to_error::deserialize(de).map_err(|e| {
+            let field = match e.path().to_string() {
+                p if p == "." => "(top level)".to_string(),
+                p => p,
+            };
+            let inner = e.into_inner();
+            let (line, column) = inner.location().map_or((0, 0), |l| (l.line(), l.column()));
+            // serde_norway prefixes the path and appends the position: keep the reason only.
+            let text = inner.to_string();
+            let text = match text.split_once(": ") {
+                Some((pre, rest)) if field.starts_with(pre) => rest.to_string(),
+                _ => text,
+            };
+            let message = match text.rfind(" at line ") {
+                Some(i) => text[..i].to_string(),
+                None => text,
+            };
+            ConfigError::Invalid {
+                file: path.to_path_buf(),
+                line,
+                column,
+                field,
+                message,
+            }
+        })?
+    };
+    let mut cfg = McpConfig::default();
+    if let Some(h) = file.session_header {
+        cfg.session_header = h.to_ascii_lowercase();
+    }
+    if let Some(s) = file.idle_timeout_secs {
+        cfg.idle_timeout_ns = s.saturating_mul(1_000_000_000);
+    }
+    if let Some(s) = file.close_grace_secs {
+        cfg.close_grace_ns = s.saturating_mul(1_000_000_000);
+    }
+    let base = path.parent().unwrap_or(Path::new("."));
+    if let Some(id) = file.identity {
+        cfg.identity = identity(path, base, "identity", id)?;
+    }
+    for (i, s) in file.servers.into_iter().enumerate() {
+        let field = format!("servers[{i}]");
+        let session_id = match s.session_id {
+            None => None,
+            Some(FileSessionId {
+                header: Some(h),
+                query: None,
+            }) => Some(SessionIdLocation::Header(h.to_ascii_lowercase())),
+            Some(FileSessionId {
+                header: None,
+                query: Some(q),
+            }) => Some(SessionIdLocation::Query(q)),
+            Some(_) => {
+                return Err(invalid(
+                    path,
+                    &format!("{field}.session_id"),
+                    "give exactly one of `header` or `query`",
+                ))
+            }
+        };
+        cfg.servers.push(ServerConfig {
+            server: s.server,
+            session_id,
+            identity: s
+                .identity
+                .map(|id| identity(path, base, &format!("{field}.identity"), id))
+                .transpose()?,
+        });
+    }
+    Ok(cfg)
+}
+
+/// A semantic error found after parsing (no position: the field path locates it).
+fn invalid(file: &Path, field: &str, message: &str) -> ConfigError {
+    ConfigError::Invalid {
+        file: file.to_path_buf(),
+        line: 0,
+        column: 0,
+        field: field.to_string(),
+        message: message.to_string(),
+    }
+}
+
+fn identity(
+    file: &Path,
+    base: &Path,
+    field: &str,
+    id: FileIdentity,
+) -> Result<IdentityConfig, ConfigError> {
+    let defaults = IdentityConfig::default();
+    let mut keys = Vec::new();
+    for (i, k) in id.keys.into_iter().enumerate() {
+        let key_field = format!("{field}.keys[{i}]");
+        let (p, hs) = match (k.file, k.hs256_secret_file) {
+            (Some(p), None) => (p, false),
+            (None, Some(p)) => (p, true),
+            _ => {
+                return Err(invalid(
+                    file,
+                    &key_field,
+                    "give exactly one of `file` or `hs256_secret_file`",
+                ))
+            }
+        };
+        let p = if p.is_relative() { base.join(p) } else { p };
+        let err = |source| ConfigError::KeyFile {
+            file: file.to_path_buf(),
+            field: key_field.clone(),
+            key_file: p.clone(),
+            source,
+        };
+        keys.push(if hs {
+            let mut bytes = std::fs::read(&p).map_err(err)?;
+            while bytes.last().is_some_and(|b| *b == b'\n' || *b == b'\r') {
+                bytes.pop();
+            }
+            JwtKeySource::Hs256Secret(bytes)
+        } else {
+            JwtKeySource::from_file(&p).map_err(err)?
+        });
+    }
+    Ok(IdentityConfig {
+        jwt: id.jwt.unwrap_or(defaults.jwt),
+        user_claim: id.user_claim.unwrap_or(defaults.user_claim),
+        role_claim: id.role_claim,
+        keys,
+        user_header: id.user_header.map(|h| h.to_ascii_lowercase()),
+        role_header: id.role_header.map(|h| h.to_ascii_lowercase()),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn err(text: &str) -> String {
+        match parse(Path::new("/etc/mcpwarden.yaml"), text) {
+            Ok(c) => panic!("want an error for {text:?}, got {c:?}"),
+            Err(e) => e.to_string(),
+        }
+    }
+
+    #[test]
+    fn an_empty_file_is_the_defaults() {
+        assert_eq!(
+            parse(Path::new("x.yaml"), "").unwrap(),
+            McpConfig::default()
+        );
+    }
+
+    #[test]
+    fn a_full_file_sets_every_knob() {
+        let dir = tempfile_dir();
+        let secret = dir.join("hs.key");
+        std::fs::write(&secret, "s3cret\n").unwrap();
+        let text = "session_header: X-Sess\nidle_timeout_secs: 5\nclose_grace_secs: 2\n\
+                    identity:\n  role_claim: roles\n  keys:\n    - hs256_secret_file: hs.key\n\
+                    servers:\n  - server: \"127.0.0.1:9000/mcp\"\n    session_id: { query: session_id }\n\
+                    \x20   identity: { jwt: false, user_header: X-User }\n";
+        let cfg = parse(&dir.join("c.yaml"), text).unwrap();
+        assert_eq!(cfg.session_header, "x-sess");
+        assert_eq!(cfg.idle_timeout_ns, 5_000_000_000);
+        assert_eq!(cfg.close_grace_ns, 2_000_000_000);
+        assert_eq!(cfg.identity.role_claim.as_deref(), Some("roles"));
+        assert_eq!(
+            cfg.identity.keys,
+            vec![JwtKeySource::Hs256Secret(b"s3cret".to_vec())]
+        );
+        assert_eq!(cfg.servers.len(), 1);
+        assert_eq!(
+            cfg.servers[0].session_id,
+            Some(SessionIdLocation::Query("session_id".into()))
+        );
+        let id = cfg.servers[0].identity.as_ref().unwrap();
+        assert!(!id.jwt);
+        assert_eq!(id.user_header.as_deref(), Some("x-user"));
+    }
+
+    fn tempfile_dir() -> PathBuf {
+        let d = std::env::temp_dir().join(format!("mcpwarden-config-test-{}", std::process::id()));
+        std::fs::create_dir_all(&d).unwrap();
+        d
+    }
+
+    #[test]
+    fn an_unknown_field_names_file_line_and_field() {
+        let e = err("session_header: a\nidle_timeout: 5\n");
+        assert!(e.starts_with("/etc/mcpwarden.yaml:2:"), "{e}");
+        assert!(e.contains("idle_timeout"), "{e}");
+    }
+
+    #[test]
+    fn a_wrong_type_inside_a_server_names_its_path() {
+        let e = err("servers:\n  - server: a\n  - server: b\n    session_id: { cookie: x }\n");
+        assert!(e.starts_with("/etc/mcpwarden.yaml:4:"), "{e}");
+        assert!(e.contains("field `servers[1].session_id"), "{e}");
+    }
+
+    #[test]
+    fn a_number_where_a_bool_belongs_names_the_field() {
+        let e = err("identity:\n  jwt: 3\n");
+        assert!(e.starts_with("/etc/mcpwarden.yaml:2:"), "{e}");
+        assert!(e.contains("field `identity.jwt`"), "{e}");
+    }
+
+    #[test]
+    fn a_key_with_two_sources_names_the_key_entry() {
+        let e = err("identity:\n  keys:\n    - { file: a, hs256_secret_file: b }\n");
+        assert!(
+            e.contains("field `identity.keys[0]`: give exactly one"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn a_missing_key_file_names_the_key_entry() {
+        let e = err("identity:\n  keys:\n    - file: /nonexistent/jwks.json\n");
+        assert!(e.contains("field `identity.keys[0]`"), "{e}");
+        assert!(e.contains("/nonexistent/jwks.json"), "{e}");
+    }
+}
