@@ -20,6 +20,6 @@ pub mod tls;
 
 pub use agent::Agent;
 pub use env::{test_env, TestEnv};
-pub use peers::{free_port, run_node_client, run_py_client, ClientOptions, PyClient, PyServer};
+pub use peers::{free_port, run_node_client, run_py_client, ClientOptions, PyServer, SdkClient};
 pub use process::ChildGuard;
 pub use tls::SelfSignedCert;

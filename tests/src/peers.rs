@@ -162,7 +162,7 @@ impl PyServer {
 /// `comm`, `session_id`, results; see client.py). Panics with the client's stderr if it fails
 /// or takes longer than [`CLIENT_TIMEOUT`].
 pub fn run_py_client(url: &str) -> Value {
-    PyClient::spawn(url, &ClientOptions::default()).finish()
+    SdkClient::spawn(url, &ClientOptions::default()).finish()
 }
 
 /// How to run the Python client.
@@ -172,17 +172,18 @@ pub struct ClientOptions {
     pub cafile: Option<PathBuf>,
     /// Send `Authorization: Bearer <token>` on every request.
     pub bearer: Option<String>,
-    /// Pause after initialize until [`PyClient::resume`] (its stderr says when it got there).
+    /// Pause after initialize until [`SdkClient::resume`] (its stderr says when it got there).
     pub pause_after_initialize: bool,
-    /// Pause before connecting (imports done) until [`PyClient::start`].
+    /// Pause before connecting (imports done) until [`SdkClient::start`].
     pub pause_before_start: bool,
     /// Run the client through this command prefix (e.g. `unshare -m sh -c ...`); the
     /// client command line is appended as further arguments.
     pub wrapper: Vec<String>,
 }
 
-/// A running Python SDK client (`tests/peers/python/client.py`).
-pub struct PyClient {
+/// A running SDK client: the Python one (`tests/peers/python/client.py`) or the TypeScript one
+/// on node (`tests/peers/node/conversation_client.mjs`), both running the same conversation.
+pub struct SdkClient {
     process: ChildGuard,
     cmd: String,
     resume_file: PathBuf,
@@ -190,8 +191,39 @@ pub struct PyClient {
     _dir: TempDir,
 }
 
-impl PyClient {
-    pub fn spawn(url: &str, opts: &ClientOptions) -> PyClient {
+impl SdkClient {
+    /// Starts the TypeScript SDK client on node; with `pause_after_initialize` it waits after
+    /// initialize like the Python one (other options: `cafile` becomes NODE_EXTRA_CA_CERTS).
+    pub fn spawn_node(url: &str, opts: &ClientOptions) -> SdkClient {
+        let env = test_env();
+        let dir = tempfile::Builder::new()
+            .prefix("mcpwarden-e2e-nodeclient-")
+            .tempdir()
+            .expect("cannot create a temporary directory for the client");
+        let resume_file = dir.path().join("resume");
+        let start_file = dir.path().join("start");
+        let mut cmd = Command::new("node");
+        cmd.arg(env.peers_dir.join("node/conversation_client.mjs"))
+            .arg(url)
+            .env("NODE_PATH", &env.node_modules);
+        if let Some(ca) = &opts.cafile {
+            cmd.env("NODE_EXTRA_CA_CERTS", ca);
+        }
+        if opts.pause_after_initialize {
+            cmd.env("MCPWARDEN_PAUSE_FILE", &resume_file);
+        }
+        let shown = format!("{cmd:?}");
+        let process = ChildGuard::spawn("node client", &mut cmd, dir.path());
+        SdkClient {
+            process,
+            cmd: shown,
+            resume_file,
+            start_file,
+            _dir: dir,
+        }
+    }
+
+    pub fn spawn(url: &str, opts: &ClientOptions) -> SdkClient {
         let env = test_env();
         let dir = tempfile::Builder::new()
             .prefix("mcpwarden-e2e-pyclient-")
@@ -227,7 +259,7 @@ impl PyClient {
         cmd.args(&full[1..]);
         let shown = format!("{cmd:?}");
         let process = ChildGuard::spawn("python client", &mut cmd, dir.path());
-        PyClient {
+        SdkClient {
             process,
             cmd: shown,
             resume_file,
@@ -238,12 +270,12 @@ impl PyClient {
 
     /// Waits until the client has initialized its session and paused.
     pub fn wait_initialized(&mut self) {
-        self.wait_for_stderr("\"initialized\": true", "initializing");
+        self.wait_for_stderr("\"initialized\":true", "initializing");
     }
 
     /// Waits until the client has done its imports and paused before connecting.
     pub fn wait_ready(&mut self) {
-        self.wait_for_stderr("\"ready\": true", "getting ready");
+        self.wait_for_stderr("\"ready\":true", "getting ready");
     }
 
     /// Lets a client paused before connecting go on.
@@ -253,10 +285,11 @@ impl PyClient {
 
     fn wait_for_stderr(&mut self, needle: &str, what: &str) {
         let started = Instant::now();
-        while !self.process.stderr().contains(needle) {
+        // JSON from Python has a space after the colon, from node none: compare without spaces.
+        while !self.process.stderr().replace(' ', "").contains(needle) {
             if let Some(status) = self.process.try_wait() {
                 panic!(
-                    "the Python client ({}) exited with {status} before {what}\n\
+                    "the client ({}) exited with {status} before {what}\n\
                      --- client stderr ---\n{}",
                     self.cmd,
                     self.process.stderr()
@@ -264,7 +297,7 @@ impl PyClient {
             }
             assert!(
                 started.elapsed() < CLIENT_TIMEOUT,
-                "the Python client ({}) did not finish {what} within {CLIENT_TIMEOUT:?}\n\
+                "the client ({}) did not finish {what} within {CLIENT_TIMEOUT:?}\n\
                  --- client stderr ---\n{}",
                 self.cmd,
                 self.process.stderr()

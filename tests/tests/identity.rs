@@ -6,7 +6,7 @@
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use mcpwarden_tests::records::{session_ends_of, str_field};
-use mcpwarden_tests::{free_port, Agent, ClientOptions, PyClient, PyServer};
+use mcpwarden_tests::{free_port, Agent, ClientOptions, PyServer, SdkClient};
 
 fn hs256_jwt(secret: &[u8], claims: &str) -> String {
     let header = URL_SAFE_NO_PAD.encode(br#"{"alg":"HS256","typ":"JWT"}"#);
@@ -40,7 +40,7 @@ fn conversation_with_identity(agent_secret: &[u8]) -> Run {
     );
     let agent = Agent::start(&["--config", config.to_str().expect("utf-8 path")]);
     let server = PyServer::start(free_port());
-    let client = PyClient::spawn(
+    let client = SdkClient::spawn(
         &server.url(),
         &ClientOptions {
             bearer: Some(token.clone()),

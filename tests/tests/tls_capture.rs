@@ -8,7 +8,7 @@ use std::collections::BTreeSet;
 
 use mcpwarden_tests::conversation::{assert_both_sides, assert_peers_behaved};
 use mcpwarden_tests::records::{messages_of, split_addr, str_field};
-use mcpwarden_tests::{free_port, Agent, ClientOptions, PyClient, PyServer, SelfSignedCert};
+use mcpwarden_tests::{free_port, Agent, ClientOptions, PyServer, SdkClient, SelfSignedCert};
 use serde_json::Value;
 
 /// Every (client port) seen by the client process must be a (remote port) seen by the server
@@ -57,7 +57,7 @@ fn https_conversation_with(
         pause_after_initialize: start_agent_after_initialize,
         ..opts
     };
-    let mut client = PyClient::spawn(&server.url(), &opts);
+    let mut client = SdkClient::spawn(&server.url(), &opts);
     if opts.pause_before_start {
         // The client has mapped its libssl; wait until the agent attached to the file this
         // process maps (in its own mount namespace), then let it connect.
@@ -208,5 +208,40 @@ fn typescript_sdk_client_on_node_over_https_is_decoded_from_both_sides() {
         server.port(),
     );
     let client_pid = summary["pid"].as_u64().expect("client pid") as u32;
+    assert_tuples_pair_up(&records, client_pid, server.pid(), server.port());
+}
+
+#[test]
+fn a_node_keep_alive_tls_connection_opened_before_the_agent_is_captured() {
+    // node's fetch keeps its TLS connection alive: the calls after the pause travel on the
+    // connection (and SSL*) that existed before the agent started.
+    let cert = SelfSignedCert::generate();
+    let server = PyServer::start_tls(free_port(), &cert);
+    let mut client = SdkClient::spawn_node(
+        &server.url(),
+        &ClientOptions {
+            cafile: Some(cert.cert.clone()),
+            pause_after_initialize: true,
+            ..ClientOptions::default()
+        },
+    );
+    client.wait_initialized();
+    let agent = Agent::start(&[]);
+    client.resume();
+    let client_pid = client.pid();
+    let summary = client.finish();
+    let session_id = assert_peers_behaved(&summary, &server);
+    let records = agent.stop();
+    // The premise: node reused its keep-alive connections (opened for initialize and the
+    // initialized notification, before the agent ran) instead of opening one per call.
+    let conns: BTreeSet<&str> = messages_of(&records, client_pid)
+        .iter()
+        .map(|m| str_field(m, "conn_id"))
+        .collect();
+    assert!(
+        conns.len() <= 2,
+        "node should reuse its keep-alive TLS connections for the 5 later calls, used {conns:?}"
+    );
+    check_later_calls(&records, client_pid, server.pid(), session_id);
     assert_tuples_pair_up(&records, client_pid, server.pid(), server.port());
 }

@@ -2,7 +2,8 @@
 // official TypeScript SDK client (`@modelcontextprotocol/sdk` 1.32.2) on node, whose OpenSSL is
 // linked into the `node` executable. Prints a JSON summary with the same fields as client.py:
 //
-//     node conversation_client.mjs URL        (HTTPS: trust a test cert with NODE_EXTRA_CA_CERTS)
+//     node conversation_client.mjs URL        (HTTPS: trust a test cert with NODE_EXTRA_CA_CERTS;
+//                                              MCPWARDEN_PAUSE_FILE: pause after initialize)
 //
 // initialize (+ notifications/initialized), tools/list, tools/call add {a:2,b:3},
 // tools/call fail {reason:"on purpose"}, resources/read config://app, prompts/get greet
@@ -10,7 +11,7 @@
 
 import { Client } from "@modelcontextprotocol/sdk/client/index.js";
 import { StreamableHTTPClientTransport } from "@modelcontextprotocol/sdk/client/streamableHttp.js";
-import { readFileSync } from "node:fs";
+import { existsSync, readFileSync } from "node:fs";
 
 const CLIENT_NAME = "mcpwarden-test-client";
 const CLIENT_VERSION = "0.1.0";
@@ -39,6 +40,16 @@ summary.server_name = server?.name ?? null;
 summary.server_version = server?.version ?? null;
 summary.protocol_version = transport.protocolVersion ?? null;
 summary.session_id = transport.sessionId ?? null;
+
+// Tests that start the agent after initialize: say so, then wait for the go (the keep-alive
+// TLS connection opened so far is reused by the calls below).
+const pauseFile = process.env.MCPWARDEN_PAUSE_FILE;
+if (pauseFile) {
+  console.error(JSON.stringify({ initialized: true, pid: process.pid }));
+  while (!existsSync(pauseFile)) {
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
 
 const tools = await client.listTools();
 summary.tools = tools.tools.map((t) => t.name);
