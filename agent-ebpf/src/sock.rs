@@ -14,6 +14,7 @@ use crate::{
     maps::{ARGS, CONNS, SK_OWNER, SOCKS},
 };
 
+const MSG_PEEK: i32 = 2;
 const AF_INET: u16 = 2;
 const AF_INET6: u16 = 10;
 const IPPROTO_TCP: u16 = 6;
@@ -34,7 +35,11 @@ pub fn sock_send_length(ctx: TracePointContext) -> u32 {
 
 #[tracepoint]
 pub fn sock_recv_length(ctx: TracePointContext) -> u32 {
-    tag_pending_syscall(&ctx);
+    // A MSG_PEEK receive leaves the bytes to be read again: leave the syscall untagged (so
+    // its exit treats it as no socket I/O) instead of carrying them twice.
+    if field::<i32>(&ctx, 24) & MSG_PEEK == 0 {
+        tag_pending_syscall(&ctx);
+    }
     0
 }
 

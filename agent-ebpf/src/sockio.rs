@@ -22,6 +22,8 @@ use crate::{
     syscalls::{on_socket_io, SocketIo},
 };
 
+const MSG_PEEK: i32 = 2;
+
 // x86_64 syscall numbers we follow.
 const NR_READ: u64 = 0;
 const NR_WRITE: u64 = 1;
@@ -59,6 +61,9 @@ fn capture(ctx: &TracePointContext, send: bool) {
     let protocol: u16 = field(ctx, 18);
     if !is_tcp(family, protocol) {
         return;
+    }
+    if !send && field::<i32>(ctx, 24) & MSG_PEEK != 0 {
+        return; // peeked bytes will be read again: carrying them now would double them
     }
     let id = bpf_get_current_pid_tgid();
     if skip_tgid((id >> 32) as u32) {
