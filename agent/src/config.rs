@@ -6,6 +6,7 @@
 //! session_header: mcp-session-id      # default
 //! idle_timeout_secs: 600              # end sessions idle this long (never with a call pending)
 //! close_grace_secs: 30                # end sessions this long after their last connection closed
+//! stateless_idle_gap_secs: 300        # end stateless (2026-07-28) sessions idle this long
 //! identity:                           # default for every server
 //!   jwt: true                         # read Authorization: Bearer <JWT>
 //!   user_claim: sub
@@ -60,6 +61,7 @@ struct FileConfig {
     session_header: Option<String>,
     idle_timeout_secs: Option<u64>,
     close_grace_secs: Option<u64>,
+    stateless_idle_gap_secs: Option<u64>,
     identity: Option<FileIdentity>,
     #[serde(default)]
     servers: Vec<FileServer>,
@@ -153,6 +155,9 @@ pub fn parse(path: &Path, text: &str) -> Result<McpConfig, ConfigError> {
     }
     if let Some(s) = file.close_grace_secs {
         cfg.close_grace_ns = s.saturating_mul(1_000_000_000);
+    }
+    if let Some(s) = file.stateless_idle_gap_secs {
+        cfg.stateless_idle_gap_ns = s.saturating_mul(1_000_000_000);
     }
     let base = path.parent().unwrap_or(Path::new("."));
     if let Some(id) = file.identity {
@@ -274,6 +279,7 @@ mod tests {
         let secret = dir.join("hs.key");
         std::fs::write(&secret, "s3cret\n").unwrap();
         let text = "session_header: X-Sess\nidle_timeout_secs: 5\nclose_grace_secs: 2\n\
+                    stateless_idle_gap_secs: 7\n\
                     identity:\n  role_claim: roles\n  keys:\n    - hs256_secret_file: hs.key\n\
                     servers:\n  - server: \"127.0.0.1:9000/mcp\"\n    session_id: { query: session_id }\n\
                     \x20   identity: { jwt: false, user_header: X-User }\n";
@@ -281,6 +287,7 @@ mod tests {
         assert_eq!(cfg.session_header, "x-sess");
         assert_eq!(cfg.idle_timeout_ns, 5_000_000_000);
         assert_eq!(cfg.close_grace_ns, 2_000_000_000);
+        assert_eq!(cfg.stateless_idle_gap_ns, 7_000_000_000);
         assert_eq!(cfg.identity.role_claim.as_deref(), Some("roles"));
         assert_eq!(
             cfg.identity.keys,

@@ -46,13 +46,14 @@ impl<W: Write> JsonLinesWriter<W> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::mcp::{EndReason, Grouping, SessionState, SessionStatus, SessionSummary, Side};
+    use crate::mcp::{EndReason, Era, Grouping, SessionState, SessionStatus, SessionSummary, Side};
     use serde_json::json;
 
     fn summary() -> Record {
         Record::SessionEnd(SessionSummary {
             session_id: "abc".into(),
             grouping: Grouping::SessionHeader,
+            era: Era::Handshake,
             pid: 7,
             comm: "python3".into(),
             side: Side::Client,
@@ -84,6 +85,8 @@ mod tests {
             cancelled: 0,
             protocol_version_mismatches: 0,
             first_mismatched_protocol_version: None,
+            supported_versions: None,
+            verification_failures: 0,
             attacks: vec![],
         })
     }
@@ -124,7 +127,7 @@ mod tests {
             first,
             json!({
                 "type": "session_end", "session_id": "abc", "grouping": "session_header",
-                "pid": 7, "comm": "python3", "side": "client", "server": "127.0.0.1:8000/mcp",
+                "era": "handshake", "pid": 7, "comm": "python3", "side": "client", "server": "127.0.0.1:8000/mcp",
                 "client_name": "mcp", "client_version": "0.1.0", "server_name": null,
                 "server_version": null, "protocol_version": "2025-11-25", "started_ns": 10,
                 "ended_ns": 30, "duration_ns": 20, "requests": 1, "notifications": 0,
@@ -133,7 +136,8 @@ mod tests {
                 "state": "initializing", "user": null, "role": null, "identity_source": null,
                 "identity_verified": false, "client_capabilities": null,
                 "server_capabilities": null, "cancelled": 0, "protocol_version_mismatches": 0,
-                "first_mismatched_protocol_version": null, "attacks": []
+                "first_mismatched_protocol_version": null, "supported_versions": null,
+                "verification_failures": 0, "attacks": []
             })
         );
     }

@@ -16,6 +16,7 @@ pub mod env;
 pub mod peers;
 pub mod process;
 pub mod records;
+pub mod stateless;
 pub mod tls;
 
 pub use agent::Agent;

@@ -10,6 +10,9 @@
 //! * Drift: a tool present in two consecutive complete lists whose `title`, `description`,
 //!   `inputSchema`, `outputSchema` or `annotations` differ (compared by SHA-256 of canonical
 //!   JSON, so member order does not matter). The order of tools in a list never matters.
+//! * Stateless era (2026-07-28): the `server/discover` result (supported versions,
+//!   capabilities, instructions, cache hints) is kept per server too; list results of that era
+//!   (with `resultType`, `ttlMs`, `cacheScope`) feed the same snapshots and drift detection.
 //! * Bounded: entries per list and servers kept; what does not fit is counted.
 
 use std::collections::{BTreeMap, HashMap};
@@ -181,6 +184,20 @@ pub struct ToolCatalog {
     pub drifts: u64,
     /// Kernel time of the last complete list.
     pub updated_ns: u64,
+    /// The latest `server/discover` result (stateless era).
+    pub discover: Option<DiscoverInfo>,
+}
+
+/// What a `server/discover` result said.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DiscoverInfo {
+    pub supported_versions: Vec<String>,
+    pub capabilities: Option<Value>,
+    pub instructions: Option<String>,
+    pub ttl_ms: Option<u64>,
+    pub cache_scope: Option<String>,
+    /// Kernel time of the result.
+    pub seen_ns: u64,
 }
 
 /// A tool whose definition changed between two complete lists.
@@ -297,6 +314,13 @@ impl Catalogs {
             );
         }
         self.map.get_mut(server)
+    }
+
+    /// A `server/discover` result of `server`.
+    pub fn note_discover(&mut self, server: &str, info: DiscoverInfo) {
+        if let Some(cat) = self.entry(server) {
+            cat.discover = Some(info);
+        }
     }
 
     /// A `notifications/*/list_changed` for `server`.

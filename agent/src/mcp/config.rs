@@ -17,6 +17,11 @@ pub struct McpConfig {
     /// A session with no message for longer than this ends with `end_reason: "idle"` —
     /// unless it has a request still awaiting its answer (calls may last longer).
     pub idle_timeout_ns: u64,
+    /// A stateless-era session (grouped without a session id, see
+    /// [`StatelessKey`](super::stateless::StatelessKey)) with no message for longer than this
+    /// ends with `end_reason: "idle"`, unless a request (e.g. a `subscriptions/listen` stream)
+    /// still awaits its answer; the next request of the same client starts a new one.
+    pub stateless_idle_gap_ns: u64,
     /// A session whose connections have all closed, with no request pending, ends with
     /// `end_reason: "closed"` once this much kernel time passes without a new connection.
     /// Clients often open a new TCP connection per POST, so closing is not ending at once.
@@ -50,6 +55,7 @@ impl Default for McpConfig {
         McpConfig {
             session_header: "mcp-session-id".to_string(),
             idle_timeout_ns: 10 * 60 * 1_000_000_000,
+            stateless_idle_gap_ns: 5 * 60 * 1_000_000_000,
             close_grace_ns: 30 * 1_000_000_000,
             max_pending_per_session: 4096,
             max_sessions: 65_536,

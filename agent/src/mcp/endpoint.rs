@@ -63,6 +63,14 @@ impl Endpoint {
             Side::Client | Side::Unknown => &self.remote,
         }
     }
+
+    /// `"ip:port"` of the client end (the other one than [`Endpoint::server_addr`]).
+    pub fn client_addr(&self) -> &str {
+        match self.side {
+            Side::Server => &self.remote,
+            Side::Client | Side::Unknown => &self.local,
+        }
+    }
 }
 
 /// The HTTP exchange a payload belongs to.

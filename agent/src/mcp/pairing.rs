@@ -11,6 +11,10 @@
 
 use std::collections::{BTreeMap, HashMap};
 
+use serde_json::Value;
+
+use super::record::Era;
+use super::stateless::CallRound;
 use super::Flow;
 use crate::rpc::RpcId;
 
@@ -27,10 +31,23 @@ pub struct Pending {
     pub progress_token: Option<RpcId>,
     /// A `notifications/cancelled` named this request.
     pub cancelled: bool,
+    /// The era the request belongs to (its answer inherits it).
+    pub era: Era,
+    /// Multi round-trip calls: which call and round this request is.
+    pub call: Option<CallRound>,
+    /// `tools/call`, `prompts/get`, `resources/read`: digest of the params that stay the same
+    /// between rounds (see [`args_digest`](super::stateless::args_digest)).
+    pub args: Option<[u8; 32]>,
+    /// Notifications its response stream carried (stateless era) or that named its
+    /// progress token.
+    pub notifications: u64,
+    /// The last progress notification's `{progress, total?, message?}`.
+    pub progress: Option<Value>,
 }
 
 impl Pending {
-    /// A request seen at `ts_ns`, not cancelled, without cursor or progress token.
+    /// A handshake-era request seen at `ts_ns`, not cancelled, without cursor, progress token
+    /// or round.
     pub fn new(method: String, name: Option<String>, ts_ns: u64) -> Self {
         Pending {
             method,
@@ -39,6 +56,11 @@ impl Pending {
             cursor: None,
             progress_token: None,
             cancelled: false,
+            era: Era::Handshake,
+            call: None,
+            args: None,
+            notifications: 0,
+            progress: None,
         }
     }
 }
@@ -154,6 +176,18 @@ impl PendingTable {
         self.order.insert(seq, key.clone());
         self.entries.insert(key, (seq, pending));
         displaced
+    }
+
+    /// The pending request that travelled in `request_flow` with `id`.
+    pub fn get_mut(&mut self, request_flow: Flow, id: &RpcId) -> Option<&mut Pending> {
+        self.entries
+            .get_mut(&(request_flow, id.clone()))
+            .map(|(_, p)| p)
+    }
+
+    /// Whether a request that travelled in `request_flow` with `id` is pending.
+    pub fn contains(&self, request_flow: Flow, id: &RpcId) -> bool {
+        self.entries.contains_key(&(request_flow, id.clone()))
     }
 
     /// Takes the request an answer travelling in `answer_flow` with `id` belongs to.

@@ -7,11 +7,13 @@ use serde::Serialize;
 use serde_json::Value;
 
 use super::identity::IdentitySource;
+use super::stateless::InputRequestSummary;
+use super::verify::VerificationFailure;
 use super::{Flow, SessionState, Side, Transport};
 use crate::rpc::RpcId;
 
-/// One reported event. Serialises with a `"type"` field: `"message"`, `"session_end"` or
-/// `"tool_drift"`.
+/// One reported event. Serialises with a `"type"` field: `"message"`, `"session_end"`,
+/// `"tool_drift"` or `"call_cancelled"`.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum Record {
@@ -19,6 +21,8 @@ pub enum Record {
     SessionEnd(SessionSummary),
     #[serde(rename = "tool_drift")]
     Drift(DriftRecord),
+    #[serde(rename = "call_cancelled")]
+    Cancelled(CancelRecord),
 }
 
 /// Which protocol era a message belongs to.
@@ -51,7 +55,8 @@ pub enum Grouping {
     SessionQuery,
     /// By TCP connection: the server issued no session id.
     Connection,
-    /// Stateless era: by server endpoint and client name.
+    /// Stateless era: by server endpoint, client address, `clientInfo` and authenticated
+    /// subject (see [`StatelessKey`](super::stateless::StatelessKey)).
     Stateless,
 }
 
@@ -100,7 +105,8 @@ pub struct MessageRecord {
     pub http_status: Option<u16>,
     /// The session id of the exchange: the request's (header, or query parameter where
     /// configured), else the response's header, else the one its connection was bound to by a
-    /// legacy SSE `endpoint` event; `None` when there is none.
+    /// legacy SSE `endpoint` event; for stateless-era messages the synthetic id of their
+    /// session; `None` when there is none.
     pub session_id: Option<String>,
     pub era: Era,
     pub direction: Flow,
@@ -119,6 +125,9 @@ pub struct MessageRecord {
     /// JSON-RPC `error.code`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error_code: Option<i64>,
+    /// The name of a JSON-RPC or MCP error code (`"header_mismatch"` for -32020, …).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error_name: Option<&'static str>,
     /// JSON-RPC `error.message`, or the first text content of a result with `isError: true`
     /// (at most [`MAX_ERROR_MESSAGE_BYTES`]).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -130,7 +139,10 @@ pub struct MessageRecord {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub progress_token: Option<Value>,
     /// `notifications/progress`: the id of the pending request that carried this
-    /// `progressToken`; `notifications/cancelled`: its `params.requestId`.
+    /// `progressToken`; `notifications/cancelled`: its `params.requestId`; a notification on
+    /// the response stream of a stateless request: that request's id; a notification tagged
+    /// with a subscription: the `subscriptions/listen` request's id while it is open; an
+    /// error with a null id answering a single-request POST: that request's id.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub related_id: Option<RpcId>,
     /// An answer to a request that a `notifications/cancelled` had named.
@@ -142,6 +154,41 @@ pub struct MessageRecord {
     /// The message was an element of a JSON array body.
     pub batch: bool,
     pub transport: Transport,
+    /// A result's `resultType` (`"complete"`, `"input_required"`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub result_type: Option<String>,
+    /// An `input_required` result's `inputRequests`: key and method of each, by key.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub input_requests: Option<Vec<InputRequestSummary>>,
+    /// A retry's `params.inputResponses` keys, sorted.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub input_responses: Option<Vec<String>>,
+    /// Multi round-trip calls: the id of the call's first request, on every request and
+    /// answer of the call from its first `input_required` answer on.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub call_id: Option<RpcId>,
+    /// Multi round-trip calls: 1 for the first request (and its answer), 2 for the first
+    /// retry, …
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub round: Option<u32>,
+    /// `_meta["io.modelcontextprotocol/subscriptionId"]` of a subscription's messages.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub subscription_id: Option<RpcId>,
+    /// `supportedVersions` of a `server/discover` result, `data.supported` of a -32022 error.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub supported_versions: Option<Vec<String>>,
+    /// `data.requiredCapabilities` of a -32021 error.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub required_capabilities: Option<Value>,
+    /// `ttlMs` of a cacheable result.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ttl_ms: Option<u64>,
+    /// `cacheScope` of a cacheable result.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cache_scope: Option<String>,
+    /// Headers that disagree with the body (client→server messages; see `verify.rs`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub verification: Vec<VerificationFailure>,
 }
 
 /// Longest error message copied into a record; longer ones are cut at a char boundary.
@@ -151,9 +198,11 @@ pub const MAX_ERROR_MESSAGE_BYTES: usize = 4096;
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct SessionSummary {
     /// The session header value; for connection grouping the `conn_id`; for stateless
-    /// grouping `"<client name>@<server>"`.
+    /// grouping the synthetic `"stateless:<16 hex>"`.
     pub session_id: String,
     pub grouping: Grouping,
+    /// `handshake` or `stateless`.
+    pub era: Era,
     pub pid: u32,
     pub comm: String,
     pub side: Side,
@@ -196,14 +245,21 @@ pub struct SessionSummary {
     pub client_capabilities: Option<Value>,
     /// `capabilities` of the `initialize` result.
     pub server_capabilities: Option<Value>,
-    /// Requests named by a `notifications/cancelled` (answered later or not).
+    /// Requests named by a `notifications/cancelled` (answered later or not), and stateless
+    /// requests whose response stream closed before their answer.
     pub cancelled: u64,
     /// Requests whose `MCP-Protocol-Version` header differed from the negotiated version.
     pub protocol_version_mismatches: u64,
     /// The first such header value.
     pub first_mismatched_protocol_version: Option<String>,
+    /// `supportedVersions` of the server's `server/discover` result (or of a -32022 error).
+    pub supported_versions: Option<Vec<String>>,
+    /// Header verification failures over all requests (also listed in `attacks`, up to its
+    /// bound).
+    pub verification_failures: u64,
     /// Attacks detected on the session: `{"kind":"tool_definition_drift","tool":..,
-    /// "fields":[..]}` from the catalogue; the policy stage adds its own.
+    /// "fields":[..]}` from the catalogue, `{"kind":"request_verification",..}` from header
+    /// verification; the policy stage adds its own.
     pub attacks: Vec<Value>,
 }
 
@@ -225,4 +281,50 @@ pub struct DriftRecord {
     /// SHA-256 (hex) of the canonical JSON of the old and the new definition.
     pub old_hash: String,
     pub new_hash: String,
+}
+
+/// Why a call ended without its answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CancelReason {
+    /// The connection carrying the stateless request's response stream closed (the
+    /// 2026-07-28 way to cancel a request or end a subscription on HTTP).
+    StreamClosed,
+}
+
+/// A stateless-era request whose response stream closed before its answer came.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct CancelRecord {
+    /// Kernel time the connection closed.
+    pub ts_ns: u64,
+    pub pid: u32,
+    pub comm: String,
+    pub side: Side,
+    pub local: String,
+    pub remote: String,
+    pub conn_id: String,
+    /// The summary `session_id` of the request's session.
+    pub session_id: String,
+    pub era: Era,
+    pub reason: CancelReason,
+    /// The request's id, method and name.
+    pub id: RpcId,
+    pub method: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub call_id: Option<RpcId>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub round: Option<u32>,
+    /// Kernel time of the request.
+    pub requested_ns: u64,
+    /// `ts_ns - requested_ns`.
+    pub elapsed_ns: u64,
+    /// How far it got: the response's HTTP status (`null`: no response head yet), the
+    /// notifications its stream carried, the last progress notification's
+    /// `{progress, total?, message?}`.
+    pub http_status: Option<u16>,
+    pub notifications: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub progress: Option<Value>,
 }

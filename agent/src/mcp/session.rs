@@ -10,7 +10,10 @@ use super::extract::{self, Implementation, StatelessMeta};
 use super::identity::Identity;
 use super::pairing::{Displaced, PendingTable};
 use super::record::{EndReason, Era, Grouping, SessionStatus, SessionSummary};
+use super::stateless::{self, RoundTable, StatelessKey};
+use super::verify::VerificationFailure;
 use super::Side;
+use crate::rpc::RpcId;
 
 /// Distinct method / tool names remembered per session (bounded against hostile peers).
 pub const MAX_DISTINCT_NAMES: usize = 1024;
@@ -45,8 +48,8 @@ pub(crate) enum GroupKey {
     Header(String),
     /// The connection's `conn_id` (no session id issued, or `initialize` not yet answered).
     Conn(String),
-    /// Stateless era: server endpoint + path, and the client's name (empty when unknown).
-    Stateless { server: String, client: String },
+    /// Stateless era: server endpoint, client address, `clientInfo`, subject.
+    Stateless(Box<StatelessKey>),
 }
 
 impl GroupKey {
@@ -54,13 +57,13 @@ impl GroupKey {
         match self {
             GroupKey::Header(_) => Grouping::SessionHeader,
             GroupKey::Conn(_) => Grouping::Connection,
-            GroupKey::Stateless { .. } => Grouping::Stateless,
+            GroupKey::Stateless(_) => Grouping::Stateless,
         }
     }
 
     pub(crate) fn era(&self) -> Era {
         match self {
-            GroupKey::Stateless { .. } => Era::Stateless,
+            GroupKey::Stateless(_) => Era::Stateless,
             GroupKey::Header(_) | GroupKey::Conn(_) => Era::Handshake,
         }
     }
@@ -69,7 +72,7 @@ impl GroupKey {
     pub(crate) fn label(&self) -> String {
         match self {
             GroupKey::Header(id) | GroupKey::Conn(id) => id.clone(),
-            GroupKey::Stateless { server, client } => format!("{client}@{server}"),
+            GroupKey::Stateless(k) => k.id.clone(),
         }
     }
 }
@@ -130,6 +133,12 @@ pub struct McpSession {
     pub cancelled: u64,
     pub attacks: Vec<Value>,
     pub attacks_dropped: u64,
+    /// `supportedVersions` from `server/discover` (or a -32022 error).
+    pub supported_versions: Option<Vec<String>>,
+    /// Header verification failures of this session's requests.
+    pub verification_failures: u64,
+    /// Multi round-trip calls awaiting their retry.
+    pub(crate) rounds: RoundTable,
     /// Open connections this session's exchanges used (session-id sessions only).
     pub(crate) conns: BTreeSet<String>,
     /// More connections than [`MAX_CONNS_PER_SESSION`] were open at once.
@@ -182,6 +191,9 @@ impl McpSession {
             cancelled: 0,
             attacks: Vec::new(),
             attacks_dropped: 0,
+            supported_versions: None,
+            verification_failures: 0,
+            rounds: RoundTable::default(),
             conns: BTreeSet::new(),
             conns_overflowed: false,
             all_closed_ns: None,
@@ -267,6 +279,26 @@ impl McpSession {
         }));
     }
 
+    /// Header verification failures of request `id` (`None`: a notification) calling `method`.
+    pub(crate) fn on_verification(
+        &mut self,
+        failures: &[VerificationFailure],
+        method: &str,
+        id: Option<&RpcId>,
+    ) {
+        for f in failures {
+            self.verification_failures += 1;
+            let mut attack = match serde_json::to_value(f) {
+                Ok(Value::Object(m)) => m,
+                _ => serde_json::Map::new(),
+            };
+            attack.insert("kind".into(), json!("request_verification"));
+            attack.insert("method".into(), json!(method));
+            attack.insert("id".into(), json!(id));
+            self.push_attack(Value::Object(attack));
+        }
+    }
+
     /// Adds an attack (bounded).
     pub fn push_attack(&mut self, attack: Value) {
         if self.attacks.len() < MAX_ATTACKS {
@@ -343,6 +375,14 @@ impl McpSession {
         if let Some(info) = extract::stateless_server_info(result) {
             self.server_info = info;
         }
+        if method == Some("server/discover") {
+            if let Some(versions) = stateless::discover_versions(result) {
+                self.supported_versions = Some(versions);
+            }
+            if let Some(caps) = result.get("capabilities").filter(|c| c.is_object()) {
+                self.server_capabilities = Some(caps.clone());
+            }
+        }
         // 2026-07-28 MRTR: sampling/elicitation/roots requests travel inside the result.
         if let Some(requests) = result.get("inputRequests").and_then(Value::as_object) {
             for request in requests.values() {
@@ -410,6 +450,9 @@ impl McpSession {
             self.push_attack(attack);
         }
         self.attacks_dropped += other.attacks_dropped;
+        fill(&mut self.supported_versions, other.supported_versions);
+        self.verification_failures += other.verification_failures;
+        self.rounds.absorb(other.rounds);
         self.pending.absorb(other.pending)
     }
 
@@ -424,6 +467,7 @@ impl McpSession {
         SessionSummary {
             session_id: self.label(),
             grouping: self.grouping(),
+            era: self.key.era(),
             pid: self.pid,
             comm: self.comm.clone(),
             side: self.side,
@@ -459,6 +503,8 @@ impl McpSession {
             cancelled: self.cancelled,
             protocol_version_mismatches: self.protocol_version_mismatches,
             first_mismatched_protocol_version: self.first_mismatched_protocol_version.clone(),
+            supported_versions: self.supported_versions.clone(),
+            verification_failures: self.verification_failures,
             attacks: self.attacks.clone(),
         }
     }

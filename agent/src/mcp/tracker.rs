@@ -7,11 +7,24 @@
 //!    connection is re-keyed to that id, and so is everything after;
 //! 3. the connection was bound to a session id by a legacy SSE `endpoint` event (query-param
 //!    servers) → that session;
-//! 4. a request whose `params._meta` names a protocol version (2026-07-28+), or whose
-//!    `MCP-Protocol-Version` header does → the stateless session of (server address + path,
-//!    client name); answers on that connection follow it;
+//! 4. a request of the stateless era (see [`request_era`]: `params._meta` names a protocol
+//!    version, or the method or the `MCP-Protocol-Version` header is of 2026-07-28+; this
+//!    rule comes first, as the revision ignores `Mcp-Session-Id`) → the stateless session of
+//!    its [`StatelessKey`] (server endpoint, client address, `clientInfo`, subject);
+//!    answers and notifications on that connection's exchange follow it;
 //! 5. otherwise → the connection (servers that issue no session id, `initialize` not yet
 //!    answered).
+//!
+//! Each connection's current HTTP exchange (one at a time on HTTP/1.1) is remembered: its
+//! session, era, single request and response status. It gives answers their era, pairs an
+//! error with a null id to the request of its POST, relates the notifications of a stateless
+//! request's response stream to that request, and turns the close of a connection whose
+//! stateless request is still unanswered into a [`CancelRecord`] (the 2026-07-28 way to cancel
+//! a request or end a subscription on HTTP).
+//!
+//! Client→server messages are verified against their mirrored headers ([`super::verify`]);
+//! failures are reported on the message and as attacks on the session. `input_required`
+//! answers and their retries are tied into one logical call ([`super::stateless`]).
 //!
 //! Lifecycle: `initialize` → its answer (binds the id; negotiated version, capabilities and
 //! implementations of both sides) → `notifications/initialized` → operating → ended by DELETE
@@ -31,14 +44,19 @@ use ring::digest;
 use serde::Serialize;
 use serde_json::Value;
 
-use super::catalog::{Catalogs, CompleteList, ListKind, ToolCatalog};
+use super::catalog::{Catalogs, CompleteList, DiscoverInfo, ListKind, ToolCatalog};
 use super::config::{IdentityConfig, SessionIdLocation};
 use super::extract::{self, StatelessMeta};
 use super::identity::IdentityResolver;
 use super::jwt::KeyError;
 use super::pairing::{Displaced, Pending};
-use super::record::{DriftRecord, EndReason, Kind, MessageRecord, Record, SessionStatus};
+use super::record::{
+    CancelReason, CancelRecord, DriftRecord, EndReason, Era, Kind, MessageRecord, Record,
+    SessionStatus,
+};
 use super::session::{GroupKey, McpSession};
+use super::stateless::{self, request_era, CallRound, OpenRound, StatelessKey, MRTR_METHODS};
+use super::verify::{self, RequestView, ToolSchema, Verification};
 use super::{header_value, Endpoint, Flow, HttpMeta, McpConfig};
 use crate::rpc::{decode_with, DecodeLimits, RpcError, RpcId, RpcMessage};
 
@@ -46,6 +64,8 @@ use crate::rpc::{decode_with, DecodeLimits, RpcError, RpcId, RpcMessage};
 const PROTOCOL_VERSION_HEADER: &str = "mcp-protocol-version";
 /// Longest session id accepted from a query parameter.
 const MAX_QUERY_SESSION_ID: usize = 1024;
+/// Identity header fingerprints remembered with their subject (stateless grouping).
+const MAX_SUBJECTS: usize = 4096;
 
 type SessionKey = (u32, GroupKey);
 type ConnKey = (u32, String);
@@ -57,6 +77,8 @@ pub struct McpStats {
     pub sessions: usize,
     /// Requests awaiting an answer now, over all sessions.
     pub pending: usize,
+    /// `input_required` rounds awaiting their retry now, over all sessions.
+    pub open_rounds: usize,
     /// JSON-RPC messages decoded.
     pub messages: u64,
     /// Pending requests dropped because a session's table was full.
@@ -86,6 +108,20 @@ pub struct McpStats {
     pub catalog_dropped: u64,
     /// Tool definitions that drifted.
     pub tool_drifts: u64,
+    /// Header verification failures (see [`super::verify`]).
+    pub verification_failures: u64,
+    /// `Mcp-Param-*` headers of calls to tools whose schema was not known.
+    pub unverified_param_headers: u64,
+    /// Stateless requests whose response stream closed before their answer.
+    pub streams_cancelled: u64,
+    /// Retries (`inputResponses`/`requestState`) tied to the `input_required` round they answer.
+    pub input_required_retries: u64,
+    /// Retries that matched no remembered round (joined late, or evicted).
+    pub unmatched_retries: u64,
+    /// Input-required rounds dropped unanswered to stay within the per-session bound.
+    pub evicted_rounds: u64,
+    /// Connection exchanges forgotten because too many connections were open at once.
+    pub dropped_exchanges: u64,
 }
 
 /// A configuration [`McpTracker::try_new`] cannot use.
@@ -155,7 +191,26 @@ impl SessionId {
 struct Effects {
     list: Option<(ListKind, CompleteList)>,
     list_changed: Option<ListKind>,
+    discover: Option<DiscoverInfo>,
     cancelled: bool,
+    /// The request of the connection's exchange was answered.
+    answered: Option<RpcId>,
+    retry_matched: bool,
+    retry_unmatched: bool,
+    evicted_rounds: u64,
+}
+
+/// The HTTP exchange a connection carries now (one at a time on HTTP/1.1).
+#[derive(Debug)]
+struct ConnExchange {
+    ep: Endpoint,
+    /// The session its messages belong to.
+    key: GroupKey,
+    era: Era,
+    /// Its single request (not in a batch), until answered.
+    request: Option<RpcId>,
+    /// The response head's status, once seen.
+    status: Option<u16>,
 }
 
 /// Tracks MCP sessions across the payloads of every observed connection.
@@ -166,9 +221,11 @@ pub struct McpTracker {
     identity: IdentityResolver,
     servers: Vec<ServerRule>,
     sessions: HashMap<SessionKey, McpSession>,
-    /// Connections whose last session-less request went to a stateless session: their
-    /// answers (which carry no `_meta` version) follow it there.
-    stateless_conns: HashMap<ConnKey, GroupKey>,
+    /// Each connection's current exchange: answers (which carry no `_meta` version) follow its
+    /// session and era.
+    exchanges: HashMap<ConnKey, ConnExchange>,
+    /// Identity header fingerprint → subject, for stateless grouping.
+    subjects: HashMap<[u8; 32], Option<String>>,
     /// Connection → ids of the session-id sessions whose exchanges used it.
     conn_sessions: HashMap<ConnKey, Vec<String>>,
     /// Connections bound to a session id by a legacy SSE `endpoint` event.
@@ -246,7 +303,8 @@ impl McpTracker {
             identity,
             servers,
             sessions: HashMap::new(),
-            stateless_conns: HashMap::new(),
+            exchanges: HashMap::new(),
+            subjects: HashMap::new(),
             conn_sessions: HashMap::new(),
             bound_conns: HashMap::new(),
             catalogs,
@@ -272,13 +330,23 @@ impl McpTracker {
                 if flow == Flow::ServerToClient && self.bind_endpoint_event(ep, payload) {
                     return;
                 }
+                if flow == Flow::ClientToServer {
+                    self.exchanges.remove(&(ep.pid, ep.conn_id.clone()));
+                }
                 self.counters.decode_errors += 1;
                 tracing::debug!(pid = ep.pid, conn = %ep.conn_id, %error, "payload is not JSON-RPC");
                 return;
             }
         };
         let sid = self.exchange_session_id(ep, http);
-        let key = self.group_key(ep, http, flow, sid.as_ref(), &decoded.messages);
+        let (key, era) = self.group_key(ep, http, flow, sid.as_ref(), &decoded.messages);
+        if flow == Flow::ClientToServer {
+            let request = match decoded.messages.as_slice() {
+                [Ok(RpcMessage::Request { id, .. })] if !decoded.batch => Some(id.clone()),
+                _ => None,
+            };
+            self.begin_exchange(ep, &key, era, request);
+        }
         for message in decoded.messages {
             match message {
                 Ok(message) => {
@@ -287,7 +355,7 @@ impl McpTracker {
                         ep,
                         http,
                         flow,
-                        &key,
+                        (&key, era),
                         sid.as_ref(),
                         message,
                         decoded.batch,
@@ -319,6 +387,17 @@ impl McpTracker {
         ts_ns: u64,
         out: &mut Vec<Record>,
     ) {
+        let conn = (ep.pid, ep.conn_id.clone());
+        if http.method.eq_ignore_ascii_case("POST") {
+            if let Some(ex) = self.exchanges.get_mut(&conn) {
+                ex.status = http.status;
+                if ex.era == Era::Stateless {
+                    return; // the revision has no sessions to bind or end
+                }
+            }
+        } else {
+            self.exchanges.remove(&conn);
+        }
         let Some(sid) = self.request_session_id(ep, http) else {
             if let Some(sid) = self.response_session_id(ep, http) {
                 self.bind_connection(ep.pid, &ep.conn_id, &sid);
@@ -344,9 +423,14 @@ impl McpTracker {
     /// A connection of process `pid` closed: sessions grouped by that connection end; sessions
     /// with an id note it (they end once all their connections stay closed, see
     /// [`McpTracker::on_tick`]).
+    ///
+    /// A stateless request still unanswered on that connection was cancelled: its response
+    /// stream is gone ([`CancelRecord`]).
     pub fn on_conn_closed(&mut self, pid: u32, conn_id: &str, ts_ns: u64, out: &mut Vec<Record>) {
         let conn = (pid, conn_id.to_string());
-        self.stateless_conns.remove(&conn);
+        if let Some(ex) = self.exchanges.remove(&conn) {
+            self.cancel_stream(ex, ts_ns, out);
+        }
         self.bound_conns.remove(&conn);
         for sid in self.conn_sessions.remove(&conn).unwrap_or_default() {
             if let Some(s) = self.sessions.get_mut(&(pid, GroupKey::Header(sid))) {
@@ -367,15 +451,22 @@ impl McpTracker {
     ///   been closed for at least the close grace period;
     /// * `"idle"` (at its last message) when it had no message for longer than the idle
     ///   timeout.
+    ///
+    /// Stateless-era sessions use [`McpConfig::stateless_idle_gap_ns`] as their idle timeout.
     pub fn on_tick(&mut self, now_ns: u64, out: &mut Vec<Record>) {
-        let timeout = self.cfg.idle_timeout_ns;
+        let idle = self.cfg.idle_timeout_ns;
+        let gap = self.cfg.stateless_idle_gap_ns;
         let grace = self.cfg.close_grace_ns;
-        self.ended_ids.expire(now_ns, timeout);
+        self.ended_ids.expire(now_ns, idle);
         let mut ending: Vec<(u64, SessionKey, EndReason, u64)> = self
             .sessions
             .iter()
             .filter(|(_, s)| s.live_pending() == 0)
             .filter_map(|(k, s)| {
+                let timeout = match k.1 {
+                    GroupKey::Stateless(_) => gap,
+                    _ => idle,
+                };
                 let closed = s
                     .all_closed_ns
                     .filter(|t| s.conns.is_empty() && now_ns.saturating_sub(*t) >= grace);
@@ -410,7 +501,8 @@ impl McpTracker {
                 now_ns,
             )));
         }
-        self.stateless_conns.clear();
+        self.exchanges.clear();
+        self.subjects.clear();
         self.conn_sessions.clear();
         self.bound_conns.clear();
     }
@@ -419,6 +511,7 @@ impl McpTracker {
         McpStats {
             sessions: self.sessions.len(),
             pending: self.sessions.values().map(McpSession::pending).sum(),
+            open_rounds: self.sessions.values().map(|s| s.rounds.len()).sum(),
             catalog_servers: self.catalogs.len(),
             catalog_dropped: self.catalogs.dropped,
             ..self.counters
@@ -535,7 +628,7 @@ impl McpTracker {
         true
     }
 
-    /// Which session a payload belongs to (rules in the module docs).
+    /// Which session a payload belongs to (rules in the module docs), and its era.
     fn group_key(
         &mut self,
         ep: &Endpoint,
@@ -543,60 +636,208 @@ impl McpTracker {
         flow: Flow,
         sid: Option<&SessionId>,
         messages: &[Result<RpcMessage, RpcError>],
-    ) -> GroupKey {
-        if let Some(sid) = sid {
-            if sid.origin == SidOrigin::ResponseHeader {
-                self.bind_connection(ep.pid, &ep.conn_id, &sid.value);
-            }
-            return GroupKey::Header(sid.value.clone());
-        }
+    ) -> (GroupKey, Era) {
         let conn = (ep.pid, ep.conn_id.clone());
         if flow == Flow::ServerToClient {
-            return self
-                .stateless_conns
-                .get(&conn)
-                .cloned()
-                .unwrap_or_else(|| GroupKey::Conn(ep.conn_id.clone()));
+            let exchange = self.exchanges.get(&conn);
+            if let Some(ex) = exchange.filter(|ex| matches!(ex.key, GroupKey::Stateless(_))) {
+                return (ex.key.clone(), ex.era);
+            }
+            let era = exchange.map_or(Era::Handshake, |ex| ex.era);
+            return (self.handshake_key(ep, sid), era);
         }
-        let meta = messages.iter().find_map(|m| match m {
-            Ok(RpcMessage::Request { params, .. } | RpcMessage::Notification { params, .. }) => {
-                StatelessMeta::from_params(params.as_ref())
+        let first = messages.iter().find_map(|m| match m {
+            Ok(RpcMessage::Request { method, params, .. })
+            | Ok(RpcMessage::Notification { method, params }) => {
+                Some((method.as_str(), params.as_ref()))
             }
             _ => None,
         });
-        let server = server_label(ep, http);
-        let key = if let Some(meta) = meta {
-            let client = meta.client.and_then(|c| c.name).unwrap_or_default();
-            GroupKey::Stateless { server, client }
-        } else if http
-            .request_header(PROTOCOL_VERSION_HEADER)
-            .is_some_and(extract::is_stateless_revision)
-        {
-            match self.stateless_conns.get(&conn) {
-                Some(k @ GroupKey::Stateless { .. }) => k.clone(),
-                _ => GroupKey::Stateless {
-                    server,
-                    client: String::new(),
-                },
-            }
-        } else {
-            self.stateless_conns.remove(&conn);
-            return GroupKey::Conn(ep.conn_id.clone());
-        };
-        if self.stateless_conns.len() >= self.cfg.max_sessions
-            && !self.stateless_conns.contains_key(&conn)
-        {
-            // Bounded: connections normally leave through `on_conn_closed`.
-            self.stateless_conns.clear();
+        let era = first.map_or(Era::Handshake, |(method, params)| {
+            request_era(
+                method,
+                params,
+                http.request_header(PROTOCOL_VERSION_HEADER),
+                sid.is_some(),
+            )
+        });
+        if era == Era::Handshake {
+            return (self.handshake_key(ep, sid), era);
         }
-        self.stateless_conns.insert(conn, key.clone());
-        key
+        let meta = first.and_then(|(_, params)| StatelessMeta::from_params(params));
+        let key = match meta {
+            Some(meta) => {
+                let client = meta.client.unwrap_or_default();
+                let subject = self.subject(ep, http);
+                GroupKey::Stateless(Box::new(StatelessKey::new(
+                    server_label(ep, http),
+                    stateless::ip_of(ep.client_addr()).to_string(),
+                    client.name.unwrap_or_default(),
+                    client.version.unwrap_or_default(),
+                    subject,
+                )))
+            }
+            // A stateless request without `_meta` (not conformant): the client of the
+            // connection's previous stateless exchange, else an anonymous one.
+            None => match self.exchanges.get(&conn) {
+                Some(ex) if matches!(ex.key, GroupKey::Stateless(_)) => ex.key.clone(),
+                _ => {
+                    let subject = self.subject(ep, http);
+                    GroupKey::Stateless(Box::new(StatelessKey::new(
+                        server_label(ep, http),
+                        stateless::ip_of(ep.client_addr()).to_string(),
+                        String::new(),
+                        String::new(),
+                        subject,
+                    )))
+                }
+            },
+        };
+        (key, era)
+    }
+
+    /// Rules 1–3 and 5: the session id's session, else the connection's.
+    fn handshake_key(&mut self, ep: &Endpoint, sid: Option<&SessionId>) -> GroupKey {
+        match sid {
+            Some(sid) => {
+                if sid.origin == SidOrigin::ResponseHeader {
+                    self.bind_connection(ep.pid, &ep.conn_id, &sid.value);
+                }
+                GroupKey::Header(sid.value.clone())
+            }
+            None => GroupKey::Conn(ep.conn_id.clone()),
+        }
+    }
+
+    /// A client→server payload starts the connection's next exchange.
+    fn begin_exchange(&mut self, ep: &Endpoint, key: &GroupKey, era: Era, request: Option<RpcId>) {
+        let conn = (ep.pid, ep.conn_id.clone());
+        if self.exchanges.len() >= self.cfg.max_sessions && !self.exchanges.contains_key(&conn) {
+            // Bounded: connections normally leave through `on_conn_closed`.
+            self.counters.dropped_exchanges += self.exchanges.len() as u64;
+            self.exchanges.clear();
+        }
+        self.exchanges.insert(
+            conn,
+            ConnExchange {
+                ep: ep.clone(),
+                key: key.clone(),
+                era,
+                request,
+                status: None,
+            },
+        );
+    }
+
+    /// The authenticated subject of a request (the configured user header or JWT claim),
+    /// for stateless grouping; remembered per distinct identity headers.
+    fn subject(&mut self, ep: &Endpoint, http: &HttpMeta) -> Option<String> {
+        let rule = self.rule_index(ep, http);
+        let resolver = rule
+            .and_then(|i| self.servers.get(i))
+            .and_then(|r| r.identity.as_ref())
+            .unwrap_or(&self.identity);
+        let inputs = resolver.inputs(http.request_headers);
+        if inputs.iter().all(Option::is_none) {
+            return None;
+        }
+        let fp = fingerprint(&inputs);
+        if let Some(subject) = self.subjects.get(&fp) {
+            return subject.clone();
+        }
+        let subject = resolver
+            .resolve(http.request_headers, None)
+            .identity
+            .and_then(|i| i.user);
+        if self.subjects.len() >= MAX_SUBJECTS {
+            self.subjects.clear();
+        }
+        self.subjects.insert(fp, subject.clone());
+        subject
+    }
+
+    /// The schema the catalogue knows for the tool a `tools/call` names.
+    fn tool_schema<'a>(
+        &'a self,
+        ep: &Endpoint,
+        http: &HttpMeta,
+        method: &str,
+        params: Option<&Value>,
+    ) -> ToolSchema<'a> {
+        if method != "tools/call" {
+            return ToolSchema::Unknown;
+        }
+        let Some(name) = params.and_then(|p| p.get("name")).and_then(Value::as_str) else {
+            return ToolSchema::Unknown;
+        };
+        match self
+            .catalogs
+            .get(&server_label(ep, http))
+            .and_then(|c| c.tools.get(name))
+        {
+            Some(def) => ToolSchema::Known(def.input_schema.as_ref()),
+            None => ToolSchema::Unknown,
+        }
+    }
+
+    /// The connection of exchange `ex` closed: its stateless request, still unanswered, was
+    /// cancelled (unless the server had refused it with a non-2xx status).
+    fn cancel_stream(&mut self, ex: ConnExchange, ts_ns: u64, out: &mut Vec<Record>) {
+        let ConnExchange {
+            ep,
+            key,
+            era: Era::Stateless,
+            request: Some(id),
+            status,
+        } = ex
+        else {
+            return;
+        };
+        let Some(s) = self.sessions.get_mut(&(ep.pid, key)) else {
+            return;
+        };
+        // The request travelled client→server; its answer would have come the other way.
+        let Some(p) = s.pending.take(Flow::ServerToClient, &id) else {
+            return;
+        };
+        if status.is_some_and(|st| !(200..300).contains(&st)) {
+            return; // refused at the HTTP level (answer without a JSON-RPC body)
+        }
+        s.cancelled += 1;
+        s.touch(ts_ns);
+        self.counters.streams_cancelled += 1;
+        out.push(Record::Cancelled(CancelRecord {
+            ts_ns,
+            pid: ep.pid,
+            comm: ep.comm.clone(),
+            side: ep.side,
+            local: ep.local.clone(),
+            remote: ep.remote.clone(),
+            conn_id: ep.conn_id.clone(),
+            session_id: s.label(),
+            era: Era::Stateless,
+            reason: CancelReason::StreamClosed,
+            id,
+            method: p.method,
+            name: p.name,
+            call_id: p.call.as_ref().map(|c| c.call_id.clone()),
+            round: p.call.as_ref().map(|c| c.round),
+            requested_ns: p.ts_ns,
+            elapsed_ns: ts_ns.saturating_sub(p.ts_ns),
+            http_status: status,
+            notifications: p.notifications,
+            progress: p.progress,
+        }));
     }
 
     /// The session held on connection `conn_id` (its `initialize` exchange) now has id `sid`.
     fn bind_connection(&mut self, pid: u32, conn_id: &str, sid: &str) {
         self.ended_ids.remove(pid, sid);
-        self.stateless_conns.remove(&(pid, conn_id.to_string()));
+        if let Some(ex) = self.exchanges.get_mut(&(pid, conn_id.to_string())) {
+            if ex.key == GroupKey::Conn(conn_id.to_string()) {
+                ex.key = GroupKey::Header(sid.to_string());
+            }
+        }
         let Some(mut held) = self
             .sessions
             .remove(&(pid, GroupKey::Conn(conn_id.to_string())))
@@ -695,13 +936,17 @@ impl McpTracker {
         ep: &Endpoint,
         http: &HttpMeta,
         flow: Flow,
-        key: &GroupKey,
+        (key, era): (&GroupKey, Era),
         sid: Option<&SessionId>,
         message: RpcMessage,
         batch: bool,
         ts_ns: u64,
         out: &mut Vec<Record>,
     ) {
+        let session_id = match key {
+            GroupKey::Stateless(k) => Some(k.id.clone()),
+            _ => sid.map(|s| s.value.clone()),
+        };
         let mut rec = MessageRecord {
             ts_ns,
             pid: ep.pid,
@@ -713,8 +958,8 @@ impl McpTracker {
             http_method: http.method.to_string(),
             http_path: http.path.to_string(),
             http_status: http.status,
-            session_id: sid.map(|s| s.value.clone()),
-            era: key.era(),
+            session_id,
+            era,
             direction: flow,
             kind: Kind::Request,
             id: None,
@@ -722,6 +967,7 @@ impl McpTracker {
             name: None,
             latency_ns: None,
             error_code: None,
+            error_name: None,
             error_message: None,
             tool_error: false,
             progress_token: None,
@@ -730,12 +976,53 @@ impl McpTracker {
             mcp_protocol_version: None,
             batch,
             transport: http.transport,
+            result_type: None,
+            input_requests: None,
+            input_responses: None,
+            call_id: None,
+            round: None,
+            subscription_id: None,
+            supported_versions: None,
+            required_capabilities: None,
+            ttl_ms: None,
+            cache_scope: None,
+            verification: Vec::new(),
         };
+        let mut unverified_params = 0;
         if flow == Flow::ClientToServer {
             rec.mcp_protocol_version = http
                 .request_header(PROTOCOL_VERSION_HEADER)
                 .map(extract::cap_message);
+            if let RpcMessage::Request { method, params, .. }
+            | RpcMessage::Notification { method, params } = &message
+            {
+                let tool = self.tool_schema(ep, http, method, params.as_ref());
+                let Verification {
+                    failures,
+                    unverified_params: unverified,
+                } = verify::verify(
+                    &RequestView {
+                        headers: http.request_headers,
+                        method,
+                        params: params.as_ref(),
+                        is_request: matches!(message, RpcMessage::Request { .. }),
+                        stateless: era == Era::Stateless,
+                    },
+                    tool,
+                );
+                rec.verification = failures;
+                unverified_params = unverified;
+            }
         }
+        // The request of this connection's exchange: the one a stateless response stream
+        // (and an error with a null id) answers.
+        let exchange_request = match flow {
+            Flow::ServerToClient => self
+                .exchanges
+                .get(&(ep.pid, ep.conn_id.clone()))
+                .and_then(|ex| ex.request.clone()),
+            Flow::ClientToServer => None,
+        };
         let max_items = self.cfg.max_catalog_items;
         let mut displaced = Displaced::default();
         let mut paired = None;
@@ -746,9 +1033,11 @@ impl McpTracker {
             RpcMessage::Request { id, method, params } => {
                 rec.name = extract::target_name(&method, params.as_ref());
                 rec.progress_token = extract::progress_token(&method, params.as_ref(), true);
+                rec.input_responses = stateless::input_response_keys(params.as_ref());
                 if let Some(s) = session {
                     s.on_call(&method, params.as_ref(), true);
                     let mut pending = Pending::new(method.clone(), rec.name.clone(), ts_ns);
+                    pending.era = era;
                     pending.progress_token =
                         rec.progress_token.as_ref().and_then(RpcId::from_value);
                     if ListKind::from_method(&method).is_some() {
@@ -758,6 +1047,32 @@ impl McpTracker {
                             .and_then(Value::as_str)
                             .map(str::to_string);
                     }
+                    if MRTR_METHODS.contains(&method.as_str()) {
+                        let args = stateless::args_digest(params.as_ref());
+                        pending.args = Some(args);
+                        let state = stateless::state_digest(
+                            params.as_ref().and_then(|p| p.get("requestState")),
+                        );
+                        if rec.input_responses.is_some() || state.is_some() {
+                            match s
+                                .rounds
+                                .take(flow, &method, rec.name.as_deref(), state, args)
+                            {
+                                Some(open) => {
+                                    let call = CallRound {
+                                        call_id: open.call.call_id,
+                                        round: open.call.round.saturating_add(1),
+                                    };
+                                    rec.call_id = Some(call.call_id.clone());
+                                    rec.round = Some(call.round);
+                                    pending.call = Some(call);
+                                    effects.retry_matched = true;
+                                }
+                                None => effects.retry_unmatched = true,
+                            }
+                        }
+                    }
+                    s.on_verification(&rec.verification, &method, Some(&id));
                     displaced = s.pending.insert(flow, id.clone(), pending);
                 }
                 rec.id = Some(id);
@@ -766,6 +1081,7 @@ impl McpTracker {
             RpcMessage::Notification { method, params } => {
                 rec.kind = Kind::Notification;
                 rec.progress_token = extract::progress_token(&method, params.as_ref(), false);
+                rec.subscription_id = stateless::subscription_id(params.as_ref());
                 if method == "notifications/cancelled" {
                     rec.related_id = params
                         .as_ref()
@@ -793,20 +1109,95 @@ impl McpTracker {
                             effects.cancelled = true;
                         }
                     }
+                    if rec.related_id.is_none() {
+                        // A subscription's notification: the listen request, while open.
+                        rec.related_id = rec
+                            .subscription_id
+                            .clone()
+                            .filter(|sub| s.pending.contains(flow.opposite(), sub));
+                    }
+                    // A stateless response stream carries only its own request's
+                    // notifications.
+                    let stream_request = exchange_request.filter(|_| era == Era::Stateless);
+                    if rec.related_id.is_none() {
+                        rec.related_id = stream_request.clone();
+                    }
+                    let counted = stream_request.or_else(|| {
+                        rec.progress_token
+                            .as_ref()
+                            .and(rec.related_id.clone())
+                            .filter(|_| flow == Flow::ServerToClient)
+                    });
+                    if let Some(p) = counted.and_then(|id| s.pending.get_mut(flow.opposite(), &id))
+                    {
+                        p.notifications += 1;
+                        if method == "notifications/progress" {
+                            if let Some(progress) = stateless::progress_of(params.as_ref()) {
+                                p.progress = Some(progress);
+                            }
+                        }
+                    }
+                    s.on_verification(&rec.verification, &method, None);
                 }
                 rec.method = Some(method);
             }
             RpcMessage::Response { id, result } => {
                 rec.kind = Kind::Response;
+                rec.result_type = stateless::result_type(&result);
+                rec.ttl_ms = stateless::ttl_ms(&result);
+                rec.cache_scope = stateless::cache_scope(&result);
+                rec.subscription_id = stateless::subscription_id(Some(&result));
                 if let Some(s) = session {
                     paired = s.pending.take(flow, &id);
                     s.on_result(paired.as_ref().map(|p| p.method.as_str()), &result);
-                    if let Some(p) = paired.as_ref().filter(|_| flow == Flow::ServerToClient) {
-                        if let Some(kind) = ListKind::from_method(&p.method) {
-                            effects.list = s
-                                .pages
-                                .page(kind, p.cursor.as_deref(), &result, max_items)
-                                .map(|list| (kind, list));
+                    if let Some(p) = paired.as_ref() {
+                        if p.method == "server/discover" && flow == Flow::ServerToClient {
+                            rec.supported_versions = stateless::discover_versions(&result);
+                            effects.discover = Some(DiscoverInfo {
+                                supported_versions: rec
+                                    .supported_versions
+                                    .clone()
+                                    .unwrap_or_default(),
+                                capabilities: result.get("capabilities").cloned(),
+                                instructions: result
+                                    .get("instructions")
+                                    .and_then(Value::as_str)
+                                    .map(extract::cap_message),
+                                ttl_ms: rec.ttl_ms,
+                                cache_scope: rec.cache_scope.clone(),
+                                seen_ns: ts_ns,
+                            });
+                        }
+                        if flow == Flow::ServerToClient {
+                            if let Some(kind) = ListKind::from_method(&p.method) {
+                                effects.list = s
+                                    .pages
+                                    .page(kind, p.cursor.as_deref(), &result, max_items)
+                                    .map(|list| (kind, list));
+                            }
+                        }
+                        let call = if rec.result_type.as_deref() == Some(stateless::INPUT_REQUIRED)
+                        {
+                            rec.input_requests = stateless::input_requests(&result);
+                            let call = p.call.clone().unwrap_or(CallRound {
+                                call_id: id.clone(),
+                                round: 1,
+                            });
+                            effects.evicted_rounds += s.rounds.push(OpenRound {
+                                flow: flow.opposite(),
+                                method: p.method.clone(),
+                                name: p.name.clone(),
+                                args: p.args.unwrap_or_else(|| stateless::args_digest(None)),
+                                state: stateless::state_digest(result.get("requestState")),
+                                call: call.clone(),
+                            });
+                            Some(call)
+                        } else {
+                            p.call.clone()
+                        };
+                        if let Some(call) = call {
+                            rec.call_id = Some(call.call_id);
+                            rec.round = Some(call.round);
                         }
                     }
                 }
@@ -814,15 +1205,45 @@ impl McpTracker {
                     rec.tool_error = true;
                     rec.error_message = text;
                 }
+                if paired.is_some() {
+                    effects.answered = Some(id.clone());
+                }
                 rec.id = Some(id);
             }
             RpcMessage::Error {
-                id, code, message, ..
+                id,
+                code,
+                message,
+                data,
             } => {
                 rec.kind = Kind::Error;
+                rec.error_name = stateless::error_name(code);
+                rec.supported_versions = stateless::error_supported_versions(code, data.as_ref());
+                rec.required_capabilities =
+                    stateless::error_required_capabilities(code, data.as_ref());
                 if let Some(s) = session {
-                    paired = id.as_ref().and_then(|id| s.pending.take(flow, id));
+                    let answered = match (&id, batch) {
+                        (Some(id), _) => Some(id.clone()),
+                        // An error with a null id on a single-request POST answers that
+                        // request (e.g. a transport-level refusal of a discover probe).
+                        (None, false) => exchange_request,
+                        (None, true) => None,
+                    };
+                    paired = answered.as_ref().and_then(|a| s.pending.take(flow, a));
+                    if paired.is_some() {
+                        if id.is_none() {
+                            rec.related_id = answered.clone();
+                        }
+                        effects.answered = answered;
+                    }
                     s.on_error();
+                    if let Some(versions) = &rec.supported_versions {
+                        s.supported_versions = Some(versions.clone());
+                    }
+                    if let Some(call) = paired.as_ref().and_then(|p| p.call.clone()) {
+                        rec.call_id = Some(call.call_id);
+                        rec.round = Some(call.round);
+                    }
                 }
                 rec.error_code = Some(code);
                 rec.error_message = Some(extract::cap_message(&message));
@@ -836,6 +1257,9 @@ impl McpTracker {
                     rec.method = Some(p.method);
                     rec.name = p.name;
                     rec.cancelled = p.cancelled;
+                    if rec.era == Era::Handshake {
+                        rec.era = p.era;
+                    }
                 }
                 None => self.counters.unpaired_answers += 1,
             }
@@ -843,6 +1267,21 @@ impl McpTracker {
         self.count(displaced);
         if effects.cancelled {
             self.counters.cancelled += 1;
+        }
+        self.counters.verification_failures += rec.verification.len() as u64;
+        self.counters.unverified_param_headers += u64::from(unverified_params);
+        self.counters.input_required_retries += u64::from(effects.retry_matched);
+        self.counters.unmatched_retries += u64::from(effects.retry_unmatched);
+        self.counters.evicted_rounds += effects.evicted_rounds;
+        if let Some(answered) = effects.answered.take() {
+            if let Some(ex) = self.exchanges.get_mut(&(ep.pid, ep.conn_id.clone())) {
+                if flow == Flow::ServerToClient && ex.request.as_ref() == Some(&answered) {
+                    ex.request = None;
+                }
+            }
+        }
+        if !rec.verification.is_empty() {
+            tracing::info!(pid = ep.pid, conn = %ep.conn_id, method = ?rec.method, failures = ?rec.verification, "request header verification failed");
         }
         out.push(Record::Message(rec));
         self.apply(ep, http, key, effects, ts_ns, out);
@@ -858,7 +1297,7 @@ impl McpTracker {
         ts_ns: u64,
         out: &mut Vec<Record>,
     ) {
-        if effects.list.is_none() && effects.list_changed.is_none() {
+        if effects.list.is_none() && effects.list_changed.is_none() && effects.discover.is_none() {
             return;
         }
         let full_key = (ep.pid, key.clone());
@@ -866,6 +1305,9 @@ impl McpTracker {
             Some(s) => s.server.clone(),
             None => server_label(ep, http),
         };
+        if let Some(info) = effects.discover {
+            self.catalogs.note_discover(&server, info);
+        }
         if let Some(kind) = effects.list_changed {
             self.catalogs.note_list_changed(&server, kind, ts_ns);
         }
