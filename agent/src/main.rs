@@ -19,6 +19,11 @@ struct Cli {
 enum Cmd {
     /// Capture MCP traffic on this host and print it as JSON lines (monitor mode).
     Run(run::RunArgs),
+    /// Decode a recording made with `run --record FILE` offline and print JSON lines.
+    Replay {
+        /// The recorded kernel events (JSON lines).
+        file: std::path::PathBuf,
+    },
 }
 
 fn main() {
@@ -32,6 +37,8 @@ fn main() {
         .init();
     let result = match cli.cmd {
         Cmd::Run(args) => run::run(args),
+        Cmd::Replay { file } => mcpwarden::replay::replay_file_to_stdout(&file)
+            .map_err(|e| anyhow::Error::new(e).context(format!("replaying {}", file.display()))),
     };
     if let Err(e) = result {
         eprintln!("mcpwarden: {e:#}");

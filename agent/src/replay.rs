@@ -116,15 +116,15 @@ enum Dir {
 /// Why a recording could not be read or written.
 #[derive(Debug, Error)]
 pub enum ReplayError {
-    #[error("cannot read {path}: {source}")]
+    #[error("cannot read {path}")]
     Read {
         path: PathBuf,
         #[source]
         source: io::Error,
     },
-    #[error("cannot write the event recording: {0}")]
+    #[error("cannot write the event recording")]
     Write(#[source] io::Error),
-    #[error("line {line}: not a recorded kernel event: {source}")]
+    #[error("line {line}: not a recorded kernel event")]
     Json {
         line: usize,
         #[source]

@@ -1,6 +1,9 @@
 //! Project entry points. `cargo xtask <command>` (alias in `.cargo/config.toml`).
 
+mod bench;
 mod build;
+mod fixtures;
+mod fuzz;
 mod run;
 mod setup;
 mod test;
@@ -42,6 +45,23 @@ enum Cmd {
         #[arg(long)]
         e2e: bool,
     },
+    /// Record the replay fixtures in tests/fixtures/ from real SDK traffic (root).
+    RecordFixtures,
+    /// Run every cargo-fuzz target in fuzz/ (or those named) N seconds each (nightly;
+    /// installs cargo-fuzz when missing).
+    Fuzz {
+        /// Seconds per target.
+        #[arg(long, default_value_t = 60)]
+        seconds: u64,
+        /// Only these targets (default: all).
+        targets: Vec<String>,
+    },
+    /// Print the decoder's MB/s and messages/s on the recorded fixtures (one thread).
+    Bench {
+        /// Seconds of measurement per figure.
+        #[arg(long, default_value_t = 2.0)]
+        seconds: f64,
+    },
 }
 
 fn main() -> ExitCode {
@@ -51,6 +71,9 @@ fn main() -> ExitCode {
         Cmd::BuildEbpf => build::build_ebpf().map(drop),
         Cmd::Build => build::build().map(drop),
         Cmd::Run { args } => run::run(args),
+        Cmd::RecordFixtures => fixtures::record_fixtures(),
+        Cmd::Fuzz { seconds, targets } => fuzz::fuzz(seconds, targets),
+        Cmd::Bench { seconds } => bench::bench(seconds),
         Cmd::Test { unit, e2e } => {
             let both = !unit && !e2e;
             test::test(test::Selection {

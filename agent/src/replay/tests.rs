@@ -383,3 +383,94 @@ fn replay_ends_the_run_at_the_latest_event_time() {
     assert_eq!(values[1]["type"], "session_end");
     assert_eq!(values[1]["status"], "active");
 }
+
+// ---- known bugs of the connection table, found by cutting streams (reported; un-ignore once
+// fixed in `conn`) -----------------------------------------------------------------------------
+
+fn open_client(fd: u32) -> KernelEvent {
+    KernelEvent::Open {
+        conn: ConnIdent {
+            pid: 4_200_000,
+            fd,
+            start_ns: 1,
+        },
+        ts_ns: 10,
+        local: Some(format!("127.0.0.1:{}", 40_000 + fd).parse().unwrap()),
+        remote: Some("127.0.0.1:8000".parse().unwrap()),
+        connector: Some(true),
+        comm: "client".into(),
+        tls: false,
+        sock_fd: Some(fd),
+    }
+}
+
+fn client_data(fd: u32, direction: Direction, pos: u64, bytes: &[u8], ts_ns: u64) -> KernelEvent {
+    KernelEvent::Data {
+        conn: ConnIdent {
+            pid: 4_200_000,
+            fd,
+            start_ns: 1,
+        },
+        tid: 4_200_000,
+        ts_ns,
+        direction,
+        pos,
+        syscall_len: bytes.len() as u32,
+        truncated: false,
+        sock_fd: Some(fd),
+        bytes: bytes.to_vec(),
+    }
+}
+
+/// `conn::feed` decides which direction carries requests from the first piece alone
+/// (`starts_with(b"HTTP/")`): a connection whose first captured bytes are a response read
+/// in pieces shorter than 5 bytes gets its parsers swapped and reports nothing.
+#[test]
+#[ignore = "known bug in conn: request direction decided from the first piece only"]
+fn a_first_response_read_in_short_pieces_gives_the_same_records() {
+    let resp = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 36\r\n\r\n{\"jsonrpc\":\"2.0\",\"id\":1,\"result\":{}}";
+    let req = b"POST /mcp HTTP/1.1\r\nContent-Type: application/json\r\nContent-Length: 46\r\n\r\n{\"jsonrpc\":\"2.0\",\"id\":2,\"method\":\"tools/list\"}";
+    let whole = vec![
+        open_client(5),
+        client_data(5, Direction::Ingress, 0, resp, 20),
+        client_data(5, Direction::Egress, 0, req, 30),
+    ];
+    let cut = vec![
+        open_client(5),
+        client_data(5, Direction::Ingress, 0, &resp[..3], 20),
+        client_data(5, Direction::Ingress, 3, &resp[3..], 20),
+        client_data(5, Direction::Egress, 0, req, 30),
+    ];
+    assert_same_lines(
+        "first response cut after 3 bytes",
+        &replay_lines(whole),
+        &replay_lines(cut),
+    );
+}
+
+/// `ConnTable::finish` flushes connections in `HashMap` order, so the records of bodies
+/// completed by the end of the run (here: bodies delimited by close) come out in a
+/// different order from one run to the next.
+#[test]
+#[ignore = "known bug in conn: finish flushes connections in HashMap order"]
+fn finish_flushes_connections_in_a_stable_order() {
+    let events = || {
+        let mut evs = Vec::new();
+        for fd in 5..9u32 {
+            let req = format!("POST /mcp HTTP/1.1\r\nContent-Type: application/json\r\nContent-Length: 46\r\n\r\n{{\"jsonrpc\":\"2.0\",\"id\":{fd},\"method\":\"tools/list\"}}");
+            let resp = format!("HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nConnection: close\r\n\r\n{{\"jsonrpc\":\"2.0\",\"id\":{fd},\"result\":{{}}}}");
+            evs.push(open_client(fd));
+            evs.push(client_data(fd, Direction::Egress, 0, req.as_bytes(), 20));
+            evs.push(client_data(fd, Direction::Ingress, 0, resp.as_bytes(), 30));
+        }
+        evs
+    };
+    let first = replay_lines(events());
+    for _ in 0..16 {
+        assert_same_lines(
+            "the same events replayed again",
+            &first,
+            &replay_lines(events()),
+        );
+    }
+}

@@ -1,0 +1,14 @@
+//! The request direction of an HTTP/1.x stream: heads, framing, chunked and coded bodies,
+//! pipelining, resynchronisation after garbage and after a capture gap. The same stream
+//! parsed whole and cut into pieces must give the same events.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use mcpwarden::http::MessageKind;
+use mcpwarden_fuzz::{check_http, HttpInput};
+
+fuzz_target!(|data: &[u8]| {
+    if let Some(input) = HttpInput::parse(data) {
+        check_http(MessageKind::Request, &input);
+    }
+});

@@ -1,0 +1,15 @@
+//! The response direction of an HTTP/1.x stream, told which request methods it answers
+//! (HEAD: no body; CONNECT: a tunnel): status lines, 1xx, chunked bodies with extensions
+//! and trailers, gzip/deflate, `text/event-stream` bodies, bodies delimited by close, a
+//! capture gap. The same stream parsed whole and cut into pieces must give the same events.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use mcpwarden::http::MessageKind;
+use mcpwarden_fuzz::{check_http, HttpInput};
+
+fuzz_target!(|data: &[u8]| {
+    if let Some(input) = HttpInput::parse(data) {
+        check_http(MessageKind::Response, &input);
+    }
+});

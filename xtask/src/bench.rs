@@ -1,0 +1,22 @@
+//! `cargo xtask bench [--seconds S]`: the decoder's throughput on the recorded fixtures
+//! (`agent/benches/decode.rs`, release build, one thread). Prints figures; never fails on
+//! time.
+
+use std::process::Command;
+
+use anyhow::{Context, Result};
+
+use crate::build::{ebpf_object, with_ebpf_object, AGENT_PACKAGE};
+use crate::util::{run, target_dir, workspace_root};
+
+pub fn bench(seconds: f64) -> Result<()> {
+    let mut cmd = Command::new("cargo");
+    cmd.args(["bench", "--package", AGENT_PACKAGE, "--bench", "decode"])
+        .arg("--target-dir")
+        .arg(target_dir())
+        .current_dir(workspace_root())
+        .args(["--", "--seconds", &seconds.to_string()]);
+    // The same build-script input as every other build of the agent (no needless rebuilds).
+    with_ebpf_object(&mut cmd, &ebpf_object());
+    run(&mut cmd).context("bench: the decoder benchmark failed to build or run")
+}
