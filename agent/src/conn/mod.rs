@@ -66,6 +66,9 @@ struct Conn {
     /// The exchange whose response body is being read.
     cur_response: Option<(RequestHead, ResponseHead)>,
     last_ts: u64,
+    /// First bytes too short to tell a request from a response (direction, stream position,
+    /// bytes; at most 4).
+    sniff: Option<(Direction, u64, Vec<u8>)>,
     /// TLS connection whose socket is not known yet: its data waits here (bounded) so the
     /// records carry the right 4-tuple; released by the tie, or by `on_tick` after
     /// `TIE_WAIT_NS` with the tuple left unknown.
@@ -232,7 +235,7 @@ impl ConnTable {
 
     /// Periodic housekeeping with the kernel clock's `now`.
     pub fn on_tick(&mut self, now_ns: u64, out: &mut Vec<Record>) {
-        let overdue: Vec<ConnIdent> = self
+        let mut overdue: Vec<ConnIdent> = self
             .conns
             .iter()
             .filter(|(_, c)| {
@@ -242,6 +245,7 @@ impl ConnTable {
             })
             .map(|(k, _)| *k)
             .collect();
+        overdue.sort_unstable();
         for id in overdue {
             self.stats.tls_untied += 1;
             self.release(id, out);
@@ -274,7 +278,9 @@ impl ConnTable {
 
     /// End of run: flush every connection and session.
     pub fn finish(&mut self, now_ns: u64, out: &mut Vec<Record>) {
-        let conns: Vec<ConnIdent> = self.conns.keys().copied().collect();
+        // In a stable order (by connection), so a replay gives the same records every time.
+        let mut conns: Vec<ConnIdent> = self.conns.keys().copied().collect();
+        conns.sort_unstable();
         for id in conns {
             self.release(id, out);
             if let Some(mut c) = self.conns.remove(&id) {
@@ -327,6 +333,7 @@ impl ConnTable {
                 cur_response: None,
                 last_ts: 0,
                 awaiting_tie: None,
+                sniff: None,
             },
         );
     }
@@ -363,6 +370,33 @@ fn feed(
     ts_ns: u64,
     out: &mut Vec<Record>,
 ) {
+    let joined;
+    let (pos, bytes) = if c.request_dir.is_none() {
+        // Which side sends requests is decided from the first 5 bytes ("HTTP/" or not): a
+        // shorter first piece waits (bounded) for the next piece of the same direction.
+        let mut buf = match c.sniff.take() {
+            Some((d, p, held)) if d == dir && p + held.len() as u64 == pos => (p, held),
+            Some((d, p, held)) if d == dir => {
+                stats.gaps += 1; // the held bytes do not continue: drop them
+                stats.gap_bytes += held.len() as u64;
+                let _ = p;
+                (pos, Vec::new())
+            }
+            other => {
+                c.sniff = other; // held bytes of the other direction wait for the decision
+                (pos, Vec::new())
+            }
+        };
+        buf.1.extend_from_slice(bytes);
+        if buf.1.len() < 5 && b"HTTP/".starts_with(&buf.1) && c.sniff.is_none() {
+            c.sniff = Some((dir, buf.0, buf.1));
+            return;
+        }
+        joined = buf.1;
+        (buf.0, joined.as_slice())
+    } else {
+        (pos, bytes)
+    };
     if c.request_dir.is_none() {
         let req_dir = if bytes.starts_with(b"HTTP/") {
             other(dir)
@@ -401,6 +435,10 @@ fn feed(
         }
     }
     handle(c, tracker, stats, dir, events, out);
+    if let Some((d, p, held)) = c.sniff.take() {
+        // Bytes held while the request side was undecided (now decided): feed them.
+        feed(c, tracker, stats, limits, d, p, &held, ts_ns, out);
+    }
 }
 
 fn handle(

@@ -426,7 +426,6 @@ fn client_data(fd: u32, direction: Direction, pos: u64, bytes: &[u8], ts_ns: u64
 /// (`starts_with(b"HTTP/")`): a connection whose first captured bytes are a response read
 /// in pieces shorter than 5 bytes gets its parsers swapped and reports nothing.
 #[test]
-#[ignore = "known bug in conn: request direction decided from the first piece only"]
 fn a_first_response_read_in_short_pieces_gives_the_same_records() {
     let resp = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 36\r\n\r\n{\"jsonrpc\":\"2.0\",\"id\":1,\"result\":{}}";
     let req = b"POST /mcp HTTP/1.1\r\nContent-Type: application/json\r\nContent-Length: 46\r\n\r\n{\"jsonrpc\":\"2.0\",\"id\":2,\"method\":\"tools/list\"}";
@@ -452,7 +451,6 @@ fn a_first_response_read_in_short_pieces_gives_the_same_records() {
 /// completed by the end of the run (here: bodies delimited by close) come out in a
 /// different order from one run to the next.
 #[test]
-#[ignore = "known bug in conn: finish flushes connections in HashMap order"]
 fn finish_flushes_connections_in_a_stable_order() {
     let events = || {
         let mut evs = Vec::new();
