@@ -7,5 +7,6 @@ pub mod conn;
 pub mod http;
 pub mod mcp;
 pub mod output;
+pub mod policy;
 pub mod replay;
 pub mod rpc;

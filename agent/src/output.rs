@@ -71,7 +71,7 @@ mod tests {
             responses: 1,
             errors: 0,
             status: SessionStatus::Ended,
-            end_reason: EndReason::Delete,
+            end_reason: Some(EndReason::Delete),
             methods: vec!["initialize".into()],
             tools: vec![],
             primitives: vec![],

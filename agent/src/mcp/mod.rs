@@ -57,8 +57,8 @@ pub use endpoint::{header_value, Endpoint, Flow, HttpMeta, Side, Transport};
 pub use identity::{Identity, IdentityResolver, IdentitySource, Resolution};
 pub use jwt::{decode as decode_jwt, DecodedJwt, JwtError, JwtKeys, KeyError, Verification};
 pub use record::{
-    CancelReason, CancelRecord, DriftRecord, EndReason, Era, Grouping, Kind, MessageRecord, Record,
-    SessionStatus, SessionSummary,
+    CancelReason, CancelRecord, CatalogRecord, DriftRecord, EndReason, Enforcement, Era, Grouping,
+    Kind, MessageRecord, Record, SessionStatus, SessionSummary, VerdictRecord,
 };
 pub use session::{McpSession, SessionState};
 pub use stateless::{error_name, request_era, InputRequestSummary, StatelessKey};

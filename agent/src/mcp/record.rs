@@ -12,13 +12,23 @@ use super::verify::VerificationFailure;
 use super::{Flow, SessionState, Side, Transport};
 use crate::rpc::RpcId;
 
-/// One reported event. Serialises with a `"type"` field: `"message"`, `"session_end"`,
-/// `"tool_drift"` or `"call_cancelled"`.
+/// One reported event. Serialises with a `"type"` field: `"message"`, `"session_start"`,
+/// `"session_update"`, `"session_end"`, `"tool_drift"`, `"call_cancelled"`, `"verdict"` or
+/// `"catalog"`.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum Record {
     Message(MessageRecord),
+    /// A session's first message was seen (same fields as `session_end`, `status: "active"`,
+    /// `end_reason: null`).
+    SessionStart(SessionSummary),
+    /// Periodic progress of an active session (same fields as `session_start`).
+    SessionUpdate(SessionSummary),
     SessionEnd(SessionSummary),
+    /// The policy's judgement of one client→server message that was not a plain allow.
+    Verdict(VerdictRecord),
+    /// A server's complete catalogue, whenever it changes.
+    Catalog(CatalogRecord),
     #[serde(rename = "tool_drift")]
     Drift(DriftRecord),
     #[serde(rename = "call_cancelled")]
@@ -222,7 +232,8 @@ pub struct SessionSummary {
     pub responses: u64,
     pub errors: u64,
     pub status: SessionStatus,
-    pub end_reason: EndReason,
+    /// Why it ended; `null` on `session_start` and `session_update` records.
+    pub end_reason: Option<EndReason>,
     /// Sorted, unique request and notification methods (both directions).
     pub methods: Vec<String>,
     /// Sorted, unique tool names called.
@@ -327,4 +338,92 @@ pub struct CancelRecord {
     pub notifications: u64,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub progress: Option<Value>,
+}
+
+/// What the agent did about a judged message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Enforcement {
+    /// Allowed: nothing was done.
+    None,
+    /// `audit`: recorded, let through.
+    AuditOnly,
+    /// The policy would deny, but the agent runs in monitor mode.
+    MonitorOnly,
+    /// The connection was reset (SOCK_DESTROY) after the request had left.
+    Reset,
+    /// Held before the bytes left the client, then reset: the server never received it.
+    HeldThenReset,
+    /// Held before the bytes left the client, then released.
+    HeldThenReleased,
+    /// Held, no decision in time: released (fail-open).
+    FailOpenTimeout,
+    /// Deny (or reject) that could not be carried out (the socket was not found, …).
+    ResetFailed,
+}
+
+/// One judged client→server message (every non-plain allow; plain allows too when
+/// configured).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct VerdictRecord {
+    /// Kernel time of the bytes that carried the request.
+    pub ts_ns: u64,
+    pub session_id: Option<String>,
+    pub pid: u32,
+    pub comm: String,
+    pub side: Side,
+    pub local: String,
+    pub remote: String,
+    pub conn_id: String,
+    /// `"ip:port/path"` of the server.
+    pub server: String,
+    pub era: Era,
+    pub id: Option<RpcId>,
+    /// `""` for a body that was not JSON-RPC.
+    pub method: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    pub user: Option<String>,
+    pub role: Option<String>,
+    pub action: crate::policy::Action,
+    /// The matching rule; `null` when a default decided.
+    pub rule_id: Option<String>,
+    pub reasons: Vec<crate::policy::Reason>,
+    /// What was done (filled in by the enforcer).
+    pub enforcement: Enforcement,
+    /// Hold mode: the id of the held write (`mcpwarden approve ID`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hold_id: Option<u64>,
+    /// Wall time the policy took to decide (ns).
+    pub decision_ns: u64,
+    /// Kernel time from the request's bytes to the reset (or the release), when one happened.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub enforced_after_ns: Option<u64>,
+    /// The offending request (`{"method", "params"}`), redacted as configured; `null` for
+    /// allows.
+    pub request: Option<Value>,
+}
+
+/// A server's complete catalogue (tools, resources, resource templates, prompts), written
+/// whenever one of its complete lists changes.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct CatalogRecord {
+    /// Kernel time of the list result that completed the change.
+    pub ts_ns: u64,
+    pub pid: u32,
+    pub comm: String,
+    pub side: Side,
+    /// `"ip:port/path"` of the server.
+    pub server: String,
+    pub server_name: Option<String>,
+    pub server_version: Option<String>,
+    /// The summary `session_id` of the session that saw the list.
+    pub session_id: String,
+    /// Which list changed: `"tools"`, `"resources"`, `"resource_templates"`, `"prompts"`.
+    pub changed: String,
+    /// The complete lists as the server sent them (`null` when never listed).
+    pub tools: Option<Vec<Value>>,
+    pub resources: Option<Vec<Value>>,
+    pub resource_templates: Option<Vec<Value>>,
+    pub prompts: Option<Vec<Value>>,
 }

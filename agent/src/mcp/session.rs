@@ -460,7 +460,7 @@ impl McpSession {
     pub fn summary(
         &self,
         status: SessionStatus,
-        end_reason: EndReason,
+        end_reason: Option<EndReason>,
         ended_ns: u64,
     ) -> SessionSummary {
         let ended_ns = ended_ns.max(self.started_ns);

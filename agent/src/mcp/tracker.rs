@@ -497,7 +497,7 @@ impl McpTracker {
         for (_, _, s) in open {
             out.push(Record::SessionEnd(s.summary(
                 SessionStatus::Active,
-                EndReason::Shutdown,
+                Some(EndReason::Shutdown),
                 now_ns,
             )));
         }
@@ -1418,7 +1418,7 @@ impl McpTracker {
                 }
             }
         }
-        out.push(Record::SessionEnd(s.summary(status, reason, ended_ns)));
+        out.push(Record::SessionEnd(s.summary(status, Some(reason), ended_ns)));
     }
 
     fn count(&mut self, displaced: Displaced) {
