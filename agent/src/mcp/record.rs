@@ -199,6 +199,27 @@ pub struct MessageRecord {
     /// Headers that disagree with the body (client→server messages; see `verify.rs`).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub verification: Vec<VerificationFailure>,
+    /// Requests and notifications: `params`, bounded and redacted (`--payloads`); absent
+    /// when the message had none or payloads are off.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub params: Option<Value>,
+    /// Responses: `result`, bounded and redacted.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub result: Option<Value>,
+    /// Errors: `error.data`, bounded and redacted.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error_data: Option<Value>,
+    /// The content above was cut to the configured size (`payload_bytes` is the original).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub truncated: bool,
+    /// Size in bytes of the serialised content (`params`, `result` or `error.data`) before
+    /// bounding, when content is reported.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub payload_bytes: Option<u64>,
+    /// W3C trace context of the request: its `traceparent` header, else
+    /// `params._meta.traceparent`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub traceparent: Option<String>,
 }
 
 /// Longest error message copied into a record; longer ones are cut at a char boundary.

@@ -987,6 +987,12 @@ impl McpTracker {
             ttl_ms: None,
             cache_scope: None,
             verification: Vec::new(),
+            params: None,
+            result: None,
+            error_data: None,
+            truncated: false,
+            payload_bytes: None,
+            traceparent: None,
         };
         let mut unverified_params = 0;
         if flow == Flow::ClientToServer {
