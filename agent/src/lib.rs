@@ -8,5 +8,6 @@ pub mod http;
 pub mod mcp;
 pub mod output;
 pub mod policy;
+pub mod process;
 pub mod replay;
 pub mod rpc;

@@ -53,6 +53,16 @@ impl ListKind {
         })
     }
 
+    /// The name used in catalogue records.
+    pub fn record_name(self) -> &'static str {
+        match self {
+            ListKind::Tools => "tools",
+            ListKind::Resources => "resources",
+            ListKind::ResourceTemplates => "resource_templates",
+            ListKind::Prompts => "prompts",
+        }
+    }
+
     /// The result member holding the entries.
     fn items_field(self) -> &'static str {
         match self {
@@ -125,6 +135,25 @@ impl ToolDef {
             hash,
             field_hashes,
         })
+    }
+
+    /// The definition as a `Tool` object (name and [`DRIFT_FIELDS`]).
+    pub fn to_value(&self) -> Value {
+        let mut m = serde_json::Map::new();
+        m.insert("name".into(), Value::String(self.name.clone()));
+        let text = |v: &Option<String>| v.clone().map(Value::String);
+        for (k, v) in [
+            ("title", text(&self.title)),
+            ("description", text(&self.description)),
+            ("inputSchema", self.input_schema.clone()),
+            ("outputSchema", self.output_schema.clone()),
+            ("annotations", self.annotations.clone()),
+        ] {
+            if let Some(v) = v {
+                m.insert(k.into(), v);
+            }
+        }
+        Value::Object(m)
     }
 
     /// The [`DRIFT_FIELDS`] that differ from `other`.

@@ -6,6 +6,7 @@
 
 use std::path::Path;
 
+use super::content::ContentConfig;
 use crate::rpc::DEFAULT_MAX_BODY_BYTES;
 
 /// Bounds and knobs for [`McpTracker`](super::McpTracker).
@@ -48,6 +49,13 @@ pub struct McpConfig {
     /// a JWT's `exp`/`nbf` are checked at the kernel time of the request that carried it;
     /// when `None`, time claims are not checked (the tracker reads no clock).
     pub realtime_offset_ns: Option<u64>,
+    /// What message content reaches the records (`params`, `result`, `error.data`,
+    /// configured headers), bounded and redacted.
+    pub content: ContentConfig,
+    /// Active sessions are announced (`session_start`) at the first housekeeping tick after
+    /// their first message, then reported (`session_update`) at most this often while they
+    /// change; `0` turns both off.
+    pub session_update_interval_ns: u64,
 }
 
 impl Default for McpConfig {
@@ -65,6 +73,8 @@ impl Default for McpConfig {
             identity: IdentityConfig::default(),
             servers: Vec::new(),
             realtime_offset_ns: None,
+            content: ContentConfig::default(),
+            session_update_interval_ns: 10 * 1_000_000_000,
         }
     }
 }

@@ -27,9 +27,11 @@
 
 mod catalog;
 mod config;
+pub mod content;
 mod endpoint;
 mod extract;
 mod identity;
+mod judging;
 mod jwt;
 mod pairing;
 mod record;
@@ -55,6 +57,7 @@ pub use catalog::{
 pub use config::{IdentityConfig, JwtKeySource, McpConfig, ServerConfig, SessionIdLocation};
 pub use endpoint::{header_value, Endpoint, Flow, HttpMeta, Side, Transport};
 pub use identity::{Identity, IdentityResolver, IdentitySource, Resolution};
+pub use judging::RequestPolicy;
 pub use jwt::{decode as decode_jwt, DecodedJwt, JwtError, JwtKeys, KeyError, Verification};
 pub use record::{
     CancelReason, CancelRecord, CatalogRecord, DriftRecord, EndReason, Enforcement, Era, Grouping,

@@ -220,6 +220,10 @@ pub struct MessageRecord {
     /// `params._meta.traceparent`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub traceparent: Option<String>,
+    /// Client→server messages: the request headers configured for output (names in lower
+    /// case; secret-named ones redacted). Absent unless configured.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub headers: Option<std::collections::BTreeMap<String, String>>,
 }
 
 /// Longest error message copied into a record; longer ones are cut at a char boundary.
@@ -423,6 +427,16 @@ pub struct VerdictRecord {
     /// The offending request (`{"method", "params"}`), redacted as configured; `null` for
     /// allows.
     pub request: Option<Value>,
+    /// Hold mode: reset rather than release when no decision comes in time (the rule's
+    /// `fail: closed`). For the enforcer; not written.
+    #[serde(skip)]
+    pub fail_closed: bool,
+    /// `approve`: how long a person has to decide. For the enforcer; not written.
+    #[serde(skip)]
+    pub approve_timeout_ms: u64,
+    /// The rule asks to refuse new connections from this process to this server.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub block_connect: bool,
 }
 
 /// A server's complete catalogue (tools, resources, resource templates, prompts), written

@@ -148,6 +148,12 @@ pub struct McpSession {
     /// Paginated lists in progress.
     pub(crate) pages: PageBuffers,
     pub(crate) pending: PendingTable,
+    /// A `session_start` record was written.
+    pub(crate) announced: bool,
+    /// Kernel time of the last `session_start`/`session_update` record.
+    pub(crate) reported_ns: u64,
+    /// [`McpSession::activity`] when it was last reported.
+    pub(crate) reported_activity: u64,
 }
 
 impl McpSession {
@@ -199,7 +205,21 @@ impl McpSession {
             all_closed_ns: None,
             pages: PageBuffers::default(),
             pending: PendingTable::new(max_pending),
+            announced: false,
+            reported_ns: 0,
+            reported_activity: 0,
         }
+    }
+
+    /// Grows with every message and attack: a session whose activity did not change since
+    /// its last report needs no update.
+    pub(crate) fn activity(&self) -> u64 {
+        self.requests
+            + self.notifications
+            + self.responses
+            + self.errors
+            + self.attacks.len() as u64
+            + self.attacks_dropped
     }
 
     /// How messages were grouped into this session.
@@ -404,6 +424,7 @@ impl McpSession {
 
     /// Folds `other` (the same conversation seen under another key) into this session.
     pub(crate) fn absorb(&mut self, other: McpSession) -> Displaced {
+        self.announced |= other.announced;
         self.touch(other.started_ns);
         self.touch(other.last_ns);
         if self.state == SessionState::New {

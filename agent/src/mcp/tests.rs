@@ -84,6 +84,8 @@ impl Exchange {
 
 pub(super) struct Sim {
     pub(super) tracker: McpTracker,
+    /// Keep `catalog` records in what the helpers return.
+    pub(super) catalogs: bool,
 }
 
 impl Sim {
@@ -91,10 +93,32 @@ impl Sim {
         Sim::with(McpConfig::default())
     }
 
-    pub(super) fn with(cfg: McpConfig) -> Self {
+    /// The tracker as most tests here see it: message content off, no live session
+    /// reports and no catalogue records (each has its own tests, see `tests_content.rs`).
+    pub(super) fn with(mut cfg: McpConfig) -> Self {
+        cfg.content.mode = content::PayloadMode::Off;
+        cfg.session_update_interval_ns = 0;
         Sim {
             tracker: McpTracker::new(cfg),
+            catalogs: false,
         }
+    }
+
+    /// The tracker exactly as configured, every record type kept.
+    pub(super) fn full(cfg: McpConfig) -> Self {
+        Sim {
+            tracker: McpTracker::new(cfg),
+            catalogs: true,
+        }
+    }
+
+    fn keep(&self, records: Vec<Record>) -> Vec<Value> {
+        values(
+            records
+                .into_iter()
+                .filter(|r| self.catalogs || !matches!(r, Record::Catalog(_)))
+                .collect(),
+        )
     }
 
     pub(super) fn send(
@@ -108,7 +132,7 @@ impl Sim {
         let mut out = Vec::new();
         self.tracker
             .on_payload(ep, &x.meta(), flow, body.as_bytes(), ts, &mut out);
-        values(out)
+        self.keep(out)
     }
 
     /// A request body (client → server).

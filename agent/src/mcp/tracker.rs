@@ -38,7 +38,7 @@
 //! per-server catalogue ([`super::catalog`]); a drifted tool definition is reported as a
 //! [`DriftRecord`] and as an attack on the session that saw it.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 
 use ring::digest;
 use serde::Serialize;
@@ -48,16 +48,19 @@ use super::catalog::{Catalogs, CompleteList, DiscoverInfo, ListKind, ToolCatalog
 use super::config::{IdentityConfig, SessionIdLocation};
 use super::extract::{self, StatelessMeta};
 use super::identity::IdentityResolver;
+use super::judging::RequestPolicy;
 use super::jwt::KeyError;
 use super::pairing::{Displaced, Pending};
 use super::record::{
-    CancelReason, CancelRecord, DriftRecord, EndReason, Era, Kind, MessageRecord, Record,
-    SessionStatus,
+    CancelReason, CancelRecord, CatalogRecord, DriftRecord, EndReason, Enforcement, Era, Kind,
+    MessageRecord, Record, SessionStatus, VerdictRecord,
 };
-use super::session::{GroupKey, McpSession};
+use super::session::{GroupKey, McpSession, SessionState};
 use super::stateless::{self, request_era, CallRound, OpenRound, StatelessKey, MRTR_METHODS};
 use super::verify::{self, RequestView, ToolSchema, Verification};
 use super::{header_value, Endpoint, Flow, HttpMeta, McpConfig};
+use crate::policy::{Action, Judgement, Reason, ReasonKind, RequestFacts};
+use crate::process::ProcessTable;
 use crate::rpc::{decode_with, DecodeLimits, RpcError, RpcId, RpcMessage};
 
 /// Request header naming the protocol revision (2025-06-18+).
@@ -66,6 +69,10 @@ const PROTOCOL_VERSION_HEADER: &str = "mcp-protocol-version";
 const MAX_QUERY_SESSION_ID: usize = 1024;
 /// Identity header fingerprints remembered with their subject (stateless grouping).
 const MAX_SUBJECTS: usize = 4096;
+/// Servers remembered as issuing session ids (for `missing_session_id`).
+const MAX_ISSUING_SERVERS: usize = 4096;
+/// Request header carrying the caller's W3C trace context.
+const TRACEPARENT_HEADER: &str = "traceparent";
 
 type SessionKey = (u32, GroupKey);
 type ConnKey = (u32, String);
@@ -122,6 +129,14 @@ pub struct McpStats {
     pub evicted_rounds: u64,
     /// Connection exchanges forgotten because too many connections were open at once.
     pub dropped_exchanges: u64,
+    /// Client→server messages judged by the policy.
+    pub judged: u64,
+    /// Verdict records written.
+    pub verdicts: u64,
+    /// Catalogue records written.
+    pub catalog_records: u64,
+    /// `session_start` and `session_update` records written.
+    pub session_reports: u64,
 }
 
 /// A configuration [`McpTracker::try_new`] cannot use.
@@ -235,6 +250,33 @@ pub struct McpTracker {
     /// but do not resurrect the session.
     ended_ids: Tombstones,
     counters: McpStats,
+    /// The policy stage, when one is configured.
+    policy: Option<Box<dyn RequestPolicy>>,
+    /// Who the observed processes are (for the policy's process conditions).
+    processes: ProcessTable,
+    /// Servers (`"ip:port/path"`) seen answering with a session id.
+    issuing_servers: HashSet<String>,
+    /// Client→server messages of the payload being processed, judged once the payload's
+    /// headers have been applied to the session (identity).
+    to_judge: Vec<ToJudge>,
+}
+
+/// A client→server message waiting for its judgement.
+#[derive(Debug)]
+struct ToJudge {
+    /// `None` for a body that was not JSON-RPC.
+    key: Option<GroupKey>,
+    era: Era,
+    method: String,
+    id: Option<RpcId>,
+    name: Option<String>,
+    params: Option<Value>,
+    is_request: bool,
+    /// Handshake state before this message.
+    state_before: SessionState,
+    findings: Vec<Reason>,
+    /// What to show as the offending request when there is no JSON-RPC message.
+    evidence: Option<Value>,
 }
 
 impl McpTracker {
@@ -310,7 +352,21 @@ impl McpTracker {
             catalogs,
             ended_ids,
             counters: McpStats::default(),
+            policy: None,
+            processes: ProcessTable::default(),
+            issuing_servers: HashSet::new(),
+            to_judge: Vec::new(),
         }
+    }
+
+    /// Judges every client→server message with `policy` from now on (replacing any other).
+    pub fn set_policy(&mut self, policy: Box<dyn RequestPolicy>) {
+        self.policy = Some(policy);
+    }
+
+    /// The policy stage, to reload it or accept a pinned definition.
+    pub fn policy_mut(&mut self) -> Option<&mut (dyn RequestPolicy + 'static)> {
+        self.policy.as_deref_mut()
     }
 
     /// One JSON-RPC payload: a request body, a JSON response body, or one SSE event's `data`.
@@ -332,6 +388,7 @@ impl McpTracker {
                 }
                 if flow == Flow::ClientToServer {
                     self.exchanges.remove(&(ep.pid, ep.conn_id.clone()));
+                    self.judge_malformed(ep, http, payload, &error, ts_ns, out);
                 }
                 self.counters.decode_errors += 1;
                 tracing::debug!(pid = ep.pid, conn = %ep.conn_id, %error, "payload is not JSON-RPC");
@@ -370,6 +427,9 @@ impl McpTracker {
             }
         }
         self.observe_exchange(ep, http, &key, flow == Flow::ClientToServer, ts_ns);
+        if !self.to_judge.is_empty() {
+            self.judge_pending(ep, http, payload.len(), ts_ns, out);
+        }
     }
 
     /// An HTTP exchange's response head was seen (even with no body).
@@ -400,6 +460,7 @@ impl McpTracker {
         }
         let Some(sid) = self.request_session_id(ep, http) else {
             if let Some(sid) = self.response_session_id(ep, http) {
+                self.note_issuing_server(server_label(ep, http));
                 self.bind_connection(ep.pid, &ep.conn_id, &sid);
             }
             return;
@@ -458,6 +519,7 @@ impl McpTracker {
         let gap = self.cfg.stateless_idle_gap_ns;
         let grace = self.cfg.close_grace_ns;
         self.ended_ids.expire(now_ns, idle);
+        self.report_active(now_ns, out);
         let mut ending: Vec<(u64, SessionKey, EndReason, u64)> = self
             .sessions
             .iter()
@@ -993,6 +1055,7 @@ impl McpTracker {
             truncated: false,
             payload_bytes: None,
             traceparent: None,
+            headers: None,
         };
         let mut unverified_params = 0;
         if flow == Flow::ClientToServer {
@@ -1019,7 +1082,38 @@ impl McpTracker {
                 rec.verification = failures;
                 unverified_params = unverified;
             }
+            rec.traceparent = http
+                .request_header(TRACEPARENT_HEADER)
+                .map(extract::cap_message)
+                .or_else(|| meta_traceparent(&message));
+            rec.headers = self.cfg.content.headers(http.request_headers).map(|h| {
+                let mut map: BTreeMap<String, String> = BTreeMap::new();
+                for (n, v) in h {
+                    map.entry(n)
+                        .and_modify(|e| {
+                            e.push_str(", ");
+                            e.push_str(&v);
+                        })
+                        .or_insert(v);
+                }
+                map
+            });
         }
+        self.fill_content(&mut rec, &message);
+        let judge_input = match &message {
+            RpcMessage::Request { method, params, id } if self.policy.is_some() => {
+                Some((method.clone(), Some(id.clone()), params.clone(), true))
+            }
+            RpcMessage::Notification { method, params } if self.policy.is_some() => {
+                Some((method.clone(), None, params.clone(), false))
+            }
+            _ => None,
+        }
+        .filter(|_| flow == Flow::ClientToServer);
+        let request_sid_missing = judge_input.is_some()
+            && era == Era::Handshake
+            && self.request_session_id(ep, http).is_none()
+            && self.issuing_servers.contains(&server_label(ep, http));
         // The request of this connection's exchange: the one a stateless response stream
         // (and an error with a null id) answers.
         let exchange_request = match flow {
@@ -1035,6 +1129,9 @@ impl McpTracker {
         let mut effects = Effects::default();
         let in_query = sid.is_some_and(SessionId::in_query);
         let session = self.session(ep, http, key, in_query, ts_ns, out);
+        let (state_before, negotiated) = session.as_ref().map_or((SessionState::New, None), |s| {
+            (s.state, s.negotiated_protocol_version.clone())
+        });
         match message {
             RpcMessage::Request { id, method, params } => {
                 rec.name = extract::target_name(&method, params.as_ref());
@@ -1289,6 +1386,28 @@ impl McpTracker {
         if !rec.verification.is_empty() {
             tracing::info!(pid = ep.pid, conn = %ep.conn_id, method = ?rec.method, failures = ?rec.verification, "request header verification failed");
         }
+        if let Some((method, id, params, is_request)) = judge_input {
+            let findings = request_findings(
+                &rec,
+                &method,
+                era,
+                state_before,
+                negotiated.as_deref(),
+                request_sid_missing,
+            );
+            self.to_judge.push(ToJudge {
+                key: Some(key.clone()),
+                era,
+                name: rec.name.clone(),
+                method,
+                id,
+                params,
+                is_request,
+                state_before,
+                findings,
+                evidence: None,
+            });
+        }
         out.push(Record::Message(rec));
         self.apply(ep, http, key, effects, ts_ns, out);
     }
@@ -1320,7 +1439,22 @@ impl McpTracker {
         let Some((kind, list)) = effects.list else {
             return;
         };
+        let before = self.catalogs.get(&server).map(|c| list_digest(c, kind));
         let drifts = self.catalogs.commit(&server, kind, list, ts_ns);
+        if let Some(cat) = self.catalogs.get(&server) {
+            if kind == ListKind::Tools {
+                if let Some(policy) = self.policy.as_deref_mut() {
+                    policy.observe_catalog(&server, cat);
+                }
+            }
+            if before.as_ref() != Some(&list_digest(cat, kind)) {
+                let session = self.sessions.get(&full_key);
+                out.push(Record::Catalog(catalog_record(
+                    cat, kind, ep, session, ts_ns,
+                )));
+                self.counters.catalog_records += 1;
+            }
+        }
         if drifts.is_empty() {
             return;
         }
@@ -1424,12 +1558,410 @@ impl McpTracker {
                 }
             }
         }
-        out.push(Record::SessionEnd(s.summary(status, Some(reason), ended_ns)));
+        out.push(Record::SessionEnd(s.summary(
+            status,
+            Some(reason),
+            ended_ns,
+        )));
+    }
+
+    /// `session_start` for sessions not yet announced, `session_update` for announced ones
+    /// that changed since their last report at least the update interval ago.
+    fn report_active(&mut self, now_ns: u64, out: &mut Vec<Record>) {
+        let interval = self.cfg.session_update_interval_ns;
+        if interval == 0 {
+            return;
+        }
+        let mut due: Vec<(u64, SessionKey)> = self
+            .sessions
+            .iter()
+            .filter(|(_, s)| {
+                !s.announced
+                    || (s.activity() != s.reported_activity
+                        && now_ns.saturating_sub(s.reported_ns) >= interval)
+            })
+            .map(|(k, s)| (s.started_ns, k.clone()))
+            .collect();
+        due.sort();
+        for (_, key) in due {
+            let Some(s) = self.sessions.get_mut(&key) else {
+                continue;
+            };
+            let summary = s.summary(SessionStatus::Active, None, s.last_ns);
+            out.push(if s.announced {
+                Record::SessionUpdate(summary)
+            } else {
+                Record::SessionStart(summary)
+            });
+            s.announced = true;
+            s.reported_ns = now_ns;
+            s.reported_activity = s.activity();
+            self.counters.session_reports += 1;
+        }
+    }
+
+    fn note_issuing_server(&mut self, server: String) {
+        if self.issuing_servers.contains(&server) {
+            return;
+        }
+        if self.issuing_servers.len() >= MAX_ISSUING_SERVERS {
+            self.issuing_servers.clear();
+        }
+        self.issuing_servers.insert(server);
+    }
+
+    /// `params`, `result` or `error.data` of `message` into `rec`, bounded and redacted.
+    fn fill_content(&self, rec: &mut MessageRecord, message: &RpcMessage) {
+        let (slot, value) = match message {
+            RpcMessage::Request { params, .. } | RpcMessage::Notification { params, .. } => {
+                (&mut rec.params, params.as_ref())
+            }
+            RpcMessage::Response { result, .. } => (&mut rec.result, Some(result)),
+            RpcMessage::Error { data, .. } => (&mut rec.error_data, data.as_ref()),
+        };
+        if let Some(c) = value.and_then(|v| self.cfg.content.render(v)) {
+            *slot = Some(c.value);
+            rec.truncated = c.truncated;
+            rec.payload_bytes = Some(c.original_bytes);
+        }
+    }
+
+    /// A client→server body that is not JSON-RPC, judged when a policy is configured.
+    fn judge_malformed(
+        &mut self,
+        ep: &Endpoint,
+        http: &HttpMeta,
+        payload: &[u8],
+        error: &RpcError,
+        ts_ns: u64,
+        out: &mut Vec<Record>,
+    ) {
+        if self.policy.is_none() {
+            return;
+        }
+        let kind = match error {
+            RpcError::NotJsonRpc { reason } if reason.contains("jsonrpc") => {
+                ReasonKind::WrongJsonrpcVersion
+            }
+            RpcError::TooDeep { .. } => ReasonKind::JsonTooDeep,
+            RpcError::TooLarge { .. } => ReasonKind::BodyTooLarge,
+            _ => ReasonKind::MalformedJsonrpc,
+        };
+        let shown = &payload[..payload.len().min(1024)];
+        self.to_judge.push(ToJudge {
+            key: None,
+            era: Era::Handshake,
+            method: String::new(),
+            id: None,
+            name: None,
+            params: None,
+            is_request: true,
+            state_before: SessionState::New,
+            findings: vec![Reason {
+                kind,
+                detail: error.to_string(),
+            }],
+            evidence: Some(serde_json::json!({
+                "body": String::from_utf8_lossy(shown),
+                "body_bytes": payload.len(),
+            })),
+        });
+        self.judge_pending(ep, http, payload.len(), ts_ns, out);
+    }
+
+    /// Judges the client→server messages of the payload just processed: a verdict record
+    /// (and an attack on the session) for each that is not a plain allow.
+    fn judge_pending(
+        &mut self,
+        ep: &Endpoint,
+        http: &HttpMeta,
+        body_bytes: usize,
+        ts_ns: u64,
+        out: &mut Vec<Record>,
+    ) {
+        let items = std::mem::take(&mut self.to_judge);
+        let Some(mut policy) = self.policy.take() else {
+            return;
+        };
+        let process = self.processes.get(ep.pid, &ep.comm).clone();
+        let server = server_label(ep, http);
+        let host = http.request_header("host");
+        for item in items {
+            let session = item
+                .key
+                .as_ref()
+                .and_then(|k| self.sessions.get(&(ep.pid, k.clone())));
+            let identity = session.and_then(|s| s.identity.as_ref());
+            let facts = RequestFacts {
+                server: &server,
+                host,
+                client_name: session.and_then(|s| s.client.name.as_deref()),
+                client_version: session.and_then(|s| s.client.version.as_deref()),
+                process: &process,
+                side: ep.side,
+                user: identity.and_then(|i| i.user.as_deref()),
+                role: identity.and_then(|i| i.role.as_deref()),
+                identity_verified: identity.is_some_and(|i| i.verified),
+                era: item.era,
+                method: &item.method,
+                name: item.name.as_deref(),
+                params: item.params.as_ref(),
+                is_request: item.is_request,
+                session_state: item.state_before,
+                body_bytes,
+                findings: item.findings.clone(),
+            };
+            let started = std::time::Instant::now();
+            let judgement = policy.judge(&facts, self.catalogs.get(&server));
+            let decision_ns = started.elapsed().as_nanos() as u64;
+            self.counters.judged += 1;
+            if judgement.is_plain_allow() && !policy.record_allows() {
+                continue;
+            }
+            let (user, role) = (
+                facts.user.map(str::to_string),
+                facts.role.map(str::to_string),
+            );
+            let session_label = session.map(McpSession::label);
+            let request = item.evidence.clone().or_else(|| {
+                (judgement.action != Action::Allow).then(|| {
+                    let mut req = serde_json::Map::new();
+                    req.insert("method".into(), Value::String(item.method.clone()));
+                    if let Some(p) = &item.params {
+                        req.insert("params".into(), self.cfg.content.render_always(p).value);
+                    }
+                    Value::Object(req)
+                })
+            });
+            self.emit_verdict(
+                ep,
+                &server,
+                &item,
+                judgement,
+                (user, role, session_label, request),
+                (decision_ns, ts_ns),
+                out,
+            );
+        }
+        self.policy = Some(policy);
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn emit_verdict(
+        &mut self,
+        ep: &Endpoint,
+        server: &str,
+        item: &ToJudge,
+        j: Judgement,
+        (user, role, session_id, request): (
+            Option<String>,
+            Option<String>,
+            Option<String>,
+            Option<Value>,
+        ),
+        (decision_ns, ts_ns): (u64, u64),
+        out: &mut Vec<Record>,
+    ) {
+        if let Some(kind) = attack_kind(&j) {
+            if let Some(s) = item
+                .key
+                .as_ref()
+                .and_then(|k| self.sessions.get_mut(&(ep.pid, k.clone())))
+            {
+                s.push_attack(serde_json::json!({
+                    "kind": kind,
+                    "ts_ns": ts_ns,
+                    "action": j.action,
+                    "rule_id": j.rule_id,
+                    "method": item.method,
+                    "name": item.name,
+                    "id": item.id,
+                    "reasons": j.reasons,
+                    "request": request,
+                }));
+            }
+        }
+        let enforcement = match j.action {
+            Action::Allow => Enforcement::None,
+            Action::Audit => Enforcement::AuditOnly,
+            Action::Deny | Action::Approve => Enforcement::Reset,
+        };
+        tracing::info!(pid = ep.pid, conn = %ep.conn_id, method = %item.method, action = ?j.action, rule = ?j.rule_id, "verdict");
+        self.counters.verdicts += 1;
+        out.push(Record::Verdict(VerdictRecord {
+            ts_ns,
+            session_id,
+            pid: ep.pid,
+            comm: ep.comm.clone(),
+            side: ep.side,
+            local: ep.local.clone(),
+            remote: ep.remote.clone(),
+            conn_id: ep.conn_id.clone(),
+            server: server.to_string(),
+            era: item.era,
+            id: item.id.clone(),
+            method: item.method.clone(),
+            name: item.name.clone(),
+            user,
+            role,
+            action: j.action,
+            rule_id: j.rule_id,
+            reasons: j.reasons,
+            enforcement,
+            hold_id: None,
+            decision_ns,
+            enforced_after_ns: None,
+            request,
+            fail_closed: j.fail_closed,
+            approve_timeout_ms: j.approve_timeout_ms,
+            block_connect: j.block_connect,
+        }));
     }
 
     fn count(&mut self, displaced: Displaced) {
         self.counters.evicted_pending += displaced.evicted;
         self.counters.replaced_pending += displaced.replaced;
+    }
+}
+
+/// `params._meta.traceparent` of a request or notification.
+fn meta_traceparent(message: &RpcMessage) -> Option<String> {
+    let (RpcMessage::Request { params, .. } | RpcMessage::Notification { params, .. }) = message
+    else {
+        return None;
+    };
+    params
+        .as_ref()?
+        .get("_meta")?
+        .get("traceparent")?
+        .as_str()
+        .map(extract::cap_message)
+}
+
+/// What the tracker alone knows about a client→server message, as policy findings.
+fn request_findings(
+    rec: &MessageRecord,
+    method: &str,
+    era: Era,
+    state_before: SessionState,
+    negotiated: Option<&str>,
+    sid_missing: bool,
+) -> Vec<Reason> {
+    let mut out: Vec<Reason> = rec
+        .verification
+        .iter()
+        .map(|f| Reason {
+            kind: ReasonKind::HeaderMismatch,
+            detail: format!(
+                "{}: {} (header {}, body {} = {})",
+                f.header,
+                serde_json::to_value(f.reason)
+                    .ok()
+                    .and_then(|v| v.as_str().map(str::to_string))
+                    .unwrap_or_default(),
+                f.header_value.as_deref().unwrap_or("absent"),
+                f.body_field,
+                f.body_value
+                    .as_ref()
+                    .map_or_else(|| "absent".to_string(), Value::to_string),
+            ),
+        })
+        .collect();
+    if era != Era::Handshake || method == "initialize" {
+        return out;
+    }
+    if sid_missing {
+        out.push(Reason {
+            kind: ReasonKind::MissingSessionId,
+            detail: "the server issued a session id; this request carries none".into(),
+        });
+    }
+    if let (Some(header), Some(negotiated)) = (rec.mcp_protocol_version.as_deref(), negotiated) {
+        if header != negotiated {
+            out.push(Reason {
+                kind: ReasonKind::ProtocolVersionMismatch,
+                detail: format!("MCP-Protocol-Version {header}, negotiated {negotiated}"),
+            });
+        }
+    }
+    if state_before == SessionState::Initializing && rec.kind == Kind::Request && method != "ping" {
+        out.push(Reason {
+            kind: ReasonKind::BeforeInitialize,
+            detail: format!("{method} before the initialize request was answered"),
+        });
+    }
+    out
+}
+
+/// Which attack a judgement records on its session, if any.
+fn attack_kind(j: &Judgement) -> Option<&'static str> {
+    let has = |k: ReasonKind| j.reasons.iter().any(|r| r.kind == k);
+    match j.action {
+        Action::Allow => return None,
+        Action::Audit if j.reasons.is_empty() => return None,
+        _ => {}
+    }
+    Some(if has(ReasonKind::SchemaViolation) {
+        "invalid_tool_call"
+    } else if j.rule_id.is_some() || j.reasons.is_empty() {
+        "acl_violation"
+    } else if has(ReasonKind::ToolDefinitionDrift) {
+        "tool_definition_drift"
+    } else {
+        "request_verification"
+    })
+}
+
+/// A comparable digest of one list of a catalogue.
+fn list_digest(cat: &ToolCatalog, kind: ListKind) -> Vec<(String, String)> {
+    match kind {
+        ListKind::Tools => cat
+            .tools
+            .iter()
+            .map(|(k, d)| (k.clone(), d.hash.clone()))
+            .collect(),
+        ListKind::Resources => entries_digest(&cat.resources),
+        ListKind::ResourceTemplates => entries_digest(&cat.resource_templates),
+        ListKind::Prompts => entries_digest(&cat.prompts),
+    }
+}
+
+fn entries_digest(m: &BTreeMap<String, Value>) -> Vec<(String, String)> {
+    m.iter()
+        .map(|(k, v)| (k.clone(), super::canonical_json(v)))
+        .collect()
+}
+
+/// The catalogue record of `cat` after its `kind` list changed.
+fn catalog_record(
+    cat: &ToolCatalog,
+    kind: ListKind,
+    ep: &Endpoint,
+    session: Option<&McpSession>,
+    ts_ns: u64,
+) -> CatalogRecord {
+    let listed = |n: u64| n > 0;
+    let values = |m: &BTreeMap<String, Value>| m.values().cloned().collect::<Vec<_>>();
+    CatalogRecord {
+        ts_ns,
+        pid: ep.pid,
+        comm: ep.comm.clone(),
+        side: ep.side,
+        server: cat.server.clone(),
+        server_name: session.and_then(|s| s.server_info.name.clone()),
+        server_version: session.and_then(|s| s.server_info.version.clone()),
+        session_id: session.map(McpSession::label).unwrap_or_default(),
+        changed: kind.record_name().to_string(),
+        tools: listed(cat.snapshots.tools).then(|| {
+            cat.tools
+                .values()
+                .map(super::catalog::ToolDef::to_value)
+                .collect()
+        }),
+        resources: listed(cat.snapshots.resources).then(|| values(&cat.resources)),
+        resource_templates: listed(cat.snapshots.resource_templates)
+            .then(|| values(&cat.resource_templates)),
+        prompts: listed(cat.snapshots.prompts).then(|| values(&cat.prompts)),
     }
 }
 

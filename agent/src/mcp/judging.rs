@@ -1,0 +1,17 @@
+//! The seam between the tracker and the policy stage: the tracker builds the facts of every
+//! client→server message and asks a [`RequestPolicy`] for a judgement; it then writes the
+//! verdict record and the session's attack. The policy crate-module implements it
+//! (`policy::Judge`); the tracker knows nothing of rules.
+
+use super::ToolCatalog;
+use crate::policy::{Judgement, RequestFacts};
+
+/// Judges client→server messages.
+pub trait RequestPolicy: std::fmt::Debug + Send {
+    /// The judgement of one message; `catalog` is the server's, when one was seen.
+    fn judge(&mut self, facts: &RequestFacts, catalog: Option<&ToolCatalog>) -> Judgement;
+    /// A server's tools list was committed (first sight pins definitions).
+    fn observe_catalog(&mut self, server: &str, catalog: &ToolCatalog);
+    /// Whether plain allows are recorded too.
+    fn record_allows(&self) -> bool;
+}
