@@ -45,6 +45,8 @@ mod tests;
 #[cfg(test)]
 mod tests_catalog;
 #[cfg(test)]
+mod tests_content;
+#[cfg(test)]
 mod tests_identity;
 #[cfg(test)]
 mod tests_lifecycle;

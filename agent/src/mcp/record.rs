@@ -15,6 +15,9 @@ use crate::rpc::RpcId;
 /// One reported event. Serialises with a `"type"` field: `"message"`, `"session_start"`,
 /// `"session_update"`, `"session_end"`, `"tool_drift"`, `"call_cancelled"`, `"verdict"` or
 /// `"catalog"`.
+// Records live briefly in one Vec between the tracker and the sinks; most are messages, so
+// boxing the largest variant would add an allocation to nearly every record.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum Record {

@@ -423,6 +423,10 @@ impl McpTracker {
                 Err(error) => {
                     self.counters.decode_errors += 1;
                     tracing::debug!(pid = ep.pid, conn = %ep.conn_id, %error, "batch element is not JSON-RPC");
+                    if flow == Flow::ClientToServer && self.policy.is_some() {
+                        let item = malformed(payload, &error);
+                        self.to_judge.push(item);
+                    }
                 }
             }
         }
@@ -1639,33 +1643,8 @@ impl McpTracker {
         if self.policy.is_none() {
             return;
         }
-        let kind = match error {
-            RpcError::NotJsonRpc { reason } if reason.contains("jsonrpc") => {
-                ReasonKind::WrongJsonrpcVersion
-            }
-            RpcError::TooDeep { .. } => ReasonKind::JsonTooDeep,
-            RpcError::TooLarge { .. } => ReasonKind::BodyTooLarge,
-            _ => ReasonKind::MalformedJsonrpc,
-        };
-        let shown = &payload[..payload.len().min(1024)];
-        self.to_judge.push(ToJudge {
-            key: None,
-            era: Era::Handshake,
-            method: String::new(),
-            id: None,
-            name: None,
-            params: None,
-            is_request: true,
-            state_before: SessionState::New,
-            findings: vec![Reason {
-                kind,
-                detail: error.to_string(),
-            }],
-            evidence: Some(serde_json::json!({
-                "body": String::from_utf8_lossy(shown),
-                "body_bytes": payload.len(),
-            })),
-        });
+        let item = malformed(payload, error);
+        self.to_judge.push(item);
         self.judge_pending(ep, http, payload.len(), ts_ns, out);
     }
 
@@ -1821,6 +1800,37 @@ impl McpTracker {
     fn count(&mut self, displaced: Displaced) {
         self.counters.evicted_pending += displaced.evicted;
         self.counters.replaced_pending += displaced.replaced;
+    }
+}
+
+/// A client→server body (or batch element) that is not JSON-RPC, as an item to judge.
+fn malformed(payload: &[u8], error: &RpcError) -> ToJudge {
+    let kind = match error {
+        RpcError::NotJsonRpc { reason } if reason.contains("`jsonrpc`") => {
+            ReasonKind::WrongJsonrpcVersion
+        }
+        RpcError::TooDeep { .. } => ReasonKind::JsonTooDeep,
+        RpcError::TooLarge { .. } => ReasonKind::BodyTooLarge,
+        _ => ReasonKind::MalformedJsonrpc,
+    };
+    let shown = &payload[..payload.len().min(1024)];
+    ToJudge {
+        key: None,
+        era: Era::Handshake,
+        method: String::new(),
+        id: None,
+        name: None,
+        params: None,
+        is_request: true,
+        state_before: SessionState::New,
+        findings: vec![Reason {
+            kind,
+            detail: error.to_string(),
+        }],
+        evidence: Some(serde_json::json!({
+            "body": String::from_utf8_lossy(shown),
+            "body_bytes": payload.len(),
+        })),
     }
 }
 
