@@ -16,6 +16,12 @@
 //!     - hs256_secret_file: /etc/mcpwarden/hs256.key
 //!   user_header: x-user               # trusted gateway headers (win over the JWT)
 //!   role_header: x-role
+//! content:                            # what was said, in message records
+//!   payloads: redacted                # full | redacted (default) | off
+//!   max_bytes: 65536                  # per params/result/error.data; longer is cut (truncated: true)
+//!   redact: ["$.arguments.pin", "$..ssn"]  # JSON paths, besides secret-named keys
+//!   headers: [x-request-id]           # request headers copied into records (secrets redacted)
+//! session_update_secs: 10             # live session reports (session_start/session_update); 0: off
 //! servers:
 //!   - server: "10.0.0.5:8443/mcp"     # ip:port/path, or ip:port for every path
 //!     session_id: { header: x-session }   # or { query: session_id }
@@ -27,6 +33,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 use thiserror::Error;
 
+use crate::mcp::content::{JsonPath, PayloadMode};
 use crate::mcp::{IdentityConfig, JwtKeySource, McpConfig, ServerConfig, SessionIdLocation};
 
 /// Why a configuration file was refused.
@@ -63,8 +70,29 @@ struct FileConfig {
     close_grace_secs: Option<u64>,
     stateless_idle_gap_secs: Option<u64>,
     identity: Option<FileIdentity>,
+    content: Option<FileContent>,
+    session_update_secs: Option<u64>,
     #[serde(default)]
     servers: Vec<FileServer>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileContent {
+    payloads: Option<FilePayloads>,
+    max_bytes: Option<usize>,
+    #[serde(default)]
+    redact: Vec<String>,
+    #[serde(default)]
+    headers: Vec<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum FilePayloads {
+    Full,
+    Redacted,
+    Off,
 }
 
 #[derive(Debug, Deserialize)]
@@ -158,6 +186,27 @@ pub fn parse(path: &Path, text: &str) -> Result<McpConfig, ConfigError> {
     }
     if let Some(s) = file.stateless_idle_gap_secs {
         cfg.stateless_idle_gap_ns = s.saturating_mul(1_000_000_000);
+    }
+    if let Some(s) = file.session_update_secs {
+        cfg.session_update_interval_ns = s.saturating_mul(1_000_000_000);
+    }
+    if let Some(c) = file.content {
+        if let Some(m) = c.payloads {
+            cfg.content.mode = match m {
+                FilePayloads::Full => PayloadMode::Full,
+                FilePayloads::Redacted => PayloadMode::Redacted,
+                FilePayloads::Off => PayloadMode::Off,
+            };
+        }
+        if let Some(n) = c.max_bytes {
+            cfg.content.max_bytes = n;
+        }
+        for (i, p) in c.redact.iter().enumerate() {
+            let parsed = JsonPath::parse(p)
+                .map_err(|e| invalid(path, &format!("content.redact[{i}]"), &e.to_string()))?;
+            cfg.content.redact_paths.push(parsed);
+        }
+        cfg.content.output_headers = c.headers.iter().map(|h| h.to_ascii_lowercase()).collect();
     }
     let base = path.parent().unwrap_or(Path::new("."));
     if let Some(id) = file.identity {
@@ -344,5 +393,28 @@ mod tests {
         let e = err("identity:\n  keys:\n    - file: /nonexistent/jwks.json\n");
         assert!(e.contains("field `identity.keys[0]`"), "{e}");
         assert!(e.contains("/nonexistent/jwks.json"), "{e}");
+    }
+
+    #[test]
+    fn the_content_section_sets_mode_bound_paths_and_headers() {
+        let cfg = parse(
+            Path::new("c.yaml"),
+            "content:\n  payloads: full\n  max_bytes: 100\n  redact: [\"$.arguments.pin\"]\n  headers: [X-Request-Id]\nsession_update_secs: 3\n",
+        )
+        .unwrap();
+        assert_eq!(cfg.content.mode, PayloadMode::Full);
+        assert_eq!(cfg.content.max_bytes, 100);
+        assert_eq!(cfg.content.redact_paths[0].as_str(), "$.arguments.pin");
+        assert_eq!(cfg.content.output_headers, vec!["x-request-id".to_string()]);
+        assert_eq!(cfg.session_update_interval_ns, 3_000_000_000);
+    }
+
+    #[test]
+    fn a_bad_redact_path_or_payload_mode_names_the_field() {
+        let e = err("content:\n  redact: [\"$.a[\"]\n");
+        assert!(e.contains("field `content.redact[0]`"), "{e}");
+        let e = err("content:\n  payloads: some\n");
+        assert!(e.starts_with("/etc/mcpwarden.yaml:2:"), "{e}");
+        assert!(e.contains("content.payloads"), "{e}");
     }
 }

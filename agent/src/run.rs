@@ -13,6 +13,7 @@ use mcpwarden::capture::attach::{CaptureMode, CaptureOptions};
 use mcpwarden::capture::{events, Capture};
 use mcpwarden::conn::ConnTable;
 use mcpwarden::http::Limits;
+use mcpwarden::mcp::content::{JsonPath, PayloadMode};
 use mcpwarden::mcp::{McpConfig, McpTracker, Record};
 use mcpwarden::output::JsonLinesWriter;
 use mcpwarden::replay::EventRecorder;
@@ -52,6 +53,19 @@ pub struct RunArgs {
     /// Also write every decoded kernel event to FILE (JSON lines; see `mcpwarden replay`).
     #[arg(long, value_name = "FILE")]
     record: Option<PathBuf>,
+    /// Message content in records (`params`, `result`, `error.data`): `redacted` replaces
+    /// secret-named keys and `--redact-path`s by "[REDACTED]"; overrides the configuration file.
+    #[arg(long)]
+    payloads: Option<PayloadMode>,
+    /// Longest content kept per field, in bytes (longer is cut, `truncated: true`).
+    #[arg(long, value_name = "BYTES")]
+    payload_bytes: Option<usize>,
+    /// A JSON path to redact in content, e.g. `$.arguments.pin` (repeatable).
+    #[arg(long = "redact-path", value_name = "PATH")]
+    redact_paths: Vec<String>,
+    /// A request header to copy into message records (repeatable; secrets stay redacted).
+    #[arg(long = "output-header", value_name = "NAME")]
+    output_headers: Vec<String>,
 }
 
 /// When to look again at a freshly exec'd process for TLS libraries (ms after the exec).
@@ -84,6 +98,22 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
     if let Some(s) = args.idle_timeout {
         mcp_config.idle_timeout_ns = s.saturating_mul(1_000_000_000);
     }
+    if let Some(m) = args.payloads {
+        mcp_config.content.mode = m;
+    }
+    if let Some(n) = args.payload_bytes {
+        mcp_config.content.max_bytes = n;
+    }
+    for p in &args.redact_paths {
+        mcp_config
+            .content
+            .redact_paths
+            .push(JsonPath::parse(p).context("--redact-path")?);
+    }
+    mcp_config
+        .content
+        .output_headers
+        .extend(args.output_headers.iter().map(|h| h.to_ascii_lowercase()));
     // Kernel timestamps are CLOCK_MONOTONIC; JWT exp/nbf need Unix time.
     mcp_config.realtime_offset_ns =
         Some(clock_ns(libc::CLOCK_REALTIME).saturating_sub(monotonic_ns()));
