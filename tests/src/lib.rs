@@ -14,6 +14,7 @@ pub mod agent;
 pub mod conversation;
 pub mod env;
 pub mod peers;
+pub mod policy;
 pub mod process;
 pub mod records;
 pub mod stateless;

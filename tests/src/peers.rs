@@ -26,6 +26,33 @@ pub fn free_port() -> u16 {
         .expect("cannot bind 127.0.0.1:0 to find a free port")
 }
 
+/// Waits until 127.0.0.1:`port` accepts connections; panics with the server's stderr if
+/// `process` exits first or takes longer than [`SERVER_START_TIMEOUT`].
+pub fn wait_listening(process: &mut ChildGuard, port: u16, cmd: &str) {
+    let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
+    let started = Instant::now();
+    loop {
+        if let Some(status) = process.try_wait() {
+            panic!(
+                "the server ({cmd}) exited with {status} before listening on {addr}\n\
+                 --- server stderr ---\n{}",
+                process.stderr()
+            );
+        }
+        if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
+            return;
+        }
+        if started.elapsed() > SERVER_START_TIMEOUT {
+            panic!(
+                "the server ({cmd}) did not listen on {addr} within {SERVER_START_TIMEOUT:?}\n\
+                 --- server stderr ---\n{}",
+                process.stderr()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 /// `/proc/<pid>/comm` of a live process (what the kernel, and so the agent, calls it).
 pub fn comm_of(pid: u32) -> String {
     std::fs::read_to_string(format!("/proc/{pid}/comm"))
@@ -71,40 +98,14 @@ impl PyServer {
         if let Some(t) = tls {
             cmd.arg("--tls").arg(&t.cert).arg(&t.key);
         }
-        let process = ChildGuard::spawn("python server", &mut cmd, dir.path());
-        let mut server = PyServer {
+        let mut process = ChildGuard::spawn("python server", &mut cmd, dir.path());
+        wait_listening(&mut process, port, &format!("{cmd:?}"));
+        PyServer {
             process,
             port,
             tls: tls.is_some(),
             response_log,
             dir,
-        };
-        server.wait_listening(&cmd);
-        server
-    }
-
-    fn wait_listening(&mut self, cmd: &Command) {
-        let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, self.port));
-        let started = Instant::now();
-        loop {
-            if let Some(status) = self.process.try_wait() {
-                panic!(
-                    "the Python server ({cmd:?}) exited with {status} before listening on {addr}\n\
-                     --- server stderr ---\n{}",
-                    self.process.stderr()
-                );
-            }
-            if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
-                return;
-            }
-            if started.elapsed() > SERVER_START_TIMEOUT {
-                panic!(
-                    "the Python server ({cmd:?}) did not listen on {addr} within \
-                     {SERVER_START_TIMEOUT:?}\n--- server stderr ---\n{}",
-                    self.process.stderr()
-                );
-            }
-            std::thread::sleep(Duration::from_millis(50));
         }
     }
 
@@ -348,7 +349,8 @@ pub fn run_node_client(script: &str, url: &str, envs: &[(&str, &std::ffi::OsStr)
     finish_client(&mut process, &shown, pid)
 }
 
-fn finish_client(process: &mut ChildGuard, cmd: &str, pid: u32) -> Value {
+/// Waits for a client to exit successfully; returns the JSON summary it printed.
+pub fn finish_client(process: &mut ChildGuard, cmd: &str, pid: u32) -> Value {
     let Some(status) = process.wait_timeout(CLIENT_TIMEOUT) else {
         panic!(
             "the client ({cmd}) did not finish within {CLIENT_TIMEOUT:?}\n\

@@ -1225,9 +1225,18 @@ impl McpTracker {
                     }
                     // A stateless response stream carries only its own request's
                     // notifications.
-                    let stream_request = exchange_request.filter(|_| era == Era::Stateless);
+                    let stream_request = exchange_request
+                        .clone()
+                        .filter(|_| era == Era::Stateless);
                     if rec.related_id.is_none() {
-                        rec.related_id = stream_request.clone();
+                        // Handshake era too: what a POST's SSE stream carries before its
+                        // answer relates to that POST's request (the transport's rule).
+                        // A progress notification names its request by token only.
+                        rec.related_id = exchange_request.filter(|_| {
+                            era == Era::Stateless
+                                || (http.transport == super::Transport::Sse
+                                    && rec.progress_token.is_none())
+                        });
                     }
                     let counted = stream_request.or_else(|| {
                         rec.progress_token
