@@ -86,7 +86,7 @@ fn params_results_errors_and_notification_texts_are_reported_and_secrets_are_red
         assert!(
             fail[0]["error_message"]
                 .as_str()
-                .is_some_and(|m| m.contains("requested failure: on purpose")),
+                .is_some_and(|m| m.contains("Error executing tool fail")),
             "{}",
             fail[0]
         );
