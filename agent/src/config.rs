@@ -53,6 +53,8 @@ pub enum ConfigError {
         field: String,
         message: String,
     },
+    #[error("{file}: writable by group or others (mode {mode:o}): refusing it; `chmod go-w` it")]
+    Unsafe { file: PathBuf, mode: u32 },
     #[error("{file}: field `{field}`: cannot read key file {key_file}: {source}")]
     KeyFile {
         file: PathBuf,
@@ -135,11 +137,29 @@ struct FileKey {
 
 /// Reads and validates a configuration file into the tracker's configuration.
 pub fn load(path: &Path) -> Result<McpConfig, ConfigError> {
+    refuse_writable_by_others(path)?;
     let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
         file: path.to_path_buf(),
         source,
     })?;
     parse(path, &text)
+}
+
+/// A file anyone else may rewrite must not steer a privileged agent.
+pub fn refuse_writable_by_others(path: &Path) -> Result<(), ConfigError> {
+    use std::os::unix::fs::PermissionsExt;
+    let meta = std::fs::metadata(path).map_err(|source| ConfigError::Read {
+        file: path.to_path_buf(),
+        source,
+    })?;
+    let mode = meta.permissions().mode();
+    if mode & 0o022 != 0 {
+        return Err(ConfigError::Unsafe {
+            file: path.to_path_buf(),
+            mode: mode & 0o7777,
+        });
+    }
+    Ok(())
 }
 
 /// Parses configuration text (`path` names it in errors and anchors relative key files).
@@ -416,5 +436,18 @@ mod tests {
         let e = err("content:\n  payloads: some\n");
         assert!(e.starts_with("/etc/mcpwarden.yaml:2:"), "{e}");
         assert!(e.contains("content.payloads"), "{e}");
+    }
+
+    #[test]
+    fn a_file_writable_by_others_is_refused() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile_dir();
+        let p = dir.join("open.yaml");
+        std::fs::write(&p, "idle_timeout_secs: 5\n").unwrap();
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o666)).unwrap();
+        let e = load(&p).unwrap_err().to_string();
+        assert!(e.contains("writable by group or others (mode 666)"), "{e}");
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o644)).unwrap();
+        assert!(load(&p).is_ok());
     }
 }

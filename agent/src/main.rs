@@ -18,7 +18,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Cmd {
     /// Capture MCP traffic on this host and print it as JSON lines (monitor mode).
-    Run(run::RunArgs),
+    Run(Box<run::RunArgs>),
     /// Decode a recording made with `run --record FILE` offline and print JSON lines.
     Replay {
         /// The recorded kernel events (JSON lines).
@@ -36,7 +36,7 @@ fn main() {
         )
         .init();
     let result = match cli.cmd {
-        Cmd::Run(args) => run::run(args),
+        Cmd::Run(args) => run::run(*args),
         Cmd::Replay { file } => mcpwarden::replay::replay_file_to_stdout(&file)
             .map_err(|e| anyhow::Error::new(e).context(format!("replaying {}", file.display()))),
     };

@@ -15,6 +15,7 @@ use mcpwarden::conn::ConnTable;
 use mcpwarden::http::Limits;
 use mcpwarden::mcp::content::{JsonPath, PayloadMode};
 use mcpwarden::mcp::{McpConfig, McpTracker, Record};
+use mcpwarden::metrics::Metrics;
 use mcpwarden::output::JsonLinesWriter;
 use mcpwarden::replay::EventRecorder;
 
@@ -66,6 +67,13 @@ pub struct RunArgs {
     /// A request header to copy into message records (repeatable; secrets stay redacted).
     #[arg(long = "output-header", value_name = "NAME")]
     output_headers: Vec<String>,
+    /// Serve Prometheus metrics at http://ADDR/metrics, with /healthz and /readyz.
+    #[arg(long, value_name = "ADDR")]
+    metrics_addr: Option<std::net::SocketAddr>,
+    /// Keep every capability after attach (debugging; by default the agent drops all but
+    /// the ones it still needs, see the README).
+    #[arg(long)]
+    keep_capabilities: bool,
 }
 
 /// When to look again at a freshly exec'd process for TLS libraries (ms after the exec).
@@ -123,6 +131,17 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
         mode: args.capture_mode,
         ring_bytes: args.ring_bytes,
     })?;
+    // Attached: from here on only what the running features need (before any thread starts,
+    // as capabilities are per thread and inherited).
+    if !args.keep_capabilities {
+        let d = mcpwarden::privileges::drop_after_attach().context("dropping capabilities")?;
+        tracing::info!(kept = ?d.kept, dropped = ?d.dropped, "capabilities dropped after attach");
+    }
+    let metrics = Arc::new(Metrics::new());
+    if let Some(addr) = args.metrics_addr {
+        let bound = mcpwarden::metrics::serve(addr, metrics.clone())?;
+        eprintln!("mcpwarden: metrics on http://{bound}/metrics");
+    }
     let sink: Box<dyn Write + Send> = match &args.output {
         Some(p) => {
             Box::new(std::fs::File::create(p).with_context(|| format!("creating {}", p.display()))?)
@@ -178,6 +197,8 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
         capture.mode,
         capture.tls.targets.len()
     );
+    metrics.health().beat(monotonic_ns());
+    metrics.health().ready.store(true, Ordering::SeqCst);
     if let Some(p) = &args.ready_file {
         std::fs::write(p, format!("{}\n", std::process::id()))
             .with_context(|| format!("writing {}", p.display()))?;
@@ -220,7 +241,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
             }
             drop(item);
             if records.len() > 256 {
-                write_all(&mut writer, &mut records)?;
+                write_all(&mut writer, &mut records, &metrics)?;
             }
         }
         let now = monotonic_ns();
@@ -237,15 +258,22 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
             let (_, pid) = rescans.remove(0);
             capture.scan_tls_pid(pid);
         }
+        metrics.health().beat(now);
         if now.saturating_sub(last_tick) >= 1_000_000_000 {
             table.on_tick(now, &mut records);
             last_tick = now;
+            metrics.observe_stages(
+                &capture.counters(),
+                &capture.hook_counters(),
+                &table.stats,
+                &table.tracker().stats(),
+            );
         }
         if now.saturating_sub(last_tls_scan) >= 2_000_000_000 {
             capture.scan_tls_all();
             last_tls_scan = now;
         }
-        write_all(&mut writer, &mut records)?;
+        write_all(&mut writer, &mut records, &metrics)?;
         if let Some(r) = recorder.as_mut() {
             r.flush()?;
         }
@@ -254,7 +282,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
         }
     }
     table.finish(monotonic_ns(), &mut records);
-    write_all(&mut writer, &mut records)?;
+    write_all(&mut writer, &mut records, &metrics)?;
     let kernel = capture.counters();
     let hooks = capture.hook_counters();
     drop(capture); // detaches every program, frees every map
@@ -269,8 +297,13 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn write_all<W: Write>(w: &mut JsonLinesWriter<W>, recs: &mut Vec<Record>) -> anyhow::Result<()> {
+fn write_all<W: Write>(
+    w: &mut JsonLinesWriter<W>,
+    recs: &mut Vec<Record>,
+    metrics: &Metrics,
+) -> anyhow::Result<()> {
     for r in recs.drain(..) {
+        metrics.observe_record(&r);
         w.write(&r).context("writing output")?;
     }
     Ok(())

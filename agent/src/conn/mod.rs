@@ -16,7 +16,7 @@ use crate::http::{HttpEvent, HttpParser, Limits, MessageKind, RequestHead, Respo
 use crate::mcp::{Endpoint, Flow, HttpMeta, McpTracker, Record, Side, Transport};
 
 /// Counters of this stage (exported with the kernel's).
-#[derive(Debug, Default, Clone)]
+#[derive(Debug, Default, Clone, serde::Serialize)]
 pub struct ConnStats {
     pub conns_opened: u64,
     pub conns_closed: u64,

@@ -1225,9 +1225,7 @@ impl McpTracker {
                     }
                     // A stateless response stream carries only its own request's
                     // notifications.
-                    let stream_request = exchange_request
-                        .clone()
-                        .filter(|_| era == Era::Stateless);
+                    let stream_request = exchange_request.clone().filter(|_| era == Era::Stateless);
                     if rec.related_id.is_none() {
                         // Handshake era too: what a POST's SSE stream carries before its
                         // answer relates to that POST's request (the transport's rule).
