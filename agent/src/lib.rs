@@ -11,5 +11,6 @@ pub mod output;
 pub mod policy;
 pub mod privileges;
 pub mod process;
+pub mod record_mask;
 pub mod replay;
 pub mod rpc;

@@ -52,8 +52,13 @@ pub struct RunArgs {
     #[arg(long, default_value_t = 65536)]
     max_conns: usize,
     /// Also write every decoded kernel event to FILE (JSON lines; see `mcpwarden replay`).
+    /// Credentials in the recorded bytes are masked (see the README) unless
+    /// `--record-unredacted` is given.
     #[arg(long, value_name = "FILE")]
     record: Option<PathBuf>,
+    /// Record payload bytes exactly as captured, bearer tokens and cookies included.
+    #[arg(long, requires = "record")]
+    record_unredacted: bool,
     /// Message content in records (`params`, `result`, `error.data`): `redacted` replaces
     /// secret-named keys and `--redact-path`s by "[REDACTED]"; overrides the configuration file.
     #[arg(long)]
@@ -155,6 +160,8 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
         )),
         None => None,
     };
+    let mut record_mask = (args.record.is_some() && !args.record_unredacted)
+        .then(mcpwarden::record_mask::RecordMask::default);
     let mut table = ConnTable::new(tracker, Limits::default(), args.max_conns);
 
     let stop = Arc::new(AtomicBool::new(false));
@@ -229,7 +236,25 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
         while let Some(item) = capture.ring.next() {
             let decoded = events::decode(&item);
             if let (Some(r), Ok(ev)) = (recorder.as_mut(), &decoded) {
-                r.record(ev)?;
+                match (&mut record_mask, ev) {
+                    (
+                        Some(mask),
+                        events::KernelEvent::Data {
+                            conn, direction, ..
+                        },
+                    ) => {
+                        let mut masked = ev.clone();
+                        if let events::KernelEvent::Data { bytes, .. } = &mut masked {
+                            mask.mask(conn, *direction, bytes);
+                        }
+                        r.record(&masked)?;
+                    }
+                    (Some(mask), events::KernelEvent::Close { conn, .. }) => {
+                        mask.forget(conn);
+                        r.record(ev)?;
+                    }
+                    _ => r.record(ev)?,
+                }
             }
             match decoded {
                 Ok(events::KernelEvent::Exec { pid, .. }) => exec_pids.push(pid),
