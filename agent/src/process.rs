@@ -5,7 +5,28 @@
 use std::collections::HashMap;
 use std::path::PathBuf;
 
+use serde::Serialize;
+
 use crate::policy::ProcessFacts;
+
+/// Who a process is, as written into records (every field only when known).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct ProcessIdentity {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub exe: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub uid: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cgroup: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub container_id: Option<String>,
+    /// Kubernetes: the pod (the container's `HOSTNAME` when it runs in a pod).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pod_name: Option<String>,
+    /// Kubernetes: the pod's namespace (its service-account mount).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pod_namespace: Option<String>,
+}
 
 /// Processes remembered at once; beyond it the cache is cleared (counted).
 const MAX_PROCESSES: usize = 8192;
@@ -14,7 +35,7 @@ const MAX_PROCESSES: usize = 8192;
 #[derive(Debug)]
 pub struct ProcessTable {
     proc_root: PathBuf,
-    cache: HashMap<u32, ProcessFacts>,
+    cache: HashMap<u32, (ProcessFacts, ProcessIdentity)>,
     /// Times the cache was cleared to stay bounded.
     pub resets: u64,
 }
@@ -37,16 +58,62 @@ impl ProcessTable {
 
     /// What is known of `pid` (whose command name the kernel reported as `comm`).
     pub fn get(&mut self, pid: u32, comm: &str) -> &ProcessFacts {
-        let stale = self.cache.get(&pid).is_none_or(|f| f.comm != comm);
+        &self.entry(pid, comm).0
+    }
+
+    /// What records say about `pid`.
+    pub fn identity(&mut self, pid: u32, comm: &str) -> &ProcessIdentity {
+        &self.entry(pid, comm).1
+    }
+
+    fn entry(&mut self, pid: u32, comm: &str) -> &(ProcessFacts, ProcessIdentity) {
+        let stale = self.cache.get(&pid).is_none_or(|f| f.0.comm != comm);
         if stale {
             if self.cache.len() >= MAX_PROCESSES {
                 self.cache.clear();
                 self.resets += 1;
             }
             let facts = self.read(pid, comm);
-            self.cache.insert(pid, facts);
+            let (pod_name, pod_namespace) = self.pod(pid);
+            let identity = ProcessIdentity {
+                exe: facts.exe.clone(),
+                uid: facts.uid,
+                cgroup: facts.cgroup.clone(),
+                container_id: facts.container_id.clone(),
+                pod_name,
+                pod_namespace,
+            };
+            self.cache.insert(pid, (facts, identity));
         }
         self.cache.entry(pid).or_default()
+    }
+
+    /// Pod name and namespace of a process running in a Kubernetes pod: its `HOSTNAME`
+    /// (the pod name, unless the pod sets another) when `KUBERNETES_SERVICE_HOST` is in its
+    /// environment, and the namespace of its service-account mount.
+    fn pod(&self, pid: u32) -> (Option<String>, Option<String>) {
+        let dir = self.proc_root.join(pid.to_string());
+        let Ok(environ) = std::fs::read(dir.join("environ")) else {
+            return (None, None);
+        };
+        let vars: Vec<&[u8]> = environ.split(|b| *b == 0).collect();
+        let get = |name: &str| {
+            vars.iter().find_map(|v| {
+                v.strip_prefix(name.as_bytes())
+                    .and_then(|rest| rest.strip_prefix(b"="))
+                    .map(|val| String::from_utf8_lossy(val).into_owned())
+            })
+        };
+        if get("KUBERNETES_SERVICE_HOST").is_none() {
+            return (None, None);
+        }
+        let namespace = std::fs::read_to_string(
+            dir.join("root/var/run/secrets/kubernetes.io/serviceaccount/namespace"),
+        )
+        .ok()
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty());
+        (get("HOSTNAME"), namespace)
     }
 
     /// Forgets `pid` (it exited).
@@ -163,6 +230,31 @@ mod tests {
     fn uid_is_the_real_uid() {
         assert_eq!(parse_uid("Name:\tx\nUid:\t1000\t0\t0\t0\n"), Some(1000));
         assert_eq!(parse_uid("Name:\tx\n"), None);
+    }
+
+    #[test]
+    fn a_process_in_a_pod_names_its_pod_and_namespace() {
+        let root = std::env::temp_dir().join(format!("mcpwarden-proc-{}", std::process::id()));
+        let p = root.join("42");
+        let sa = p.join("root/var/run/secrets/kubernetes.io/serviceaccount");
+        std::fs::create_dir_all(&sa).unwrap_or_else(|e| panic!("{e}"));
+        std::fs::write(sa.join("namespace"), "team-a\n").unwrap_or_else(|e| panic!("{e}"));
+        std::fs::write(
+            p.join("environ"),
+            b"PATH=/bin\0HOSTNAME=mcp-server-7d9f\0KUBERNETES_SERVICE_HOST=10.0.0.1\0",
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        std::fs::write(
+            p.join("cgroup"),
+            format!("0::/kubepods/burstable/pod1/{ID}\n"),
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        let mut t = ProcessTable::new(&root);
+        let id = t.identity(42, "python3").clone();
+        assert_eq!(id.pod_name.as_deref(), Some("mcp-server-7d9f"));
+        assert_eq!(id.pod_namespace.as_deref(), Some("team-a"));
+        assert_eq!(id.container_id.as_deref(), Some(ID));
+        let _ = std::fs::remove_dir_all(&root);
     }
 
     #[test]

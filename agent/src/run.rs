@@ -127,6 +127,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
         .content
         .output_headers
         .extend(args.output_headers.iter().map(|h| h.to_ascii_lowercase()));
+    mcp_config.process_identity = true;
     // Kernel timestamps are CLOCK_MONOTONIC; JWT exp/nbf need Unix time.
     mcp_config.realtime_offset_ns =
         Some(clock_ns(libc::CLOCK_REALTIME).saturating_sub(monotonic_ns()));

@@ -92,6 +92,10 @@ pub struct ConnTable {
     limits: Limits,
     max_conns: usize,
     pub stats: ConnStats,
+    /// `(local, remote)` → connection, to name each record's peer process when both ends of
+    /// a connection are on this host. Entries of closed connections are checked on lookup
+    /// and swept when the index outgrows the table.
+    tuples: HashMap<(String, String), ConnIdent>,
 }
 
 fn other(d: Direction) -> Direction {
@@ -109,6 +113,46 @@ impl ConnTable {
             limits,
             max_conns: max_conns.max(1),
             stats: ConnStats::default(),
+            tuples: HashMap::new(),
+        }
+    }
+
+    fn index_tuple(&mut self, id: ConnIdent) {
+        let Some(c) = self.conns.get(&id) else {
+            return;
+        };
+        if c.ep.local.is_empty() || c.ep.remote.is_empty() {
+            return;
+        }
+        if self.tuples.len() >= 2 * self.max_conns {
+            let conns = &self.conns;
+            self.tuples.retain(|_, id| conns.contains_key(id));
+        }
+        self.tuples
+            .insert((c.ep.local.clone(), c.ep.remote.clone()), id);
+    }
+
+    /// Names the peer process on message records `out[start..]` whose other end is a live
+    /// connection of another process on this host.
+    fn link_peers(&self, out: &mut [Record]) {
+        if self.tuples.is_empty() {
+            return;
+        }
+        for r in out {
+            let Record::Message(m) = r else {
+                continue;
+            };
+            if m.peer_pid.is_some() || m.local.is_empty() {
+                continue;
+            }
+            let key = (m.remote.clone(), m.local.clone());
+            let Some(peer) = self.tuples.get(&key).and_then(|id| self.conns.get(id)) else {
+                continue;
+            };
+            if peer.ep.local == key.0 && peer.ep.remote == key.1 && peer.ep.pid != m.pid {
+                m.peer_pid = Some(peer.ep.pid);
+                m.peer_comm = Some(peer.ep.comm.clone());
+            }
         }
     }
 
@@ -126,6 +170,21 @@ impl ConnTable {
 
     /// Feeds one kernel event; MCP records it produces are appended to `out`.
     pub fn on_event(&mut self, ev: KernelEvent, out: &mut Vec<Record>) {
+        let start = out.len();
+        let indexed = match &ev {
+            KernelEvent::Open { conn, .. } | KernelEvent::TlsTie { conn, .. } => Some(*conn),
+            _ => None,
+        };
+        self.dispatch(ev, out);
+        if let Some(id) = indexed {
+            self.index_tuple(id);
+        }
+        if let Some(new) = out.get_mut(start..) {
+            self.link_peers(new);
+        }
+    }
+
+    fn dispatch(&mut self, ev: KernelEvent, out: &mut Vec<Record>) {
         match ev {
             KernelEvent::Open {
                 conn,

@@ -137,3 +137,66 @@ fn bytes_delivered_twice_are_trimmed_and_counted() {
     assert_eq!(m.len(), 1, "{out:?}");
     assert_eq!(m[0]["id"], 7);
 }
+
+#[test]
+fn both_ends_on_this_host_name_each_other_as_peers() {
+    let mut t = table();
+    let mut out = Vec::new();
+    let client = ConnIdent {
+        pid: 10,
+        fd: 5,
+        start_ns: 1,
+    };
+    let server = ConnIdent {
+        pid: 20,
+        fd: 9,
+        start_ns: 2,
+    };
+    let a: std::net::SocketAddr = ([127, 0, 0, 1], 40000).into();
+    let b: std::net::SocketAddr = ([127, 0, 0, 1], 8000).into();
+    for (conn, local, remote, connector, comm) in [
+        (client, a, b, true, "agent-client"),
+        (server, b, a, false, "mcp-server"),
+    ] {
+        t.on_event(
+            KernelEvent::Open {
+                conn,
+                ts_ns: 10,
+                local: Some(local),
+                remote: Some(remote),
+                connector: Some(connector),
+                comm: comm.into(),
+                tls: false,
+                sock_fd: None,
+            },
+            &mut out,
+        );
+    }
+    t.on_event(data(client, Direction::Egress, 0, REQ, 20), &mut out);
+    t.on_event(data(server, Direction::Ingress, 0, REQ, 21), &mut out);
+    let m = messages(&out);
+    assert_eq!(m.len(), 2);
+    assert_eq!(
+        (&m[0]["pid"], &m[0]["peer_pid"]),
+        (&serde_json::json!(10), &serde_json::json!(20))
+    );
+    assert_eq!(m[0]["peer_comm"], serde_json::json!("mcp-server"));
+    assert_eq!(
+        (&m[1]["pid"], &m[1]["peer_pid"]),
+        (&serde_json::json!(20), &serde_json::json!(10))
+    );
+    // Once the server's end is gone, the client's records name no peer.
+    t.on_event(
+        KernelEvent::Close {
+            conn: server,
+            ts_ns: 30,
+            egress_bytes: 0,
+            ingress_bytes: 0,
+        },
+        &mut out,
+    );
+    out.clear();
+    t.on_event(data(client, Direction::Ingress, 0, RESP, 40), &mut out);
+    let m = messages(&out);
+    assert_eq!(m[0].get("peer_pid"), None);
+}

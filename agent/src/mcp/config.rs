@@ -56,6 +56,9 @@ pub struct McpConfig {
     /// their first message, then reported (`session_update`) at most this often while they
     /// change; `0` turns both off.
     pub session_update_interval_ns: u64,
+    /// Records say who each process is (`exe`, `uid`, `cgroup`, container and pod), read from
+    /// `/proc` (off for replays, which must not read this host's `/proc`).
+    pub process_identity: bool,
 }
 
 impl Default for McpConfig {
@@ -75,6 +78,7 @@ impl Default for McpConfig {
             realtime_offset_ns: None,
             content: ContentConfig::default(),
             session_update_interval_ns: 10 * 1_000_000_000,
+            process_identity: false,
         }
     }
 }

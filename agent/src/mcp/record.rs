@@ -10,6 +10,7 @@ use super::identity::IdentitySource;
 use super::stateless::InputRequestSummary;
 use super::verify::VerificationFailure;
 use super::{Flow, SessionState, Side, Transport};
+use crate::process::ProcessIdentity;
 use crate::rpc::RpcId;
 
 /// One reported event. Serialises with a `"type"` field: `"message"`, `"session_start"`,
@@ -227,6 +228,15 @@ pub struct MessageRecord {
     /// case; secret-named ones redacted). Absent unless configured.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub headers: Option<std::collections::BTreeMap<String, String>>,
+    /// Who the process is: `exe`, `uid`, `cgroup`, `container_id`, `pod_name`,
+    /// `pod_namespace` (each only when known).
+    #[serde(flatten)]
+    pub process: ProcessIdentity,
+    /// The process at the other end of the connection, when it is on this host and seen.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub peer_pid: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub peer_comm: Option<String>,
 }
 
 /// Longest error message copied into a record; longer ones are cut at a char boundary.
@@ -300,6 +310,9 @@ pub struct SessionSummary {
     /// "fields":[..]}` from the catalogue, `{"kind":"request_verification",..}` from header
     /// verification; the policy stage adds its own.
     pub attacks: Vec<Value>,
+    /// Who the observed process is (see [`MessageRecord::process`]).
+    #[serde(flatten)]
+    pub process: ProcessIdentity,
 }
 
 /// A tool whose definition changed between two complete `tools/list` results of a server.
@@ -430,6 +443,9 @@ pub struct VerdictRecord {
     /// The offending request (`{"method", "params"}`), redacted as configured; `null` for
     /// allows.
     pub request: Option<Value>,
+    /// Who the process is (see [`MessageRecord::process`]).
+    #[serde(flatten)]
+    pub process: ProcessIdentity,
     /// Hold mode: reset rather than release when no decision comes in time (the rule's
     /// `fail: closed`). For the enforcer; not written.
     #[serde(skip)]

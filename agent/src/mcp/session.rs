@@ -519,6 +519,7 @@ impl McpSession {
             role: self.identity.as_ref().and_then(|i| i.role.clone()),
             identity_source: self.identity.as_ref().map(|i| i.source),
             identity_verified: self.identity.as_ref().is_some_and(|i| i.verified),
+            process: crate::process::ProcessIdentity::default(),
             client_capabilities: self.client_capabilities.clone(),
             server_capabilities: self.server_capabilities.clone(),
             cancelled: self.cancelled,

@@ -60,7 +60,7 @@ use super::stateless::{self, request_era, CallRound, OpenRound, StatelessKey, MR
 use super::verify::{self, RequestView, ToolSchema, Verification};
 use super::{header_value, Endpoint, Flow, HttpMeta, McpConfig};
 use crate::policy::{Action, Judgement, Reason, ReasonKind, RequestFacts};
-use crate::process::ProcessTable;
+use crate::process::{ProcessIdentity, ProcessTable};
 use crate::rpc::{decode_with, DecodeLimits, RpcError, RpcId, RpcMessage};
 
 /// Request header naming the protocol revision (2025-06-18+).
@@ -561,11 +561,9 @@ impl McpTracker {
             .collect();
         open.sort_by(|a, b| (a.0, &a.1).cmp(&(b.0, &b.1)));
         for (_, _, s) in open {
-            out.push(Record::SessionEnd(s.summary(
-                SessionStatus::Active,
-                Some(EndReason::Shutdown),
-                now_ns,
-            )));
+            let mut summary = s.summary(SessionStatus::Active, Some(EndReason::Shutdown), now_ns);
+            summary.process = self.identity_of(s.pid, &s.comm);
+            out.push(Record::SessionEnd(summary));
         }
         self.exchanges.clear();
         self.subjects.clear();
@@ -1060,6 +1058,9 @@ impl McpTracker {
             payload_bytes: None,
             traceparent: None,
             headers: None,
+            process: ProcessIdentity::default(),
+            peer_pid: None,
+            peer_comm: None,
         };
         let mut unverified_params = 0;
         if flow == Flow::ClientToServer {
@@ -1104,6 +1105,7 @@ impl McpTracker {
             });
         }
         self.fill_content(&mut rec, &message);
+        rec.process = self.identity_of(ep.pid, &ep.comm);
         let judge_input = match &message {
             RpcMessage::Request { method, params, id } if self.policy.is_some() => {
                 Some((method.clone(), Some(id.clone()), params.clone(), true))
@@ -1569,11 +1571,9 @@ impl McpTracker {
                 }
             }
         }
-        out.push(Record::SessionEnd(s.summary(
-            status,
-            Some(reason),
-            ended_ns,
-        )));
+        let mut summary = s.summary(status, Some(reason), ended_ns);
+        summary.process = self.identity_of(s.pid, &s.comm);
+        out.push(Record::SessionEnd(summary));
     }
 
     /// `session_start` for sessions not yet announced, `session_update` for announced ones
@@ -1595,10 +1595,15 @@ impl McpTracker {
             .collect();
         due.sort();
         for (_, key) in due {
+            let Some((pid, comm)) = self.sessions.get(&key).map(|s| (s.pid, s.comm.clone())) else {
+                continue;
+            };
+            let process = self.identity_of(pid, &comm);
             let Some(s) = self.sessions.get_mut(&key) else {
                 continue;
             };
-            let summary = s.summary(SessionStatus::Active, None, s.last_ns);
+            let mut summary = s.summary(SessionStatus::Active, None, s.last_ns);
+            summary.process = process;
             out.push(if s.announced {
                 Record::SessionUpdate(summary)
             } else {
@@ -1608,6 +1613,15 @@ impl McpTracker {
             s.reported_ns = now_ns;
             s.reported_activity = s.activity();
             self.counters.session_reports += 1;
+        }
+    }
+
+    /// Who process `pid` is, for records (empty unless `process_identity` is configured).
+    fn identity_of(&mut self, pid: u32, comm: &str) -> ProcessIdentity {
+        if self.cfg.process_identity {
+            self.processes.identity(pid, comm).clone()
+        } else {
+            ProcessIdentity::default()
         }
     }
 
@@ -1798,6 +1812,7 @@ impl McpTracker {
             decision_ns,
             enforced_after_ns: None,
             request,
+            process: self.identity_of(ep.pid, &ep.comm),
             fail_closed: j.fail_closed,
             approve_timeout_ms: j.approve_timeout_ms,
             block_connect: j.block_connect,
