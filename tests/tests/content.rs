@@ -38,14 +38,8 @@ fn params_results_errors_and_notification_texts_are_reported_and_secrets_are_red
     let client_pid = client["pid"].as_u64().unwrap_or(0) as u32;
     let records = agent.stop();
     let output = serde_json::to_string(&records).unwrap_or_default();
-    assert!(
-        !output.contains(SECRET),
-        "the planted secret reached the output"
-    );
-    assert!(
-        !output.contains("4321"),
-        "a configured redact path reached the output"
-    );
+    assert!(!output.contains(SECRET), "the planted secret reached the output");
+    assert!(!output.contains("4321"), "a configured redact path reached the output");
 
     for pid in [client_pid, server.pid()] {
         let msgs = messages_of(&records, pid);
@@ -75,11 +69,7 @@ fn params_results_errors_and_notification_texts_are_reported_and_secrets_are_red
         let chatty = find(&msgs, "request", "tools/call", Some("chatty"));
         let logs = find(&msgs, "notification", "notifications/message", None);
         let texts: Vec<&Value> = logs.iter().map(|m| &m["params"]["data"]).collect();
-        assert_eq!(
-            texts,
-            vec![&json!("step 1 of 2"), &json!("step 2 of 2")],
-            "pid {pid}"
-        );
+        assert_eq!(texts, vec![&json!("step 1 of 2"), &json!("step 2 of 2")], "pid {pid}");
         for l in &logs {
             assert_eq!(l["related_id"], chatty[0]["id"], "{l}");
             assert_eq!(l["params"]["level"], json!("info"));
@@ -117,8 +107,5 @@ fn params_results_errors_and_notification_texts_are_reported_and_secrets_are_red
         .cloned()
         .unwrap_or_default();
     assert_eq!(note["inputSchema"]["additionalProperties"], json!(false));
-    assert_eq!(
-        note["inputSchema"]["properties"]["text"]["maxLength"],
-        json!(64)
-    );
+    assert_eq!(note["inputSchema"]["properties"]["text"]["maxLength"], json!(64));
 }
