@@ -14,7 +14,7 @@ pub mod agent;
 pub mod container;
 pub mod conversation;
 pub mod env;
-pub mod helm;
+pub mod kubernetes;
 pub mod peers;
 pub mod policy;
 pub mod process;
