@@ -193,6 +193,8 @@ impl Dockerd {
             for id in ids.split_whitespace() {
                 let _ = self.docker().args(["rm", "--force", id]).output();
             }
+            // Images replaced by this run's build (the data root persists between runs).
+            let _ = self.docker().args(["image", "prune", "--force"]).output();
             self.process.signal(libc::SIGTERM);
             if self.process.wait_timeout(DOCKERD_STOP_TIMEOUT).is_none() {
                 eprintln!("dockerd did not stop within {DOCKERD_STOP_TIMEOUT:?}: killing it");
