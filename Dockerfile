@@ -17,8 +17,9 @@ ENV DEBIAN_FRONTEND=noninteractive \
     LLVM_PREFIX=/usr/lib/llvm-22
 # LLVM 22 (bpf-linker links libLLVM.so.22.1 dynamically). Debian bookworm carries
 # llvm-22-dev in bookworm-security; apt.llvm.org's bookworm repository has it too.
+# zlib, zstd and libxml2 headers: what `llvm-config --system-libs` asks bpf-linker to link.
 RUN apt-get update \
- && apt-get install -y --no-install-recommends llvm-22-dev \
+ && apt-get install -y --no-install-recommends llvm-22-dev zlib1g-dev libzstd-dev libxml2-dev \
  && rm -rf /var/lib/apt/lists/*
 # nightly + rust-src for the eBPF crate (-Z build-std=core --target bpfel-unknown-none);
 # bpf-linker 0.13 built against LLVM 22 (its default feature wants LLVM 23).
@@ -42,7 +43,9 @@ LABEL org.opencontainers.image.title="mcpwarden" \
 # bookworm-slim already holds libc6, libgcc-s1 (libc.so.6, libm.so.6, libgcc_s.so.1 and
 # /lib64/ld-linux-x86-64.so.2): nothing to install.
 COPY --from=build /out/ /
-RUN mkdir -p /etc/mcpwarden /run/mcpwarden /host/proc
+# The directories xtask/src/image.rs creates too (configuration, control socket, agent id
+# and spool, a host /proc mount point).
+RUN mkdir -p /etc/mcpwarden /run/mcpwarden /var/lib/mcpwarden /host/proc
 ENV PATH=/usr/local/bin:/usr/bin:/bin
 ENTRYPOINT ["/usr/local/bin/mcpwarden"]
 CMD ["run"]

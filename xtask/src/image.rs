@@ -23,6 +23,14 @@ use crate::util::{self, run, stdout_of, target_dir};
 
 /// Where the agent lives inside the image (the Dockerfile copies it to the same place).
 pub const AGENT_IN_IMAGE: &str = "/usr/local/bin/mcpwarden";
+/// Directories the agent uses, made in the image (the Dockerfile makes the same ones):
+/// configuration, control socket, agent id and export spool, a host `/proc` mount point.
+pub const AGENT_DIRS: &[&str] = &[
+    "etc/mcpwarden",
+    "run/mcpwarden",
+    "var/lib/mcpwarden",
+    "host/proc",
+];
 /// Default image tag.
 pub const DEFAULT_TAG: &str = "mcpwarden:dev";
 /// Debian's client, which matches Debian's `dockerd` (another `docker` on PATH may be newer
@@ -195,14 +203,7 @@ pub fn assemble_root(agent: &Path, root: &Path) -> Result<Vec<(PathBuf, String)>
             .with_context(|| format!("cannot copy {} to {}", host.display(), dest.display()))?;
     }
     // Mount points and directories the agent uses (a read-only root cannot create them).
-    for dir in [
-        "etc/mcpwarden",
-        "run/mcpwarden",
-        "sys",
-        "proc",
-        "tmp",
-        "host/proc",
-    ] {
+    for dir in AGENT_DIRS.iter().chain(&["sys", "proc", "tmp"]) {
         fs::create_dir_all(root.join(dir))
             .with_context(|| format!("cannot create {}/{dir}", root.display()))?;
     }
@@ -263,6 +264,18 @@ mod tests {
             assert!(
                 shipped.contains(&line),
                 "the repository's Dockerfile lacks {line}"
+            );
+        }
+        assert!(shipped.contains("COPY --from=build /out/ /"));
+        assert!(shipped.contains(&format!("/out{AGENT_IN_IMAGE}")));
+        let mkdir = shipped
+            .lines()
+            .find(|l| l.starts_with("RUN mkdir -p "))
+            .expect("the Dockerfile makes the agent's directories");
+        for dir in AGENT_DIRS {
+            assert!(
+                mkdir.split_whitespace().any(|d| d == format!("/{dir}")),
+                "the Dockerfile does not make /{dir}: {mkdir}"
             );
         }
     }
