@@ -11,8 +11,10 @@
 //! missing input is a test failure, never a silent skip.
 
 pub mod agent;
+pub mod container;
 pub mod conversation;
 pub mod env;
+pub mod kubernetes;
 pub mod peers;
 pub mod policy;
 pub mod process;

@@ -4,6 +4,7 @@ mod bench;
 mod build;
 mod fixtures;
 mod fuzz;
+mod image;
 mod run;
 mod setup;
 mod test;
@@ -45,6 +46,17 @@ enum Cmd {
         #[arg(long)]
         e2e: bool,
     },
+    /// Build the container image `mcpwarden:dev` into the local docker engine: the release
+    /// agent plus the libraries `ldd` names, FROM scratch (no registry needed; installs
+    /// docker.io and starts dockerd when missing). The repository's Dockerfile is its twin.
+    Image {
+        /// Image tag.
+        #[arg(long, default_value = image::DEFAULT_TAG)]
+        tag: String,
+        /// Package this already built agent instead of running `cargo xtask build`.
+        #[arg(long, value_name = "PATH")]
+        agent: Option<std::path::PathBuf>,
+    },
     /// Record the replay fixtures in tests/fixtures/ from real SDK traffic (root).
     RecordFixtures,
     /// Run every cargo-fuzz target in fuzz/ (or those named) N seconds each (nightly;
@@ -71,6 +83,7 @@ fn main() -> ExitCode {
         Cmd::BuildEbpf => build::build_ebpf().map(drop),
         Cmd::Build => build::build().map(drop),
         Cmd::Run { args } => run::run(args),
+        Cmd::Image { tag, agent } => image::image(image::ImageOptions { tag, agent }),
         Cmd::RecordFixtures => fixtures::record_fixtures(),
         Cmd::Fuzz { seconds, targets } => fuzz::fuzz(seconds, targets),
         Cmd::Bench { seconds } => bench::bench(seconds),

@@ -89,6 +89,7 @@ pub fn setup(scope: Scope) -> Result<()> {
                 install: || Ok(()),
             },
         ]);
+        steps.push(docker_step());
     }
     for step in steps {
         run_step(&step).map_err(|e| anyhow!("setup: {}: failed: {e:#}", step.name))?;
@@ -397,4 +398,52 @@ fn install_node_peers() -> Result<()> {
     let hash = util::sha256_file(&node_dir().join("package-lock.json"))?;
     fs::write(node_stamp(), format!("{hash}\n"))
         .with_context(|| format!("cannot write {}", node_stamp().display()))
+}
+
+// ---- 6. Docker (the container image and its end-to-end test) ----------------------------------
+
+/// Debian's `docker.io` (engine 20.10 and its client): `cargo xtask image` builds the agent's
+/// image into it and the deploy end-to-end test runs that image. Nothing can be pulled here,
+/// so the image is made `FROM scratch` (see image.rs).
+fn docker_step() -> Step {
+    fn check() -> Result<Check> {
+        let missing: Vec<&str> = ["/usr/sbin/dockerd", "/usr/bin/docker"]
+            .into_iter()
+            .filter(|p| !Path::new(p).is_file())
+            .collect();
+        if missing.is_empty() {
+            Ok(Check::Done)
+        } else {
+            Ok(Check::Missing(format!(
+                "{} not installed",
+                missing.join(" and ")
+            )))
+        }
+    }
+    fn install() -> Result<()> {
+        if !util::is_root() {
+            bail!(
+                "installing docker.io with apt-get needs root: run `sudo apt-get install -y \
+                 docker.io` or run this command as root"
+            );
+        }
+        run(Command::new("apt-get")
+            .arg("update")
+            .env("DEBIAN_FRONTEND", "noninteractive"))?;
+        run(Command::new("apt-get")
+            .args(["install", "-y", "--no-install-recommends", "docker.io"])
+            .env("DEBIAN_FRONTEND", "noninteractive"))
+    }
+    Step {
+        name: "docker.io (container image)",
+        note: "",
+        check,
+        install,
+    }
+}
+
+/// Runs the docker.io step alone (for `cargo xtask image`).
+pub fn ensure_docker() -> Result<()> {
+    let step = docker_step();
+    run_step(&step).map_err(|e| anyhow!("setup: {}: failed: {e:#}", step.name))
 }
