@@ -11,7 +11,7 @@ use regex::Regex;
 use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::Value;
 
-use super::glob::{last_line, Glob, Globs};
+use super::glob::{last_line, validated_str, Glob, Globs};
 use super::jsonpath::JsonPath;
 use super::{Action, ReasonKind};
 
@@ -166,23 +166,22 @@ struct RuleId(String);
 
 impl<'de> Deserialize<'de> for RuleId {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let id = String::deserialize(d)?;
-        if id.trim().is_empty() {
-            return Err(de::Error::custom("a rule id must not be empty"));
-        }
-        if id.chars().any(char::is_control) {
-            return Err(de::Error::custom("a rule id must not contain control characters"));
-        }
-        let dup = SEEN_IDS.with(|s| match s.borrow_mut().as_mut() {
-            Some(seen) => !seen.insert(id.clone()),
-            None => false,
-        });
-        if dup {
-            return Err(de::Error::custom(format!(
-                "duplicate rule id `{id}` (ids must be unique)"
-            )));
-        }
-        Ok(RuleId(id))
+        validated_str(d, "a rule id string", |id| {
+            if id.trim().is_empty() {
+                return Err("a rule id must not be empty".into());
+            }
+            if id.chars().any(char::is_control) {
+                return Err("a rule id must not contain control characters".into());
+            }
+            let dup = SEEN_IDS.with(|s| match s.borrow_mut().as_mut() {
+                Some(seen) => !seen.insert(id.to_string()),
+                None => false,
+            });
+            if dup {
+                return Err(format!("duplicate rule id `{id}` (ids must be unique)"));
+            }
+            Ok(RuleId(id.to_string()))
+        })
     }
 }
 
@@ -597,14 +596,13 @@ impl fmt::Debug for PolicyRegex {
 
 impl<'de> Deserialize<'de> for PolicyRegex {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let text = String::deserialize(d)?;
-        regex::RegexBuilder::new(&text)
-            .size_limit(MAX_REGEX_BYTES)
-            .build()
-            .map(PolicyRegex)
-            .map_err(|e| {
-                de::Error::custom(format!("bad regex `{text}`: {}", last_line(&e.to_string())))
-            })
+        validated_str(d, "a regex string", |text| {
+            regex::RegexBuilder::new(text)
+                .size_limit(MAX_REGEX_BYTES)
+                .build()
+                .map(PolicyRegex)
+                .map_err(|e| format!("bad regex `{text}`: {}", last_line(&e.to_string())))
+        })
     }
 }
 

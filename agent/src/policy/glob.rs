@@ -144,9 +144,36 @@ impl fmt::Debug for Glob {
 
 impl<'de> Deserialize<'de> for Glob {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let text = String::deserialize(d)?;
-        Glob::new(&text, false).map_err(de::Error::custom)
+        validated_str(d, "a glob string", |s| {
+            Glob::new(s, false).map_err(|e| e.0)
+        })
     }
+}
+
+/// Reads a string and checks it from inside the visitor, so that the YAML deserializer
+/// stamps a refusal with the string's own line and column.
+pub(crate) fn validated_str<'de, D, T>(
+    d: D,
+    expecting: &'static str,
+    check: fn(&str) -> Result<T, String>,
+) -> Result<T, D::Error>
+where
+    D: Deserializer<'de>,
+{
+    struct V<T> {
+        expecting: &'static str,
+        check: fn(&str) -> Result<T, String>,
+    }
+    impl<'de, T> Visitor<'de> for V<T> {
+        type Value = T;
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str(self.expecting)
+        }
+        fn visit_str<E: de::Error>(self, v: &str) -> Result<T, E> {
+            (self.check)(v).map_err(E::custom)
+        }
+    }
+    d.deserialize_str(V { expecting, check })
 }
 
 /// One glob or a list of globs: any of them matches.

@@ -3,7 +3,7 @@
 
 use std::fmt;
 
-use serde::de::{self, Deserialize, Deserializer};
+use serde::de::{Deserialize, Deserializer};
 use serde_json::Value;
 
 /// One step into a value.
@@ -154,8 +154,7 @@ impl fmt::Display for JsonPath {
 
 impl<'de> Deserialize<'de> for JsonPath {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let text = String::deserialize(d)?;
-        JsonPath::parse(&text).map_err(de::Error::custom)
+        super::glob::validated_str(d, "a JSON path string", JsonPath::parse)
     }
 }
 

@@ -267,14 +267,13 @@ struct PinHash(String);
 
 impl<'de> serde::Deserialize<'de> for PinHash {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let s = String::deserialize(d)?;
-        if s.len() == 64 && s.bytes().all(|b| b.is_ascii_hexdigit()) {
-            Ok(PinHash(s.to_ascii_lowercase()))
-        } else {
-            Err(serde::de::Error::custom(format!(
-                "`{s}` is not a SHA-256 in hex (64 hex digits)"
-            )))
-        }
+        super::glob::validated_str(d, "a SHA-256 in hex", |s| {
+            if s.len() == 64 && s.bytes().all(|b| b.is_ascii_hexdigit()) {
+                Ok(PinHash(s.to_ascii_lowercase()))
+            } else {
+                Err(format!("`{s}` is not a SHA-256 in hex (64 hex digits)"))
+            }
+        })
     }
 }
 
