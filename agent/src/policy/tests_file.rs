@@ -382,7 +382,8 @@ fn the_source_notices_a_rewrite_and_reports_a_bad_one() {
     let dir = temp_dir("reload");
     let f = dir.join("p.yaml");
     write_private(&f, "default: allow\n");
-    let mut current = load(&f).unwrap();
+    let current = load(&f).unwrap();
+    assert_eq!(current.default, Action::Allow);
     let mut src = PolicySource::new(&f);
     assert!(src.poll(false).is_none(), "nothing changed yet");
 
@@ -390,10 +391,10 @@ fn the_source_notices_a_rewrite_and_reports_a_bad_one() {
     let tmp = dir.join("p.yaml.new");
     write_private(&tmp, "default: deny\nrules: []\n");
     std::fs::rename(&tmp, &f).unwrap();
-    match src.poll(false) {
-        Some(Ok(p)) => current = p,
+    let current = match src.poll(false) {
+        Some(Ok(p)) => p,
         other => panic!("want a new policy, got {other:?}"),
-    }
+    };
     assert_eq!(current.default, Action::Deny);
     assert!(src.poll(false).is_none(), "reported once");
 
