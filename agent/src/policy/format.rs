@@ -48,12 +48,47 @@ pub enum UnknownCatalog {
     Deny,
 }
 
-#[derive(Debug, Default, serde::Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Default)]
 pub(crate) struct FileLimits {
     pub max_body_bytes: Option<u64>,
     pub max_json_depth: Option<u64>,
     pub max_string_bytes: Option<u64>,
+}
+
+/// The deepest `max_json_depth` allowed: schema validation recurses along the arguments,
+/// and must stay well inside a 2 MiB thread stack.
+pub const MAX_JSON_DEPTH_CEILING: u64 = 256;
+
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawLimits {
+    max_body_bytes: Option<u64>,
+    max_json_depth: Option<u64>,
+    max_string_bytes: Option<u64>,
+}
+
+impl TryFrom<RawLimits> for FileLimits {
+    type Error = String;
+    fn try_from(r: RawLimits) -> Result<FileLimits, String> {
+        if let Some(d) = r.max_json_depth {
+            if d < 2 || d > MAX_JSON_DEPTH_CEILING {
+                return Err(format!(
+                    "max_json_depth {d} is outside 2..={MAX_JSON_DEPTH_CEILING}"
+                ));
+            }
+        }
+        Ok(FileLimits {
+            max_body_bytes: r.max_body_bytes,
+            max_json_depth: r.max_json_depth,
+            max_string_bytes: r.max_string_bytes,
+        })
+    }
+}
+
+impl<'de> Deserialize<'de> for FileLimits {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        validated_map::<D, RawLimits, FileLimits>(d, "a limits map")
+    }
 }
 
 #[derive(Debug, serde::Deserialize)]

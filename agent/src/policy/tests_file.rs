@@ -288,6 +288,12 @@ fn broken_policy_files_name_file_line_column_and_field() {
             "unknown field `max_depth`",
         ),
         (
+            "a depth limit too deep to validate safely",
+            "default: allow\nlimits:\n  max_json_depth: 1000\n",
+            "/etc/mcpwarden/policy.yaml:3:3: field `limits`: ",
+            "max_json_depth 1000 is outside 2..=256",
+        ),
+        (
             "a string where a number belongs",
             "hold_timeout_ms: soon\n",
             "/etc/mcpwarden/policy.yaml:1:18: field `hold_timeout_ms`: ",
