@@ -82,11 +82,23 @@ impl Policy {
         let checks: Vec<String> = ALL_KINDS
             .iter()
             .map(|k| {
-                let set = if self.checks.contains_key(k) { "" } else { " (default)" };
-                format!("  {}: {}{set}", kind_name(*k), action_name(self.check_action(*k)))
+                let set = if self.checks.contains_key(k) {
+                    ""
+                } else {
+                    " (default)"
+                };
+                format!(
+                    "  {}: {}{set}",
+                    kind_name(*k),
+                    action_name(self.check_action(*k))
+                )
             })
             .collect();
-        let _ = writeln!(out, "checks (action when the finding is present):\n{}", checks.join("\n"));
+        let _ = writeln!(
+            out,
+            "checks (action when the finding is present):\n{}",
+            checks.join("\n")
+        );
         match &self.pins_file {
             Some(p) => {
                 let n: usize = self.file_pins.values().map(|t| t.len()).sum();
@@ -113,7 +125,12 @@ impl Policy {
                 } else {
                     conds.join(" and ")
                 };
-                let _ = writeln!(out, "  {}. {when}: default {}", i + 1, action_name(s.default));
+                let _ = writeln!(
+                    out,
+                    "  {}. {when}: default {}",
+                    i + 1,
+                    action_name(s.default)
+                );
             }
         }
         if self.rules.is_empty() {
@@ -190,7 +207,14 @@ fn describe_match(m: &Match) -> String {
             c.push(format!("a role {}", g.describe()));
         }
         if let Some(v) = i.verified {
-            c.push(if v { "identity verified" } else { "identity not verified" }.to_string());
+            c.push(
+                if v {
+                    "identity verified"
+                } else {
+                    "identity not verified"
+                }
+                .to_string(),
+            );
         }
     }
     if let Some(e) = m.era {

@@ -71,7 +71,7 @@ impl TryFrom<RawLimits> for FileLimits {
     type Error = String;
     fn try_from(r: RawLimits) -> Result<FileLimits, String> {
         if let Some(d) = r.max_json_depth {
-            if d < 2 || d > MAX_JSON_DEPTH_CEILING {
+            if !(2..=MAX_JSON_DEPTH_CEILING).contains(&d) {
                 return Err(format!(
                     "max_json_depth {d} is outside 2..={MAX_JSON_DEPTH_CEILING}"
                 ));
@@ -259,10 +259,15 @@ impl TryFrom<RawMatch> for Match {
     fn try_from(m: RawMatch) -> Result<Match, String> {
         let primitives = [m.tool.is_some(), m.resource.is_some(), m.prompt.is_some()];
         if primitives.iter().filter(|p| **p).count() > 1 {
-            return Err("give at most one of `tool`, `resource`, `prompt` (each implies its method)".into());
+            return Err(
+                "give at most one of `tool`, `resource`, `prompt` (each implies its method)".into(),
+            );
         }
         if m.args.is_some() && (m.resource.is_some() || m.prompt.is_some()) {
-            return Err("`args` applies to tools/call arguments: it cannot go with `resource` or `prompt`".into());
+            return Err(
+                "`args` applies to tools/call arguments: it cannot go with `resource` or `prompt`"
+                    .into(),
+            );
         }
         Ok(Match {
             server: m.server,
@@ -372,7 +377,11 @@ impl HostGlobs {
 fn strip_port(host: &str) -> &str {
     let tail_from = host.rfind(']').map_or(0, |i| i + 1);
     match host[tail_from..].rfind(':') {
-        Some(i) if host[tail_from + i + 1..].bytes().all(|b| b.is_ascii_digit()) => {
+        Some(i)
+            if host[tail_from + i + 1..]
+                .bytes()
+                .all(|b| b.is_ascii_digit()) =>
+        {
             &host[..tail_from + i]
         }
         _ => host,

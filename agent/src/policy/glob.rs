@@ -132,7 +132,11 @@ fn class(chars: &[char], start: usize) -> Option<(String, usize)> {
 
 /// The last line of a (multi-line) regex error: the reason itself.
 pub(crate) fn last_line(text: &str) -> String {
-    let line = text.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or(text);
+    let line = text
+        .lines()
+        .rev()
+        .find(|l| !l.trim().is_empty())
+        .unwrap_or(text);
     line.trim().trim_start_matches("error: ").to_string()
 }
 
@@ -144,9 +148,7 @@ impl fmt::Debug for Glob {
 
 impl<'de> Deserialize<'de> for Glob {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        validated_str(d, "a glob string", |s| {
-            Glob::new(s, false).map_err(|e| e.0)
-        })
+        validated_str(d, "a glob string", |s| Glob::new(s, false).map_err(|e| e.0))
     }
 }
 
@@ -261,8 +263,12 @@ mod tests {
 
     #[test]
     fn ignore_case_is_for_hosts_only() {
-        assert!(Glob::new("*.Internal", true).unwrap().matches("mcp.INTERNAL"));
-        assert!(!Glob::new("*.Internal", false).unwrap().matches("mcp.INTERNAL"));
+        assert!(Glob::new("*.Internal", true)
+            .unwrap()
+            .matches("mcp.INTERNAL"));
+        assert!(!Glob::new("*.Internal", false)
+            .unwrap()
+            .matches("mcp.INTERNAL"));
     }
 
     #[test]

@@ -23,14 +23,19 @@ pub struct JsonPath {
 impl JsonPath {
     /// Parses `text`; the error says what is wrong and where.
     pub fn parse(text: &str) -> Result<JsonPath, String> {
-        let bad = |at: usize, what: &str| format!("bad JSON path `{text}` at character {}: {what}", at + 1);
+        let bad = |at: usize, what: &str| {
+            format!("bad JSON path `{text}` at character {}: {what}", at + 1)
+        };
         let chars: Vec<char> = text.chars().collect();
         let mut i = 0;
         let mut steps = Vec::new();
         if chars.first() == Some(&'$') {
             i = 1;
             if i == chars.len() {
-                return Err(bad(0, "`$` alone names the whole arguments object: name a member"));
+                return Err(bad(
+                    0,
+                    "`$` alone names the whole arguments object: name a member",
+                ));
             }
             if chars[i] == '.' {
                 i += 1;
@@ -40,7 +45,10 @@ impl JsonPath {
         }
         loop {
             if i >= chars.len() {
-                return Err(bad(i.saturating_sub(1), "the path ends where a member name belongs"));
+                return Err(bad(
+                    i.saturating_sub(1),
+                    "the path ends where a member name belongs",
+                ));
             }
             if chars[i] == '[' {
                 let (step, next) = bracket(&chars, i).map_err(|m| bad(i, &m))?;
@@ -50,7 +58,10 @@ impl JsonPath {
                 let start = i;
                 while i < chars.len() && chars[i] != '.' && chars[i] != '[' {
                     if matches!(chars[i], ']' | '\'' | '"' | '*' | ' ') {
-                        return Err(bad(i, &format!("`{}` in a bare member name (use $['...'])", chars[i])));
+                        return Err(bad(
+                            i,
+                            &format!("`{}` in a bare member name (use $['...'])", chars[i]),
+                        ));
                     }
                     i += 1;
                 }

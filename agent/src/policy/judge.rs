@@ -160,11 +160,7 @@ impl Judge {
     }
 
     /// Judges one client→server message. `catalog` is the catalogue of `facts.server`.
-    pub fn judge(
-        &mut self,
-        facts: &RequestFacts<'_>,
-        catalog: Option<&ToolCatalog>,
-    ) -> Judgement {
+    pub fn judge(&mut self, facts: &RequestFacts<'_>, catalog: Option<&ToolCatalog>) -> Judgement {
         let mut reasons = facts.findings.clone();
         let own_from = reasons.len();
         let too_deep = limits::check(
@@ -252,9 +248,7 @@ impl Judge {
         reasons: &mut Vec<Reason>,
     ) -> bool {
         let server = facts.server;
-        let name = facts
-            .name
-            .or_else(|| facts.params?.get("name")?.as_str());
+        let name = facts.name.or_else(|| facts.params?.get("name")?.as_str());
         let Some(name) = name else {
             reasons.push(Reason {
                 kind: ReasonKind::UnknownTool,

@@ -4,7 +4,6 @@ use std::collections::BTreeMap;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
-
 use thiserror::Error;
 
 use super::format::{FilePolicy, IdScope, Rule, ServerDefault, UnknownCatalog};
@@ -195,8 +194,12 @@ pub fn parse(text: &str, file: &Path) -> Result<Policy, PolicyError> {
             .unwrap_or(defaults.approve_timeout_secs),
         unknown_catalog: parsed.unknown_catalog.unwrap_or_default(),
         limits: Limits {
-            max_body_bytes: limits.max_body_bytes.unwrap_or(defaults.limits.max_body_bytes),
-            max_json_depth: limits.max_json_depth.unwrap_or(defaults.limits.max_json_depth),
+            max_body_bytes: limits
+                .max_body_bytes
+                .unwrap_or(defaults.limits.max_body_bytes),
+            max_json_depth: limits
+                .max_json_depth
+                .unwrap_or(defaults.limits.max_json_depth),
             max_string_bytes: limits
                 .max_string_bytes
                 .unwrap_or(defaults.limits.max_string_bytes),
@@ -276,8 +279,6 @@ impl<'de> serde::Deserialize<'de> for PinHash {
         })
     }
 }
-
-
 
 /// Writes `pins` to `path` atomically (a temporary file renamed over it), mode 0600.
 pub(crate) fn write_pins(path: &Path, pins: &PinMap) -> std::io::Result<()> {

@@ -87,9 +87,7 @@ pub fn server_matches(m: &ServerMatch, facts: &RequestFacts<'_>) -> bool {
 
 /// The primitive's name: the tracker's, else `params.<member>`.
 fn name_of<'a>(facts: &RequestFacts<'a>, member: &str) -> Option<&'a str> {
-    facts
-        .name
-        .or_else(|| facts.params?.get(member)?.as_str())
+    facts.name.or_else(|| facts.params?.get(member)?.as_str())
 }
 
 /// `tools/call` `arguments`; absent or `null` is `{}`.
@@ -153,9 +151,9 @@ pub fn cond_holds(cond: &Cond, v: Option<&Value>) -> bool {
                 Cond::Prefix(p) => v.as_str().is_some_and(|s| s.starts_with(p.as_str())),
                 Cond::Glob(g) => v.as_str().is_some_and(|s| g.matches(s)),
                 Cond::Regex(r) => v.as_str().is_some_and(|s| r.0.is_match(s)),
-                Cond::Range(r) => v.as_f64().is_some_and(|n| {
-                    r.min.is_none_or(|m| n >= m) && r.max.is_none_or(|m| n <= m)
-                }),
+                Cond::Range(r) => v
+                    .as_f64()
+                    .is_some_and(|n| r.min.is_none_or(|m| n >= m) && r.max.is_none_or(|m| n <= m)),
                 Cond::Absent | Cond::Present | Cond::Not(_) => false,
             }
         }
@@ -166,11 +164,13 @@ pub fn cond_holds(cond: &Cond, v: Option<&Value>) -> bool {
 /// policy's own value, which is small).
 fn json_eq(a: &Value, b: &Value) -> bool {
     match (a, b) {
-        (Value::Number(x), Value::Number(y)) => match (x.as_i64(), y.as_i64(), x.as_u64(), y.as_u64()) {
-            (Some(x), Some(y), _, _) => x == y,
-            (_, _, Some(x), Some(y)) => x == y,
-            _ => x.as_f64() == y.as_f64(),
-        },
+        (Value::Number(x), Value::Number(y)) => {
+            match (x.as_i64(), y.as_i64(), x.as_u64(), y.as_u64()) {
+                (Some(x), Some(y), _, _) => x == y,
+                (_, _, Some(x), Some(y)) => x == y,
+                _ => x.as_f64() == y.as_f64(),
+            }
+        }
         (Value::Array(x), Value::Array(y)) => {
             x.len() == y.len() && x.iter().zip(y).all(|(a, b)| json_eq(a, b))
         }

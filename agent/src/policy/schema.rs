@@ -26,7 +26,11 @@ impl Retrieve for NoRetrieval {
         &self,
         uri: &Uri<String>,
     ) -> Result<Value, Box<dyn std::error::Error + Send + Sync>> {
-        Err(format!("external reference {} is not fetched (no network)", uri.as_str()).into())
+        Err(format!(
+            "external reference {} is not fetched (no network)",
+            uri.as_str()
+        )
+        .into())
     }
 }
 
@@ -54,7 +58,11 @@ pub fn violations(validator: &Validator, instance: &Value) -> Option<String> {
             total += 1;
             if listed.len() < MAX_LISTED_ERRORS {
                 let path = e.instance_path().to_string();
-                let path = if path.is_empty() { "/".to_string() } else { path };
+                let path = if path.is_empty() {
+                    "/".to_string()
+                } else {
+                    path
+                };
                 listed.push(format!("{path}: {}", one_line(&e.masked().to_string())));
             }
         }
@@ -152,13 +160,10 @@ impl SchemaCache {
             );
         }
         let tick = self.tick;
-        let entry = self
-            .map
-            .entry(key)
-            .or_insert_with(|| Entry {
-                compiled: Err("schema cache entry vanished".into()),
-                last_used: 0,
-            });
+        let entry = self.map.entry(key).or_insert_with(|| Entry {
+            compiled: Err("schema cache entry vanished".into()),
+            last_used: 0,
+        });
         entry.last_used = tick;
         &entry.compiled
     }

@@ -150,26 +150,46 @@ fn every_match_dimension_is_true_and_false() {
         ("{ host: \"localhost:9000\" }", none, true),
         ("{ host: \"localhost:9001\" }", none, false),
         ("{ host: \"*.internal\" }", none, false),
-        ("{ host: \"*.internal\" }", |r| r.host = Some("mcp.internal:443".into()), true),
+        (
+            "{ host: \"*.internal\" }",
+            |r| r.host = Some("mcp.internal:443".into()),
+            true,
+        ),
         ("{ host: localhost }", |r| r.host = None, false),
         ("{ client: { name: \"claude-*\" } }", none, true),
         ("{ client: { name: cursor } }", none, false),
         ("{ client: { version: \"1.*\" } }", none, true),
         ("{ client: { version: \"2.*\" } }", none, false),
-        ("{ client: { name: \"*\" } }", |r| r.client_name = None, false),
+        (
+            "{ client: { name: \"*\" } }",
+            |r| r.client_name = None,
+            false,
+        ),
         ("{ process: { comm: python3 } }", none, true),
         ("{ process: { comm: node } }", none, false),
         ("{ process: { exe: \"/usr/bin/*\" } }", none, true),
         ("{ process: { exe: \"/opt/**\" } }", none, false),
-        ("{ process: { exe: \"**\" } }", |r| r.process.exe = None, false),
+        (
+            "{ process: { exe: \"**\" } }",
+            |r| r.process.exe = None,
+            false,
+        ),
         ("{ process: { uid: 1000 } }", none, true),
         ("{ process: { uid: [0, 1000] } }", none, true),
         ("{ process: { uid: 0 } }", none, false),
-        ("{ process: { uid: 1000 } }", |r| r.process.uid = None, false),
+        (
+            "{ process: { uid: 1000 } }",
+            |r| r.process.uid = None,
+            false,
+        ),
         ("{ process: { cgroup: \"/user.slice/**\" } }", none, true),
         ("{ process: { cgroup: \"/system.slice/**\" } }", none, false),
         ("{ process: { container_id: \"*\" } }", none, false),
-        ("{ process: { container_id: \"abc*\" } }", |r| r.process.container_id = Some("abc123".into()), true),
+        (
+            "{ process: { container_id: \"abc*\" } }",
+            |r| r.process.container_id = Some("abc123".into()),
+            true,
+        ),
         ("{ identity: { user: alice } }", none, true),
         ("{ identity: { user: bob } }", none, false),
         ("{ identity: { user: \"*\" } }", |r| r.user = None, false),
@@ -179,7 +199,11 @@ fn every_match_dimension_is_true_and_false() {
         ("{ identity: { role: \"*\" } }", |r| r.role = None, false),
         ("{ identity: { verified: true } }", none, true),
         ("{ identity: { verified: false } }", none, false),
-        ("{ identity: { verified: false } }", |r| r.verified = false, true),
+        (
+            "{ identity: { verified: false } }",
+            |r| r.verified = false,
+            true,
+        ),
         ("{ era: handshake }", none, true),
         ("{ era: stateless }", none, false),
         ("{ era: stateless }", |r| r.era = Era::Stateless, true),
@@ -188,12 +212,22 @@ fn every_match_dimension_is_true_and_false() {
         ("{ tool: fetch }", none, true),
         ("{ tool: \"f*\" }", none, true),
         ("{ tool: explode }", none, false),
-        ("{ tool: fetch }", |r| r.method = "prompts/get".into(), false),
+        (
+            "{ tool: fetch }",
+            |r| r.method = "prompts/get".into(),
+            false,
+        ),
         ("{ tool: fetch }", |r| r.name = None, true), // falls back to params.name
         ("{ resource: \"file:///srv/**\" }", none, false),
         (
             "{ resource: \"file:///srv/**\" }",
-            |r| *r = Req::method("resources/read", Some("file:///srv/a/b"), json!({"uri": "file:///srv/a/b"})),
+            |r| {
+                *r = Req::method(
+                    "resources/read",
+                    Some("file:///srv/a/b"),
+                    json!({"uri": "file:///srv/a/b"}),
+                )
+            },
             true,
         ),
         (
@@ -203,17 +237,53 @@ fn every_match_dimension_is_true_and_false() {
         ),
         (
             "{ resource: \"file:///srv/**\" }",
-            |r| *r = Req::method("resources/read", Some("file:///etc/passwd"), json!({"uri": "file:///etc/passwd"})),
+            |r| {
+                *r = Req::method(
+                    "resources/read",
+                    Some("file:///etc/passwd"),
+                    json!({"uri": "file:///etc/passwd"}),
+                )
+            },
             false,
         ),
-        ("{ prompt: greet }", |r| *r = Req::method("prompts/get", Some("greet"), json!({"name": "greet"})), true),
-        ("{ prompt: greet }", |r| *r = Req::method("prompts/get", Some("other"), json!({"name": "other"})), false),
+        (
+            "{ prompt: greet }",
+            |r| *r = Req::method("prompts/get", Some("greet"), json!({"name": "greet"})),
+            true,
+        ),
+        (
+            "{ prompt: greet }",
+            |r| *r = Req::method("prompts/get", Some("other"), json!({"name": "other"})),
+            false,
+        ),
         ("{ prompt: fetch }", none, false),
-        ("{ args: { url: { prefix: \"https://docs.internal/\" } } }", none, true),
-        ("{ args: { url: { prefix: \"https://evil/\" } } }", none, false),
-        ("{ args: { url: { present: true } } }", |r| *r = Req::method("prompts/get", Some("p"), json!({"name": "p", "arguments": {"url": 1}})), false),
+        (
+            "{ args: { url: { prefix: \"https://docs.internal/\" } } }",
+            none,
+            true,
+        ),
+        (
+            "{ args: { url: { prefix: \"https://evil/\" } } }",
+            none,
+            false,
+        ),
+        (
+            "{ args: { url: { present: true } } }",
+            |r| {
+                *r = Req::method(
+                    "prompts/get",
+                    Some("p"),
+                    json!({"name": "p", "arguments": {"url": 1}}),
+                )
+            },
+            false,
+        ),
         ("{ check: header_mismatch }", none, false),
-        ("{ check: [schema_violation, header_mismatch] }", |r| r.findings.push(finding(ReasonKind::HeaderMismatch)), true),
+        (
+            "{ check: [schema_violation, header_mismatch] }",
+            |r| r.findings.push(finding(ReasonKind::HeaderMismatch)),
+            true,
+        ),
     ];
     let mut failures = Vec::new();
     for (m, mutate, want) in cases {
@@ -238,16 +308,40 @@ fn argument_conditions_table() {
         ("{ equals: 1 }", json!({"v": "1"}), false),
         ("{ equals: null }", json!({"v": null}), true),
         ("{ equals: null }", json!({}), false),
-        ("{ equals: { a: [1, 2] } }", json!({"v": {"a": [1, 2]}}), true),
-        ("{ equals: { a: [1, 2] } }", json!({"v": {"a": [1, 2], "b": 0}}), false),
+        (
+            "{ equals: { a: [1, 2] } }",
+            json!({"v": {"a": [1, 2]}}),
+            true,
+        ),
+        (
+            "{ equals: { a: [1, 2] } }",
+            json!({"v": {"a": [1, 2], "b": 0}}),
+            false,
+        ),
         ("{ one_of: [1, 2] }", json!({"v": 2}), true),
         ("{ one_of: [1, 2] }", json!({"v": 3}), false),
         ("{ one_of: [a, 2] }", json!({"v": "a"}), true),
-        ("{ prefix: \"https://docs.internal/\" }", json!({"v": "https://docs.internal/x"}), true),
-        ("{ prefix: \"https://docs.internal/\" }", json!({"v": "https://docs.internal.evil/"}), false),
+        (
+            "{ prefix: \"https://docs.internal/\" }",
+            json!({"v": "https://docs.internal/x"}),
+            true,
+        ),
+        (
+            "{ prefix: \"https://docs.internal/\" }",
+            json!({"v": "https://docs.internal.evil/"}),
+            false,
+        ),
         ("{ prefix: \"1\" }", json!({"v": 12}), false),
-        ("{ glob: \"/srv/data/**\" }", json!({"v": "/srv/data/a/b"}), true),
-        ("{ glob: \"/srv/data/**\" }", json!({"v": "/etc/passwd"}), false),
+        (
+            "{ glob: \"/srv/data/**\" }",
+            json!({"v": "/srv/data/a/b"}),
+            true,
+        ),
+        (
+            "{ glob: \"/srv/data/**\" }",
+            json!({"v": "/etc/passwd"}),
+            false,
+        ),
         ("{ glob: \"*\" }", json!({"v": ["x"]}), false),
         ("{ regex: \"^[a-z]+$\" }", json!({"v": "abc"}), true),
         ("{ regex: \"^[a-z]+$\" }", json!({"v": "ab1"}), false),
@@ -273,7 +367,9 @@ fn argument_conditions_table() {
     ];
     let mut failures = Vec::new();
     for (cond, args, want) in cases {
-        let text = format!("rules:\n  - id: r\n    action: deny\n    match:\n      args:\n        v: {cond}\n");
+        let text = format!(
+            "rules:\n  - id: r\n    action: deny\n    match:\n      args:\n        v: {cond}\n"
+        );
         let j = verdict(&text, &Req::call("fetch", args.clone()));
         let got = j.rule_id.as_deref() == Some("r");
         if got != *want {
@@ -286,9 +382,15 @@ fn argument_conditions_table() {
 #[test]
 fn nested_and_quoted_argument_paths_reach_their_values() {
     let text = "rules:\n  - id: r\n    action: deny\n    match:\n      args:\n        $.opts.mode: { equals: write }\n        \"$['file names'][1]\": { glob: \"*.key\" }\n";
-    let hit = Req::call("x", json!({"opts": {"mode": "write"}, "file names": ["a", "id.key"]}));
+    let hit = Req::call(
+        "x",
+        json!({"opts": {"mode": "write"}, "file names": ["a", "id.key"]}),
+    );
     assert_eq!(verdict(text, &hit).action, Action::Deny);
-    let miss = Req::call("x", json!({"opts": {"mode": "write"}, "file names": ["id.key"]}));
+    let miss = Req::call(
+        "x",
+        json!({"opts": {"mode": "write"}, "file names": ["id.key"]}),
+    );
     assert_eq!(verdict(text, &miss).action, Action::Allow);
 }
 
@@ -313,21 +415,65 @@ rules:
     match: { tool: read_file, args: { path: { not: { glob: "/srv/data/**" } } } }
 "#;
     let cases: &[(&str, Value, Action, Option<&str>)] = &[
-        ("fetch", json!({"url": "https://docs.internal/guide"}), Action::Allow, Some("fetch-docs-only")),
-        ("fetch", json!({"url": "https://evil.example/"}), Action::Deny, Some("fetch-elsewhere")),
-        ("fetch", json!({"url": "https://docs.internal.evil.example/"}), Action::Deny, Some("fetch-elsewhere")),
+        (
+            "fetch",
+            json!({"url": "https://docs.internal/guide"}),
+            Action::Allow,
+            Some("fetch-docs-only"),
+        ),
+        (
+            "fetch",
+            json!({"url": "https://evil.example/"}),
+            Action::Deny,
+            Some("fetch-elsewhere"),
+        ),
+        (
+            "fetch",
+            json!({"url": "https://docs.internal.evil.example/"}),
+            Action::Deny,
+            Some("fetch-elsewhere"),
+        ),
         ("fetch", json!({}), Action::Deny, Some("fetch-elsewhere")),
-        ("fetch", json!({"url": 7}), Action::Deny, Some("fetch-elsewhere")),
-        ("read_file", json!({"path": "/srv/data/report.csv"}), Action::Allow, None),
-        ("read_file", json!({"path": "/srv/data/a/b/c.txt"}), Action::Allow, None),
-        ("read_file", json!({"path": "/etc/shadow"}), Action::Deny, Some("read-data-only")),
-        ("read_file", json!({"path": "/srv/data/../../etc/shadow"}), Action::Deny, Some("read-no-dotdot")),
+        (
+            "fetch",
+            json!({"url": 7}),
+            Action::Deny,
+            Some("fetch-elsewhere"),
+        ),
+        (
+            "read_file",
+            json!({"path": "/srv/data/report.csv"}),
+            Action::Allow,
+            None,
+        ),
+        (
+            "read_file",
+            json!({"path": "/srv/data/a/b/c.txt"}),
+            Action::Allow,
+            None,
+        ),
+        (
+            "read_file",
+            json!({"path": "/etc/shadow"}),
+            Action::Deny,
+            Some("read-data-only"),
+        ),
+        (
+            "read_file",
+            json!({"path": "/srv/data/../../etc/shadow"}),
+            Action::Deny,
+            Some("read-no-dotdot"),
+        ),
         ("read_file", json!({}), Action::Deny, Some("read-data-only")),
         ("add", json!({"a": 1}), Action::Allow, None),
     ];
     for (tool, args, action, rule) in cases {
         let j = verdict(text, &Req::call(tool, args.clone()));
-        assert_eq!((j.action, j.rule_id.as_deref()), (*action, *rule), "{tool} {args}");
+        assert_eq!(
+            (j.action, j.rule_id.as_deref()),
+            (*action, *rule),
+            "{tool} {args}"
+        );
         assert!(j.reasons.is_empty(), "{:?}", j.reasons);
     }
 }
@@ -346,7 +492,10 @@ fn the_minimal_policy_denies_explode_and_allows_add() {
 fn the_first_matching_rule_wins() {
     let text = "rules:\n  - id: first\n    action: audit\n    match: { tool: \"*\" }\n  - id: second\n    action: deny\n    match: { tool: explode }\n";
     let j = verdict(text, &Req::call("explode", json!({})));
-    assert_eq!((j.action, j.rule_id.as_deref()), (Action::Audit, Some("first")));
+    assert_eq!(
+        (j.action, j.rule_id.as_deref()),
+        (Action::Audit, Some("first"))
+    );
 }
 
 #[test]
@@ -368,7 +517,10 @@ rules:
     let j = verdict(text, &Req::call("fetch", json!({})));
     assert_eq!((j.action, j.rule_id), (Action::Deny, None));
     let j = verdict(text, &Req::call("add", json!({})));
-    assert_eq!((j.action, j.rule_id.as_deref()), (Action::Allow, Some("add-ok")));
+    assert_eq!(
+        (j.action, j.rule_id.as_deref()),
+        (Action::Allow, Some("add-ok"))
+    );
     let mut other_host = Req::call("fetch", json!({}));
     other_host.host = Some("mcp.example".into());
     assert_eq!(verdict(text, &other_host).action, Action::Approve);
@@ -385,19 +537,51 @@ fn the_checks_table_decides_when_no_rule_matches_and_is_stricter_than_the_defaul
         r
     };
     let cases: &[(&str, ReasonKind, Action)] = &[
-        ("default: allow\n", ReasonKind::HeaderMismatch, Action::Audit),
-        ("default: allow\nchecks: { header_mismatch: deny }\n", ReasonKind::HeaderMismatch, Action::Deny),
-        ("default: allow\nchecks: { header_mismatch: approve }\n", ReasonKind::HeaderMismatch, Action::Approve),
-        ("default: allow\nchecks: { header_mismatch: allow }\n", ReasonKind::HeaderMismatch, Action::Allow),
-        ("default: deny\nchecks: { header_mismatch: audit }\n", ReasonKind::HeaderMismatch, Action::Deny),
-        ("default: allow\n", ReasonKind::MissingSessionId, Action::Audit),
-        ("default: allow\nchecks: { before_initialize: deny }\n", ReasonKind::MissingSessionId, Action::Audit),
+        (
+            "default: allow\n",
+            ReasonKind::HeaderMismatch,
+            Action::Audit,
+        ),
+        (
+            "default: allow\nchecks: { header_mismatch: deny }\n",
+            ReasonKind::HeaderMismatch,
+            Action::Deny,
+        ),
+        (
+            "default: allow\nchecks: { header_mismatch: approve }\n",
+            ReasonKind::HeaderMismatch,
+            Action::Approve,
+        ),
+        (
+            "default: allow\nchecks: { header_mismatch: allow }\n",
+            ReasonKind::HeaderMismatch,
+            Action::Allow,
+        ),
+        (
+            "default: deny\nchecks: { header_mismatch: audit }\n",
+            ReasonKind::HeaderMismatch,
+            Action::Deny,
+        ),
+        (
+            "default: allow\n",
+            ReasonKind::MissingSessionId,
+            Action::Audit,
+        ),
+        (
+            "default: allow\nchecks: { before_initialize: deny }\n",
+            ReasonKind::MissingSessionId,
+            Action::Audit,
+        ),
     ];
     for (text, kind, want) in cases {
         let j = verdict(text, &with(*kind));
         assert_eq!(j.action, *want, "{text} with {kind:?}");
         assert_eq!(j.rule_id, None);
-        assert_eq!(j.reasons, vec![finding(*kind)], "findings are passed through");
+        assert_eq!(
+            j.reasons,
+            vec![finding(*kind)],
+            "findings are passed through"
+        );
     }
 }
 
@@ -411,7 +595,10 @@ fn an_allow_rule_does_not_waive_a_stricter_check_but_a_rule_naming_the_check_doe
 
     let text = "checks: { header_mismatch: deny }\nrules:\n  - id: tolerate\n    action: audit\n    match: { tool: add, check: header_mismatch }\n";
     let j = verdict(text, &req);
-    assert_eq!((j.action, j.rule_id.as_deref()), (Action::Audit, Some("tolerate")));
+    assert_eq!(
+        (j.action, j.rule_id.as_deref()),
+        (Action::Audit, Some("tolerate"))
+    );
 
     // A deny rule stays a deny whatever the checks say.
     let text = "checks: { header_mismatch: audit }\nrules:\n  - id: no\n    action: deny\n    match: { tool: add }\n";
@@ -441,7 +628,10 @@ rules:
     assert!(j.fail_closed && j.block_connect);
     assert_eq!(j.approve_timeout_ms, 90_000);
     let j = verdict(text, &Req::call("write_db", json!({})));
-    assert_eq!((j.action, j.approve_timeout_ms, j.block_connect), (Action::Approve, 30_000, false));
+    assert_eq!(
+        (j.action, j.approve_timeout_ms, j.block_connect),
+        (Action::Approve, 30_000, false)
+    );
     assert!(j.fail_closed, "approval holds fail closed");
     let j = verdict(text, &Req::call("add", json!({})));
     assert_eq!(j.approve_timeout_ms, 90_000);

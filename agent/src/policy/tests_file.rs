@@ -28,73 +28,35 @@ pub(super) fn write_private(path: &Path, text: &str) {
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).unwrap();
 }
 
-/// The README's complete example: every key of the format.
-pub(super) const FULL_EXAMPLE: &str = r#"default: allow
-record_allows: false
-hold_timeout_ms: 50
-approve_timeout_secs: 120
-unknown_catalog: unverifiable
-limits: { max_body_bytes: 4194304, max_json_depth: 64, max_string_bytes: 1048576 }
-checks:
-  schema_violation: deny
-  unknown_tool: deny
-servers:
-  - match: { server: "10.0.0.5:*/mcp", host: "mcp.internal" }
-    default: deny
-rules:
-  - id: no-explode
-    action: deny
-    fail: closed
-    block_connect: false
-    match: { tool: explode }
-  - id: fetch-docs-only
-    action: allow
-    match:
-      tool: fetch
-      args:
-        url: { prefix: "https://docs.internal/" }
-  - id: fetch-elsewhere
-    action: deny
-    match: { tool: fetch }
-  - id: read-data-only
-    action: deny
-    match:
-      tool: read_file
-      args:
-        path: { not: { glob: "/srv/data/**" } }
-  - id: approve-prod-writes
-    action: approve
-    approve_timeout_secs: 30
-    match:
-      server: ["127.0.0.1:*", "10.0.0.*:8443/mcp"]
-      host: "*.internal"
-      client: { name: "claude-*", version: "1.*" }
-      process: { comm: python3, exe: "/usr/bin/*", uid: [0, 1000], cgroup: "/system.slice/**", container_id: "*" }
-      identity: { user: "alice", role: "admin", verified: true }
-      era: handshake
-      method: "tools/*"
-      tool: "write_*"
-      args:
-        $.mode: { equals: "write" }
-        level: { one_of: [1, 2] }
-        q: { regex: "^[a-z]+$" }
-        n: { range: { min: 0, max: 10 } }
-        token: { present: true }
-        "$['x y'][0]": { absent: true }
-  - id: audit-bad-headers
-    action: audit
-    match: { check: [header_mismatch, missing_session_id] }
-"#;
+const README: &str = include_str!("../../../README.md");
+
+/// The YAML block after `heading` in the README (users copy these: they must parse).
+pub(super) fn readme_yaml(heading: &str) -> String {
+    let from = README
+        .find(heading)
+        .unwrap_or_else(|| panic!("README has no {heading:?}"));
+    let rest = &README[from..];
+    let start = rest.find("```yaml\n").expect("a yaml block") + "```yaml\n".len();
+    let len = rest[start..].find("```").expect("a closed block");
+    rest[start..start + len].to_string()
+}
 
 #[test]
 fn the_minimal_policy_of_the_issue_parses_as_written() {
     let text = "default: allow\nrules:\n  - id: no-explode\n    action: deny\n    match: { tool: explode }\n";
+    assert_eq!(
+        readme_yaml("### Minimal example"),
+        text,
+        "the README shows it as written"
+    );
     let p = parse(text, Path::new(FILE)).unwrap();
     assert_eq!(p.default, Action::Allow);
     assert_eq!(p.rules.len(), 1);
     assert_eq!(p.rules[0].id, "no-explode");
     assert_eq!(p.rules[0].action, Action::Deny);
-    assert!(p.describe().contains("1. no-explode: deny when tools/call of tool \"explode\""));
+    assert!(p
+        .describe()
+        .contains("1. no-explode: deny when tools/call of tool \"explode\""));
 }
 
 #[test]
@@ -105,22 +67,31 @@ fn an_empty_file_allows_everything_with_default_checks() {
     assert_eq!(p.hold_timeout_ms(), 50);
     assert_eq!(p.approve_timeout_ms(), 120_000);
     assert!(!p.record_allows());
-    assert_eq!(p.check_action(ReasonKind::ToolDefinitionDrift), Action::Deny);
+    assert_eq!(
+        p.check_action(ReasonKind::ToolDefinitionDrift),
+        Action::Deny
+    );
     assert_eq!(p.check_action(ReasonKind::SchemaViolation), Action::Audit);
     assert_eq!(p.limits(), Limits::default());
 }
 
 #[test]
-fn the_complete_example_parses_and_is_described() {
-    let p = parse(FULL_EXAMPLE, Path::new(FILE)).unwrap();
-    assert_eq!(p.rules.len(), 6);
+fn the_readme_complete_example_parses_and_is_described() {
+    let dir = temp_dir("readme");
+    let file = dir.join("policy.yaml");
+    let p = match parse(&readme_yaml("### Complete example"), &file) {
+        Ok(p) => p,
+        Err(e) => panic!("the README's complete example: {e}"),
+    };
+    assert_eq!(p.rules.len(), 7);
+    assert_eq!(p.pins_file(), Some(dir.join("pins.yaml").as_path()));
     assert_eq!(p.servers.len(), 1);
     assert_eq!(p.check_action(ReasonKind::SchemaViolation), Action::Deny);
     assert_eq!(p.check_action(ReasonKind::UnknownTool), Action::Deny);
     assert_eq!(p.check_action(ReasonKind::HeaderMismatch), Action::Audit);
     let d = p.describe();
     for want in [
-        "policy /etc/mcpwarden/policy.yaml: OK",
+        "policy /tmp/",
         "default: allow",
         "  schema_violation: deny\n",
         "  header_mismatch: audit (default)",
@@ -128,11 +99,12 @@ fn the_complete_example_parses_and_is_described() {
         "  1. server \"10.0.0.5:*/mcp\" and host \"mcp.internal\": default deny",
         "  1. no-explode: deny (fail closed) when tools/call of tool \"explode\"",
         "  2. fetch-docs-only: allow when tools/call of tool \"fetch\" and argument url starts with \"https://docs.internal/\"",
-        "  4. read-data-only: deny when tools/call of tool \"read_file\" and argument path not (matches glob \"/srv/data/**\")",
+        "  4. read-no-dotdot: deny when tools/call of tool \"read_file\" and argument path matches regex \"(^|/)\\\\.\\\\.(/|$)\"",
+        "  5. read-data-only: deny when tools/call of tool \"read_file\" and argument path not (matches glob \"/srv/data/**\")",
         "approve (approve timeout 30 s) when server \"127.0.0.1:*\" | \"10.0.0.*:8443/mcp\" and host \"*.internal\"",
         "uid 0 | 1000",
         "argument level is one of 1, 2 and argument q matches regex \"^[a-z]+$\" and argument n is a number in [0, 10] and argument token is present and argument $['x y'][0] is absent",
-        "  6. audit-bad-headers: audit when a finding header_mismatch | missing_session_id",
+        "  7. audit-bad-headers: audit when a finding header_mismatch | missing_session_id",
     ] {
         assert!(d.contains(want), "missing {want:?} in:\n{d}");
     }
@@ -322,7 +294,9 @@ fn broken_policy_files_name_file_line_column_and_field() {
     for (what, text, prefix, message) in cases {
         let e = err(text);
         if !e.starts_with(prefix) || !e.contains(message) {
-            failures.push(format!("{what}: got {e:?}\n   want prefix {prefix:?} and {message:?}"));
+            failures.push(format!(
+                "{what}: got {e:?}\n   want prefix {prefix:?} and {message:?}"
+            ));
         }
     }
     assert!(failures.is_empty(), "\n{}", failures.join("\n"));
@@ -350,7 +324,11 @@ fn a_policy_file_writable_by_others_is_refused() {
 #[test]
 fn a_missing_policy_file_says_so() {
     let e = load(Path::new("/nonexistent/policy.yaml")).unwrap_err();
-    assert!(e.to_string().starts_with("/nonexistent/policy.yaml: cannot read:"), "{e}");
+    assert!(
+        e.to_string()
+            .starts_with("/nonexistent/policy.yaml: cannot read:"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -407,7 +385,10 @@ fn the_source_notices_a_rewrite_and_reports_a_bad_one() {
     // A bad rewrite is reported; the caller keeps the old policy.
     write_private(&f, "default: deny\nrules:\n  - id: x\n    action: nope\n");
     match src.poll(false) {
-        Some(Err(e)) => assert!(e.to_string().contains(":4:13: field `rules[0].action`"), "{e}"),
+        Some(Err(e)) => assert!(
+            e.to_string().contains(":4:13: field `rules[0].action`"),
+            "{e}"
+        ),
         other => panic!("want an error, got {other:?}"),
     }
     assert_eq!(current.default, Action::Deny);
@@ -422,6 +403,9 @@ fn the_source_notices_a_rewrite_and_reports_a_bad_one() {
 
     // A removed file is reported once.
     std::fs::remove_file(&f).unwrap();
-    assert!(matches!(src.poll(false), Some(Err(PolicyError::Read { .. }))));
+    assert!(matches!(
+        src.poll(false),
+        Some(Err(PolicyError::Read { .. }))
+    ));
     assert!(src.poll(false).is_none());
 }
