@@ -595,3 +595,11 @@ fn the_deepest_allowed_arguments_are_validated_against_a_recursive_schema() {
     drop_deep(req.params.take().unwrap_or(Value::Null));
     assert!(j.is_plain_allow(), "{j:?}");
 }
+
+#[test]
+fn a_judge_and_a_policy_can_move_between_threads() {
+    fn send<T: Send + 'static>() {}
+    send::<Judge>();
+    send::<Policy>();
+    send::<PolicySource>();
+}
