@@ -267,6 +267,18 @@ impl Judge {
             return true;
         };
         let Some(def) = cat.tools.get(name) else {
+            if cat.truncated > 0 {
+                // The tool may be one of the entries the catalogue could not keep.
+                reasons.push(Reason {
+                    kind: ReasonKind::UnverifiableTool,
+                    detail: format!(
+                        "tool `{name}` is not in the tools/list of {server}, which was truncated \
+                         ({} entries not kept)",
+                        cat.truncated
+                    ),
+                });
+                return false;
+            }
             reasons.push(Reason {
                 kind: ReasonKind::UnknownTool,
                 detail: format!(

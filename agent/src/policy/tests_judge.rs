@@ -267,6 +267,18 @@ fn unknown_and_unverifiable_tools() {
     let j = judge.judge(&Req::call("add", json!({})).facts(), Some(&incomplete));
     assert_eq!(kinds(&j), vec![ReasonKind::UnverifiableTool]);
 
+    // A truncated catalogue cannot say a tool does not exist.
+    let mut truncated = open_catalog();
+    truncated.truncated = 3;
+    let j = judge_call(&mut judge, &truncated, "rm_rf", json!({}));
+    assert_eq!(kinds(&j), vec![ReasonKind::UnverifiableTool]);
+    assert!(
+        j.reasons[0]
+            .detail
+            .ends_with("which was truncated (3 entries not kept)"),
+        "{j:?}"
+    );
+
     let mut strict = Judge::new(policy("unknown_catalog: deny\n"));
     let j = strict.judge(&Req::call("add", json!({})).facts(), None);
     assert_eq!(
