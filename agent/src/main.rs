@@ -24,6 +24,20 @@ enum Cmd {
         /// The recorded kernel events (JSON lines).
         file: std::path::PathBuf,
     },
+    /// Policy files (see README, "Policy").
+    Policy {
+        #[command(subcommand)]
+        cmd: PolicyCmd,
+    },
+}
+
+#[derive(Subcommand)]
+enum PolicyCmd {
+    /// Validate a policy file: print the rules understood, or the errors (exit status 1).
+    Check {
+        /// The policy file (YAML).
+        file: std::path::PathBuf,
+    },
 }
 
 fn main() {
@@ -39,6 +53,11 @@ fn main() {
         Cmd::Run(args) => run::run(*args),
         Cmd::Replay { file } => mcpwarden::replay::replay_file_to_stdout(&file)
             .map_err(|e| anyhow::Error::new(e).context(format!("replaying {}", file.display()))),
+        Cmd::Policy {
+            cmd: PolicyCmd::Check { file },
+        } => mcpwarden::policy::load(&file)
+            .map(|p| print!("{}", p.describe()))
+            .map_err(anyhow::Error::new),
     };
     if let Err(e) = result {
         eprintln!("mcpwarden: {e:#}");

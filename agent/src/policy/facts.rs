@@ -6,7 +6,7 @@
 //! policy ([`super::Judge`]) adds its own checks (schema, catalogue, pins, limits), matches
 //! the rules and answers a [`Judgement`]. Nothing here does I/O.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::mcp::{Era, SessionState, Side};
@@ -32,7 +32,7 @@ pub struct ProcessFacts {
 
 /// A typed reason a request may be refused. Rules name these in `match.check`; the names are
 /// the snake_case serialisations.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ReasonKind {
     /// `tools/call` arguments do not satisfy the tool's `inputSchema`.
@@ -76,7 +76,7 @@ pub struct Reason {
 }
 
 /// A policy action.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Action {
     Allow,
