@@ -17,6 +17,7 @@ use mcpwarden::mcp::content::{JsonPath, PayloadMode};
 use mcpwarden::mcp::{McpConfig, McpTracker, Record};
 use mcpwarden::metrics::Metrics;
 use mcpwarden::output::JsonLinesWriter;
+use mcpwarden::policy::{Judge, PolicySource};
 use mcpwarden::replay::EventRecorder;
 
 #[derive(clap::Args, Debug)]
@@ -72,6 +73,10 @@ pub struct RunArgs {
     /// A request header to copy into message records (repeatable; secrets stay redacted).
     #[arg(long = "output-header", value_name = "NAME")]
     output_headers: Vec<String>,
+    /// Policy file (YAML): judge every client→server MCP message (see the README's Policy
+    /// section). Re-read on SIGHUP and when the file changes.
+    #[arg(long, value_name = "FILE")]
+    policy: Option<PathBuf>,
     /// Serve Prometheus metrics at http://ADDR/metrics, with /healthz and /readyz.
     #[arg(long, value_name = "ADDR")]
     metrics_addr: Option<std::net::SocketAddr>,
@@ -131,7 +136,18 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
     // Kernel timestamps are CLOCK_MONOTONIC; JWT exp/nbf need Unix time.
     mcp_config.realtime_offset_ns =
         Some(clock_ns(libc::CLOCK_REALTIME).saturating_sub(monotonic_ns()));
-    let tracker = McpTracker::try_new(mcp_config).context("configuration")?;
+    let mut tracker = McpTracker::try_new(mcp_config).context("configuration")?;
+    let mut policy_source = match &args.policy {
+        Some(p) => {
+            let policy = mcpwarden::policy::load(p)?;
+            tracker.set_policy(Box::new(Judge::new(policy)));
+            let mut source = PolicySource::new(p);
+            // Take the file's current stamp as the loaded one.
+            let _ = source.poll(false);
+            Some(source)
+        }
+        None => None,
+    };
     let mut capture = Capture::start(&CaptureOptions {
         target_pid: args.pid,
         mode: args.capture_mode,
@@ -166,10 +182,22 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
     let mut table = ConnTable::new(tracker, Limits::default(), args.max_conns);
 
     let stop = Arc::new(AtomicBool::new(false));
+    let reload = Arc::new(AtomicBool::new(false));
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .context("starting the tokio runtime")?;
+    let reload_sig = reload.clone();
+    rt.spawn(async move {
+        let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+        else {
+            tracing::error!("cannot watch SIGHUP: the policy reloads on file change only");
+            return;
+        };
+        while hup.recv().await.is_some() {
+            reload_sig.store(true, Ordering::SeqCst);
+        }
+    });
     let stop_sig = stop.clone();
     rt.spawn(async move {
         let mut term =
@@ -285,6 +313,12 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
             capture.scan_tls_pid(pid);
         }
         metrics.health().beat(now);
+        let hup = reload.swap(false, Ordering::SeqCst);
+        if hup || now.saturating_sub(last_tick) >= 1_000_000_000 {
+            if let Some(source) = policy_source.as_mut() {
+                reload_policy(source, &mut table, hup);
+            }
+        }
         if now.saturating_sub(last_tick) >= 1_000_000_000 {
             table.on_tick(now, &mut records);
             last_tick = now;
@@ -321,6 +355,27 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
     });
     eprintln!("mcpwarden: stopped; counters {stats}");
     Ok(())
+}
+
+/// Re-reads the policy file when it changed (or on SIGHUP); a file that fails to load keeps
+/// the policy in force and says why.
+fn reload_policy(source: &mut PolicySource, table: &mut ConnTable, force: bool) {
+    match source.poll(force) {
+        None => {}
+        Some(Ok(policy)) => {
+            let judge = table
+                .tracker_mut()
+                .policy_mut()
+                .and_then(|p| p.as_any_mut().downcast_mut::<Judge>());
+            if let Some(judge) = judge {
+                judge.set_policy(policy);
+                eprintln!("mcpwarden: policy {} reloaded", source.path().display());
+            }
+        }
+        Some(Err(e)) => {
+            eprintln!("mcpwarden: policy not reloaded, the previous one stays in force: {e}");
+        }
+    }
 }
 
 fn write_all<W: Write>(

@@ -160,6 +160,10 @@ impl ConnTable {
         &self.tracker
     }
 
+    pub fn tracker_mut(&mut self) -> &mut McpTracker {
+        &mut self.tracker
+    }
+
     pub fn len(&self) -> usize {
         self.conns.len()
     }

@@ -248,6 +248,10 @@ impl RequestPolicy for TestPolicy {
     fn record_allows(&self) -> bool {
         false
     }
+
+    fn as_any_mut(&mut self) -> &mut dyn std::any::Any {
+        self
+    }
 }
 
 fn explode(id: u32) -> String {
