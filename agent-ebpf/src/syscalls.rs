@@ -284,7 +284,7 @@ pub fn on_socket_io(io: &SocketIo) {
         _ => return,
     }
     emit_payload(
-        tgid, id as u32, io.fd, c.start_ns, pos, source, io.fd, &payload,
+        tgid, id as u32, io.fd, c.start_ns, pos, source, io.fd, 0, &payload,
     );
 }
 

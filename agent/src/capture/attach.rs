@@ -193,6 +193,9 @@ pub struct Capture {
     /// The mode in use (never `Auto`).
     pub mode: CaptureMode,
     pub tls: super::tls::TlsAttacher,
+    /// The enforcement maps and the connect-time block programs (taken with
+    /// [`Capture::take_enforce`]).
+    enforce: Option<super::kernel_enforce::KernelEnforce>,
 }
 
 impl Capture {
@@ -245,6 +248,7 @@ impl Capture {
             source: Box::new(source),
         })?;
         super::tls::load_programs(&mut ebpf)?;
+        let enforce = Some(super::kernel_enforce::KernelEnforce::new(&mut ebpf)?);
         let mut tls = super::tls::TlsAttacher::default();
         tls.scan_system(&mut ebpf);
         tls.scan_all(&mut ebpf);
@@ -254,7 +258,13 @@ impl Capture {
             attached,
             mode,
             tls,
+            enforce,
         })
+    }
+
+    /// The kernel's enforcement state (once; `None` afterwards).
+    pub fn take_enforce(&mut self) -> Option<super::kernel_enforce::KernelEnforce> {
+        self.enforce.take()
     }
 
     /// Looks for TLS libraries in one process (after its exec).

@@ -5,6 +5,7 @@ pub mod attach;
 pub mod counters;
 pub mod error;
 pub mod events;
+pub mod kernel_enforce;
 pub mod preflight;
 pub mod tls;
 
