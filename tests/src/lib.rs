@@ -12,6 +12,7 @@
 
 pub mod agent;
 pub mod conversation;
+pub mod enforce_driver;
 pub mod env;
 pub mod peers;
 pub mod process;

@@ -75,8 +75,12 @@ fn attach_connect(ebpf: &mut Ebpf) -> Result<(), String> {
             .try_into()
             .map_err(|e| format!("{name}: {e}"))?;
         prog.load().map_err(|e| format!("loading {name}: {e}"))?;
-        prog.attach(&dir, CgroupAttachMode::AllowMultiple)
-            .map_err(|e| format!("attaching {name} at {}: {e}", root.display()))?;
+        // Through a BPF link (kernel >= 5.7) attachments of several programs coexist without
+        // flags (the kernel refuses BPF_F_ALLOW_MULTI on link_create).
+        prog.attach(&dir, CgroupAttachMode::Single).map_err(|e| {
+            let cause = std::error::Error::source(&e).map(|s| s.to_string()).unwrap_or_default();
+            format!("attaching {name} at {}: {e} {cause}", root.display())
+        })?;
     }
     Ok(())
 }

@@ -288,8 +288,8 @@ impl<A: Actuator> Enforcer<A> {
                 .collect(),
             None => Vec::new(),
         };
-        for i in from..records.len() {
-            if let Record::Verdict(v) = &mut records[i] {
+        for (i, r) in records.iter_mut().enumerate().skip(from) {
+            if let Record::Verdict(v) = r {
                 self.stats.verdicts += 1;
                 if !hold_idx.contains(&i) {
                     let h = hints(v);

@@ -1,0 +1,346 @@
+//! The enforcement mechanisms against real processes: SOCK_DESTROY of a loopback
+//! connection, the reactive reset, the pre-execution hold of a Python TLS client (memory BIO
+//! under asyncio, and two threads with socket BIOs held at once), human approval through the
+//! control socket, and the connect-time block. The verdicts come from a test judge by tool
+//! name (`mcpwarden_tests::enforce_driver`); everything else is the agent's code.
+
+use std::io::{ErrorKind, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use mcpwarden::control::ControlRequest;
+use mcpwarden::enforce::sock_destroy::SockDestroyer;
+use mcpwarden::enforce::{EnforceMode, VerdictHints};
+use mcpwarden_tests::enforce_driver::{by_name, Collected, Driver};
+use mcpwarden_tests::{free_port, test_env, ChildGuard, SelfSignedCert};
+use serde_json::Value;
+
+#[test]
+fn sock_destroy_aborts_the_local_end_and_resets_the_peer() {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("listen");
+    let mut client = TcpStream::connect(listener.local_addr().expect("addr")).expect("connect");
+    let (mut server, _) = listener.accept().expect("accept");
+    client.write_all(b"hello").expect("write");
+    let mut buf = [0u8; 5];
+    server.read_exact(&mut buf).expect("read");
+    let mut d = SockDestroyer::new().expect("netlink sock_diag");
+    let (local, remote) = (
+        client.local_addr().expect("local"),
+        client.peer_addr().expect("peer"),
+    );
+    d.destroy(local, remote).expect("SOCK_DESTROY");
+    let e = client.read(&mut buf).expect_err("the destroyed socket must fail");
+    assert_eq!(e.raw_os_error(), Some(libc::ECONNABORTED), "local end: {e}");
+    server
+        .set_read_timeout(Some(Duration::from_secs(2)))
+        .expect("timeout");
+    let e = server.read(&mut buf).expect_err("the peer must see a reset");
+    assert_eq!(e.kind(), ErrorKind::ConnectionReset, "peer: {e}");
+    // The same tuple again: gone.
+    assert!(matches!(
+        d.destroy(local, remote),
+        Err(mcpwarden::enforce::sock_destroy::DestroyError::NotFound { .. })
+    ));
+}
+
+struct Peers {
+    server: ChildGuard,
+    log: std::path::PathBuf,
+    port: u16,
+    _cert: Option<SelfSignedCert>,
+    _dir: tempfile::TempDir,
+}
+
+fn start_server(tls: bool) -> Peers {
+    let env = test_env();
+    let dir = tempfile::Builder::new()
+        .prefix("mcpwarden-enforce-peers-")
+        .tempdir()
+        .expect("tempdir");
+    let log = dir.path().join("server.log");
+    let port = free_port();
+    let cert = tls.then(SelfSignedCert::generate);
+    let script = env.peers_dir.join("enforce/jsonrpc_server.py");
+    let mut cmd = Command::new(&env.python);
+    cmd.arg(&script).arg(port.to_string()).arg(&log);
+    if let Some(c) = &cert {
+        cmd.arg(&c.cert).arg(&c.key);
+    }
+    let server = ChildGuard::spawn("jsonrpc server", &mut cmd, dir.path());
+    let t0 = Instant::now();
+    while !server.stdout().contains("ready") {
+        assert!(
+            t0.elapsed() < Duration::from_secs(20),
+            "the server did not start: {}",
+            server.stderr()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Peers {
+        server,
+        log,
+        port,
+        _cert: cert,
+        _dir: dir,
+    }
+}
+
+impl Peers {
+    fn client(&self, mode: &str, tools: &[&str]) -> ChildGuard {
+        let env = test_env();
+        let mut cmd = Command::new(&env.python);
+        cmd.arg(env.peers_dir.join("enforce/jsonrpc_client.py"))
+            .arg(self.port.to_string())
+            .arg(
+                self._cert
+                    .as_ref()
+                    .map_or(Path::new("-"), |c| c.cert.as_path()),
+            )
+            .arg(mode)
+            .args(tools);
+        ChildGuard::spawn(&format!("client {}", tools.join(" ")), &mut cmd, self._dir.path())
+    }
+
+    /// The request bodies the server received (and EOF lines).
+    fn received(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    fn calls_received(&self, tool: &str) -> usize {
+        self.received()
+            .lines()
+            .filter(|l| l.contains("tools/call") && l.contains(&format!("\"name\": \"{tool}\"")))
+            .count()
+    }
+}
+
+/// The client's per-call outcomes, by tool.
+fn outcomes(client: &mut ChildGuard) -> Vec<(String, String, String)> {
+    let status = client.wait_timeout(Duration::from_secs(30));
+    assert!(
+        status.is_some(),
+        "the client did not finish: {}",
+        client.stderr()
+    );
+    client
+        .stdout()
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .map(|v| {
+            (
+                v["tool"].as_str().unwrap_or_default().to_string(),
+                v["outcome"].as_str().unwrap_or_default().to_string(),
+                v["detail"].as_str().unwrap_or_default().to_string(),
+            )
+        })
+        .collect()
+}
+
+fn outcome_of(outs: &[(String, String, String)], tool: &str) -> String {
+    outs.iter()
+        .find(|o| o.0 == tool)
+        .map(|o| o.1.clone())
+        .unwrap_or_else(|| panic!("no outcome for {tool}: {outs:?}"))
+}
+
+fn verdicts<'a>(c: &'a Collected, tool: &str) -> Vec<&'a Value> {
+    c.records
+        .iter()
+        .filter(|r| r["type"] == "verdict" && r["name"] == tool)
+        .collect()
+}
+
+fn kernel(c: &Collected, name: &str) -> u64 {
+    c.kernel
+        .iter()
+        .find(|(n, _)| *n == name)
+        .map_or(0, |(_, v)| *v)
+}
+
+/// State letter of a process (`T`: stopped).
+fn proc_state(pid: u32) -> char {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| {
+            s.rsplit_once(')')
+                .and_then(|(_, rest)| rest.trim_start().chars().next())
+        })
+        .unwrap_or('?')
+}
+
+#[test]
+fn reactive_reset_keeps_the_answer_from_the_client() {
+    let peers = start_server(false);
+    let driver = Driver::start(EnforceMode::Reset, by_name, VerdictHints::default());
+    let mut client = peers.client("async", &["add", "explode_slow", "add2"]);
+    let outs = outcomes(&mut client);
+    let c = driver.stop();
+    assert_eq!(outcome_of(&outs, "add"), "ok");
+    assert_eq!(outcome_of(&outs, "explode_slow"), "error", "{outs:?}");
+    assert_eq!(outcome_of(&outs, "add2"), "ok");
+    // Reactive: the server did get the call; the client never got its answer.
+    assert_eq!(peers.calls_received("explode_slow"), 1);
+    let v = verdicts(&c, "explode_slow");
+    assert_eq!(v.len(), 1, "{:?}", c.records);
+    assert_eq!(v[0]["enforcement"], "reset");
+    assert!(v[0]["enforced_after_ns"].as_u64().is_some_and(|n| n > 0));
+    let stats = c.stats.clone().expect("stats");
+    assert_eq!(stats.resets, 1);
+    assert!(stats.reset_latency_p50_ns.is_some());
+    drop(peers.server);
+}
+
+#[test]
+fn tls_hold_stops_a_denied_call_before_it_leaves_and_lets_others_through() {
+    let peers = start_server(true);
+    let driver = Driver::start(EnforceMode::Hold, by_name, VerdictHints::default());
+    let mut client = peers.client("async", &["add", "explode", "add2", "explode2", "add3"]);
+    let outs = outcomes(&mut client);
+    let c = driver.stop();
+    for tool in ["add", "add2", "add3"] {
+        assert_eq!(outcome_of(&outs, tool), "ok", "{tool}: {outs:?}");
+        assert_eq!(peers.calls_received(tool), 1, "{}", peers.received());
+    }
+    for tool in ["explode", "explode2"] {
+        assert_eq!(outcome_of(&outs, tool), "error", "{tool}: {outs:?}");
+        assert_eq!(
+            peers.calls_received(tool),
+            0,
+            "the server received a held call: {}",
+            peers.received()
+        );
+        let v = verdicts(&c, tool);
+        assert_eq!(v.len(), 1, "{tool}: {:?}", c.records);
+        assert_eq!(v[0]["enforcement"], "held_then_reset", "{:?}", v[0]);
+        assert!(v[0]["hold_id"].as_u64().is_some());
+    }
+    let stats = c.stats.clone().expect("stats");
+    // Every call after the first is held; the first may slip through unheld when it is
+    // written before the agent has read the process's `initialize` (the participant mark).
+    assert!(stats.holds_seen >= 4, "{stats:?} {:?}", c.kernel);
+    assert_eq!(stats.holds_reset, 2, "{stats:?}");
+    assert_eq!(stats.hold_timeouts, 0, "{stats:?}");
+    assert!(kernel(&c, "holds") >= 4, "{:?}", c.kernel);
+    assert_eq!(kernel(&c, "hold_signal_failed"), 0);
+}
+
+#[test]
+fn approval_holds_the_call_until_a_person_decides() {
+    let peers = start_server(true);
+    let driver = Driver::start(EnforceMode::Hold, by_name, VerdictHints::default());
+    let mut client = peers.client("async", &["approve_yes", "approve_no", "add"]);
+    let p = driver.wait_pending(1, Duration::from_secs(20));
+    assert_eq!(p.len(), 1, "no held call appeared: {}", client.stderr());
+    assert_eq!(p[0]["tool"], "approve_yes");
+    assert_eq!(p[0]["arguments"], serde_json::json!({"n": 1}));
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(proc_state(client.pid()), 'T', "the client must be stopped");
+    assert_eq!(peers.calls_received("approve_yes"), 0, "{}", peers.received());
+    let id = p[0]["id"].as_u64().expect("id");
+    assert_eq!(driver.control(ControlRequest::Approve { id })["ok"], true);
+    let p = driver.wait_pending(1, Duration::from_secs(20));
+    assert_eq!(p.len(), 1);
+    assert_eq!(p[0]["tool"], "approve_no");
+    assert_eq!(peers.calls_received("approve_yes"), 1);
+    assert_eq!(peers.calls_received("approve_no"), 0);
+    let id = p[0]["id"].as_u64().expect("id");
+    assert_eq!(driver.control(ControlRequest::Reject { id })["ok"], true);
+    assert_eq!(
+        driver.control(ControlRequest::Reject { id })["ok"],
+        false,
+        "a decided call is no longer pending"
+    );
+    let outs = outcomes(&mut client);
+    let c = driver.stop();
+    assert_eq!(outcome_of(&outs, "approve_yes"), "ok");
+    assert_eq!(outcome_of(&outs, "approve_no"), "error");
+    assert_eq!(outcome_of(&outs, "add"), "ok");
+    assert_eq!(peers.calls_received("approve_no"), 0, "{}", peers.received());
+    assert_eq!(verdicts(&c, "approve_yes")[0]["enforcement"], "held_then_released");
+    assert_eq!(verdicts(&c, "approve_no")[0]["enforcement"], "held_then_reset");
+}
+
+#[test]
+fn an_unanswered_approval_is_reset_at_its_timeout() {
+    let peers = start_server(true);
+    let hints = VerdictHints {
+        approve_timeout_ms: 400,
+        ..VerdictHints::default()
+    };
+    let driver = Driver::start(EnforceMode::Hold, by_name, hints);
+    let mut client = peers.client("async", &["approve_never"]);
+    let outs = outcomes(&mut client);
+    let c = driver.stop();
+    assert_eq!(outcome_of(&outs, "approve_never"), "error");
+    assert_eq!(peers.calls_received("approve_never"), 0);
+    let stats = c.stats.clone().expect("stats");
+    assert_eq!(stats.approval_timeouts, 1, "{stats:?}");
+    assert_eq!(
+        verdicts(&c, "approve_never")[0]["enforcement"],
+        "held_then_reset"
+    );
+}
+
+#[test]
+fn two_threads_held_at_once_each_wait_for_their_own_decision() {
+    let peers = start_server(true);
+    let driver = Driver::start(EnforceMode::Hold, by_name, VerdictHints::default());
+    let tools = ["approve_t1", "approve_t2", "approve_t3"];
+    let mut client = peers.client("threads", &tools);
+    let mut max_pending = 0;
+    let mut approved = Vec::new();
+    while approved.len() < tools.len() {
+        let p = driver.wait_pending(1, Duration::from_secs(20));
+        assert!(!p.is_empty(), "a call was never held: {}", client.stderr());
+        // Give any other thread time to reach its own hold before deciding.
+        std::thread::sleep(Duration::from_millis(200));
+        let p = driver.pending();
+        max_pending = max_pending.max(p.len());
+        assert_eq!(proc_state(client.pid()), 'T');
+        // Only the calls approved so far reached the server.
+        for t in tools {
+            let want = usize::from(approved.contains(&t.to_string()));
+            assert_eq!(peers.calls_received(t), want, "{t}: {}", peers.received());
+        }
+        let tool = p[0]["tool"].as_str().expect("tool").to_string();
+        let id = p[0]["id"].as_u64().expect("id");
+        assert_eq!(driver.control(ControlRequest::Approve { id })["ok"], true);
+        approved.push(tool);
+        let t0 = Instant::now();
+        while peers.calls_received(approved.last().map_or("", |s| s)) == 0 {
+            assert!(t0.elapsed() < Duration::from_secs(10), "approved call never arrived");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+    let outs = outcomes(&mut client);
+    let c = driver.stop();
+    for t in tools {
+        assert_eq!(outcome_of(&outs, t), "ok", "{outs:?}");
+    }
+    eprintln!(
+        "most calls held at once: {max_pending}; restops {}",
+        c.stats.as_ref().map_or(0, |s| s.restops)
+    );
+}
+
+#[test]
+fn a_blocked_client_cannot_connect_again() {
+    let peers = start_server(false);
+    let hints = VerdictHints {
+        block_connect: true,
+        ..VerdictHints::default()
+    };
+    let driver = Driver::start(EnforceMode::Reset, by_name, hints);
+    let mut client = peers.client("async", &["explode_slow", "add"]);
+    let outs = outcomes(&mut client);
+    let c = driver.stop();
+    assert_eq!(outcome_of(&outs, "explode_slow"), "error");
+    let add = outs.iter().find(|o| o.0 == "add").expect("add outcome");
+    assert_eq!(add.1, "error");
+    assert!(add.2.contains("PermissionError"), "{add:?}");
+    assert_eq!(peers.calls_received("add"), 0);
+    assert!(kernel(&c, "connect_blocked") >= 1, "{:?}", c.kernel);
+    assert_eq!(c.stats.clone().expect("stats").blocks, 1);
+}
