@@ -286,7 +286,9 @@ fn run_loop(
         }
         enforcer.on_tick(&mut records);
         control.drain(&mut |req| match req {
-            ControlRequest::Pending => serde_json::json!({"ok": true, "pending": enforcer.pending()}),
+            ControlRequest::Pending => {
+                serde_json::json!({"ok": true, "pending": enforcer.pending()})
+            }
             ControlRequest::Approve { id } => match enforcer.approve(id, &mut records) {
                 Ok(()) => serde_json::json!({"ok": true}),
                 Err(e) => serde_json::json!({"ok": false, "error": e.to_string()}),

@@ -78,7 +78,9 @@ fn attach_connect(ebpf: &mut Ebpf) -> Result<(), String> {
         // Through a BPF link (kernel >= 5.7) attachments of several programs coexist without
         // flags (the kernel refuses BPF_F_ALLOW_MULTI on link_create).
         prog.attach(&dir, CgroupAttachMode::Single).map_err(|e| {
-            let cause = std::error::Error::source(&e).map(|s| s.to_string()).unwrap_or_default();
+            let cause = std::error::Error::source(&e)
+                .map(|s| s.to_string())
+                .unwrap_or_default();
             format!("attaching {name} at {}: {e} {cause}", root.display())
         })?;
     }
