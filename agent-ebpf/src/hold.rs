@@ -38,7 +38,7 @@ pub fn hold_candidate(tgid: u32) -> bool {
 
 /// Does the start of the user buffer `buf` (`len` bytes) contain `tools/call`?
 #[inline(always)]
-fn prefilter(buf: u64, len: u64) -> bool {
+pub fn prefilter(buf: u64, len: u64) -> bool {
     let Some(scratch) = PREFILTER.get_ptr_mut(0) else {
         return false;
     };
@@ -103,23 +103,9 @@ pub fn maybe_hold_tls_write(id: u64, a: &mut TlsArgs, num: u64) {
         count(Counter::HoldSkipNotHttp, 1);
         return;
     }
-    // SAFETY: helper without preconditions.
-    let now = unsafe { bpf_ktime_get_ns() };
-    let hold_id = now | 1; // never 0 (0 means "not held" in data records)
-    let hk = HoldKey {
-        tgid,
-        _pad: 0,
-        hold_id,
-    };
-    let entry = HoldEntry {
-        ts_ns: now,
-        tid: id as u32,
-        len: num as u32,
-    };
-    if HELD.insert(&hk, &entry, 0).is_err() {
-        count(Counter::HoldMapFull, 1);
+    let Some(hold_id) = begin_hold(id, num) else {
         return;
-    }
+    };
     let pos = c.egress_pos;
     c.egress_pos = pos + num;
     a.held = 1;
@@ -141,11 +127,45 @@ pub fn maybe_hold_tls_write(id: u64, a: &mut TlsArgs, num: u64) {
             len: num,
         },
     );
-    // SAFETY: helper without preconditions; stops the whole thread group when this thread
-    // returns to user mode, before the bytes are encrypted.
+    stop_process(tgid, hold_id);
+}
+
+/// Records a hold of the calling thread's write of `len` bytes; its id, or `None` when the
+/// hold map is full.
+#[inline(always)]
+pub fn begin_hold(id: u64, len: u64) -> Option<u64> {
+    // SAFETY: helper without preconditions.
+    let now = unsafe { bpf_ktime_get_ns() };
+    let hold_id = now | 1; // never 0 (0 means "not held" in data records)
+    let hk = HoldKey {
+        tgid: (id >> 32) as u32,
+        _pad: 0,
+        hold_id,
+    };
+    let entry = HoldEntry {
+        ts_ns: now,
+        tid: id as u32,
+        len: len as u32,
+    };
+    if HELD.insert(&hk, &entry, 0).is_err() {
+        count(Counter::HoldMapFull, 1);
+        return None;
+    }
+    Some(hold_id)
+}
+
+/// Stops the calling process (SIGSTOP takes effect when this thread returns to user mode,
+/// before the write goes on). On failure the hold is dropped and the write goes on.
+#[inline(always)]
+pub fn stop_process(tgid: u32, hold_id: u64) {
+    // SAFETY: helper without preconditions.
     if unsafe { bpf_send_signal(SIGSTOP) } != 0 {
         count(Counter::HoldSignalFailed, 1);
-        let _ = HELD.remove(&hk);
+        let _ = HELD.remove(&HoldKey {
+            tgid,
+            _pad: 0,
+            hold_id,
+        });
         return;
     }
     count(Counter::Holds, 1);

@@ -14,6 +14,8 @@ mod emit;
 #[cfg(target_arch = "bpf")]
 mod hold;
 #[cfg(target_arch = "bpf")]
+mod libc_send;
+#[cfg(target_arch = "bpf")]
 mod maps;
 #[cfg(target_arch = "bpf")]
 mod process;

@@ -169,3 +169,17 @@ pub static BLOCKED: HashMap<BlockKey, u8> = HashMap::with_max_entries(4096, 0);
 pub fn config(slot: u32) -> u32 {
     ENFORCE_CONFIG.get(slot).copied().unwrap_or(0)
 }
+
+/// Plaintext hold: the bytes a thread's held libc write was emitted with at entry, so the
+/// socket path skips exactly them. Keyed by pid_tgid (thread).
+#[map]
+pub static PLAIN_HELD: LruHashMap<u64, PlainHeld> = LruHashMap::with_max_entries(4096, 0);
+
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct PlainHeld {
+    pub pos: u64,
+    pub len: u64,
+    pub fd: u32,
+    pub _pad: u32,
+}

@@ -125,6 +125,11 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
         .take_enforce()
         .context("the eBPF object has no enforcement maps")?;
     let connect_block = kernel.connect_block;
+    if args.enforce == EnforceMode::Hold {
+        if let Err(e) = capture.prepare_libc_hold() {
+            tracing::warn!("plaintext hold unavailable (TLS hold and resets still work): {e}");
+        }
+    }
     let mut enforcer = Enforcer::new(args.enforce, KernelActuator::new(kernel));
     enforcer.set_hold_timeout_ms(args.hold_timeout_ms);
     // What the judgement says beyond the verdict record (fail-closed, approval timeout,
@@ -231,6 +236,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
                 Ok(events::KernelEvent::Exec { pid, .. }) => exec_pids.push(pid),
                 Ok(ev) => {
                     let from = records.len();
+                    enforcer.observe(&ev);
                     table.on_event(ev, &mut records);
                     enforcer.after_event(held, &mut records, from, &hints);
                 }
@@ -265,6 +271,9 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
             last_tick = now;
         }
         enforcer.on_tick(&mut records);
+        for pid in enforcer.take_plaintext_participants() {
+            capture.attach_libc_hold(pid);
+        }
         if let Some(c) = &control {
             c.drain(&mut |req| {
                 control_answer(req, &mut enforcer, &mut *catalog_accept, &mut records)

@@ -45,6 +45,10 @@ pub struct Collected {
     pub records: Vec<Value>,
     pub stats: Option<EnforceStats>,
     pub kernel: Vec<(&'static str, u64)>,
+    /// Processes given the plaintext hold probes, and attach failures.
+    pub libc_hold_attached: u64,
+    pub libc_hold_failed: u64,
+    pub libc_hold_error: Option<String>,
 }
 
 pub struct Driver {
@@ -215,6 +219,12 @@ fn run_loop(
         let _ = ready.send(Err("no enforcement maps".into()));
         return;
     };
+    if mode == EnforceMode::Hold {
+        if let Err(e) = capture.prepare_libc_hold() {
+            let _ = ready.send(Err(e));
+            return;
+        }
+    }
     let mut enforcer = Enforcer::new(mode, KernelActuator::new(kernel));
     // Generous for a loaded 2-core test machine (the agent default is 50 ms).
     enforcer.set_hold_timeout_ms(500);
@@ -238,7 +248,6 @@ fn run_loop(
     let fd = capture.ring.as_raw_fd();
     let mut records: Vec<Record> = Vec::new();
     let mut last_tick = Instant::now();
-    let mut last_scan = Instant::now();
     loop {
         let stopping = stop.load(Ordering::SeqCst);
         let mut pfds = [
@@ -256,22 +265,22 @@ fn run_loop(
         let wait = enforcer.next_deadline_ms().map_or(50, |ms| ms.min(50)) as i32;
         // SAFETY: two valid pollfds.
         unsafe { libc::poll(pfds.as_mut_ptr(), 2, wait) };
-        let mut execs = Vec::new();
+        // No TLS library scans on exec here: the test peers use the system libssl, attached
+        // at start, and scanning other processes' new executables (this debug build, a busy
+        // machine) would stall the loop the holds wait on.
         while let Some(item) = capture.ring.next() {
             let held = events::hold_of(&item);
             match events::decode(&item) {
-                Ok(events::KernelEvent::Exec { pid, .. }) => execs.push(pid),
+                Ok(events::KernelEvent::Exec { .. }) => {}
                 Ok(ev) => {
                     let from = records.len();
+                    enforcer.observe(&ev);
                     table.on_event(ev, &mut records);
                     judge_records(judge, &mut records, from);
                     enforcer.after_event(held, &mut records, from, &hints);
                 }
                 Err(_) => {}
             }
-        }
-        for pid in execs {
-            capture.scan_tls_pid(pid);
         }
         if last_tick.elapsed() >= Duration::from_secs(1) {
             let from = records.len();
@@ -280,11 +289,10 @@ fn run_loop(
             enforcer.after_event(None, &mut records, from, &hints);
             last_tick = Instant::now();
         }
-        if last_scan.elapsed() >= Duration::from_millis(500) {
-            capture.scan_tls_all();
-            last_scan = Instant::now();
-        }
         enforcer.on_tick(&mut records);
+        for pid in enforcer.take_plaintext_participants() {
+            capture.attach_libc_hold(pid);
+        }
         control.drain(&mut |req| match req {
             ControlRequest::Pending => {
                 serde_json::json!({"ok": true, "pending": enforcer.pending()})
@@ -321,4 +329,7 @@ fn run_loop(
     }
     c.stats = Some(enforcer.stats());
     c.kernel = capture.counters();
+    c.libc_hold_attached = capture.libc_hold.attached;
+    c.libc_hold_failed = capture.libc_hold.failed;
+    c.libc_hold_error = capture.libc_hold.last_error.clone();
 }

@@ -93,8 +93,13 @@ fn start_server(tls: bool) -> Peers {
 
 impl Peers {
     fn client(&self, mode: &str, tools: &[&str]) -> ChildGuard {
+        self.client_paused(mode, tools, 0)
+    }
+
+    fn client_paused(&self, mode: &str, tools: &[&str], pause_ms: u64) -> ChildGuard {
         let env = test_env();
         let mut cmd = Command::new(&env.python);
+        cmd.env("PAUSE_AFTER_INIT_MS", pause_ms.to_string());
         cmd.arg(env.peers_dir.join("enforce/jsonrpc_client.py"))
             .arg(self.port.to_string())
             .arg(
@@ -232,6 +237,80 @@ fn tls_hold_stops_a_denied_call_before_it_leaves_and_lets_others_through() {
     assert_eq!(stats.hold_timeouts, 0, "{stats:?}");
     assert!(kernel(&c, "holds") >= 4, "{:?}", c.kernel);
     assert_eq!(kernel(&c, "hold_signal_failed"), 0);
+}
+
+#[test]
+fn plaintext_hold_stops_a_denied_call_before_it_leaves() {
+    let peers = start_server(false);
+    let driver = Driver::start(EnforceMode::Hold, by_name, VerdictHints::default());
+    // The libc probes are attached once the agent has seen the process's first JSON-RPC
+    // POST: the pause keeps the first call from racing that attachment on a busy machine.
+    let mut client = peers.client_paused(
+        "async",
+        &["add", "explode", "add2", "explode2", "add3"],
+        1500,
+    );
+
+    let outs = outcomes(&mut client);
+    let c = driver.stop();
+    assert_eq!(
+        (c.libc_hold_attached, c.libc_hold_failed),
+        (1, 0),
+        "the client gets the probes once: {:?} {outs:?} {}",
+        c.libc_hold_error,
+        client.stderr()
+    );
+    for tool in ["add", "add2", "add3"] {
+        assert_eq!(outcome_of(&outs, tool), "ok", "{tool}: {outs:?}");
+        assert_eq!(peers.calls_received(tool), 1, "{}", peers.received());
+    }
+    for tool in ["explode", "explode2"] {
+        assert_eq!(
+            outcome_of(&outs, tool),
+            "error",
+            "{tool}: {outs:?} {:?}",
+            c.kernel
+        );
+        assert_eq!(
+            peers.calls_received(tool),
+            0,
+            "the server received a held call: {}",
+            peers.received()
+        );
+        let v = verdicts(&c, tool);
+        assert_eq!(v.len(), 1, "{tool}: {:?}", c.records);
+        assert_eq!(v[0]["enforcement"], "held_then_reset", "{:?}", v[0]);
+    }
+    let stats = c.stats.clone().expect("stats");
+    assert_eq!(stats.holds_seen, 5, "{stats:?} {:?}", c.kernel);
+    assert_eq!(stats.holds_reset, 2, "{stats:?}");
+    // Allowed calls decoded exactly once: the socket path skipped the held bytes.
+    let add_msgs = c
+        .records
+        .iter()
+        .filter(|r| r["type"] == "message" && r["name"] == "add" && r["side"] == "client")
+        .filter(|r| r["direction"] == "client_to_server")
+        .count();
+    assert_eq!(
+        add_msgs,
+        1,
+        "{:?} {:?}",
+        c.records
+            .iter()
+            .filter(|r| r["name"] == "add")
+            .map(|r| (
+                r["type"].clone(),
+                r["side"].clone(),
+                r["direction"].clone(),
+                r["kind"].clone(),
+                r["ts_ns"].clone(),
+                r["pid"].clone()
+            ))
+            .collect::<Vec<_>>(),
+        c.kernel
+    );
+    // The two reset calls' sends failed after the hold: their positions were pulled back.
+    assert_eq!(kernel(&c, "hold_short_write"), 2, "{:?}", c.kernel);
 }
 
 #[test]

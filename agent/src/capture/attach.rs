@@ -196,6 +196,8 @@ pub struct Capture {
     /// The enforcement maps and the connect-time block programs (taken with
     /// [`Capture::take_enforce`]).
     enforce: Option<super::kernel_enforce::KernelEnforce>,
+    /// Plaintext hold probes given to MCP client processes.
+    pub libc_hold: super::libc_hold::LibcHold,
 }
 
 impl Capture {
@@ -259,12 +261,25 @@ impl Capture {
             mode,
             tls,
             enforce,
+            libc_hold: Default::default(),
         })
     }
 
     /// The kernel's enforcement state (once; `None` afterwards).
     pub fn take_enforce(&mut self) -> Option<super::kernel_enforce::KernelEnforce> {
         self.enforce.take()
+    }
+
+    /// Hold mode: loads the plaintext hold probes now (attached per process later).
+    pub fn prepare_libc_hold(&mut self) -> Result<(), String> {
+        self.libc_hold.load(&mut self.ebpf)
+    }
+
+    /// Hold mode: gives a process that sends MCP over plaintext the libc send-family probes.
+    pub fn attach_libc_hold(&mut self, pid: u32) {
+        if let Err(e) = self.libc_hold.attach(&mut self.ebpf, pid) {
+            tracing::warn!(pid, "plaintext hold unavailable for this process: {e}");
+        }
     }
 
     /// Looks for TLS libraries in one process (after its exec).

@@ -49,6 +49,8 @@ pub const DEFAULT_HOLD_TIMEOUT_MS: u64 = 50;
 pub const DEFAULT_APPROVE_TIMEOUT_MS: u64 = 120_000;
 /// MCP participants remembered in userspace (the kernel map is LRU, 16384 entries).
 const MAX_MCP_PIDS: usize = 16384;
+/// Bytes of a `POST` the participant check looks at for `"jsonrpc"`.
+const OBSERVE_SCAN_BYTES: usize = 4096;
 /// Held calls awaiting a person at once; beyond this an approve fails closed (reset).
 pub const MAX_PENDING_APPROVALS: usize = 1024;
 
@@ -207,6 +209,10 @@ pub struct Enforcer<A: Actuator> {
     /// Calls held for a person, by hold id.
     pending: BTreeMap<u64, Pending>,
     mcp_pids: HashSet<u32>,
+    /// Participants seen sending MCP over plaintext, and those not yet handed to the capture
+    /// side for the libc hold probes.
+    plain_pids: HashSet<u32>,
+    new_plain_pids: Vec<u32>,
     stats: EnforceStats,
     latency: LatencyRecorder,
 }
@@ -227,6 +233,8 @@ impl<A: Actuator> Enforcer<A> {
             resolved: HashSet::new(),
             pending: BTreeMap::new(),
             mcp_pids: HashSet::new(),
+            plain_pids: HashSet::new(),
+            new_plain_pids: Vec::new(),
             stats: EnforceStats::default(),
             latency: LatencyRecorder::default(),
         }
@@ -373,6 +381,54 @@ impl<A: Actuator> Enforcer<A> {
         }
     }
 
+    /// Hold mode: looks at a kernel event before the connection table takes it. A process
+    /// that writes an HTTP `POST` whose body is JSON-RPC is an MCP client: it becomes a
+    /// participant at once (the message records may come later than its next write).
+    pub fn observe(&mut self, ev: &crate::capture::KernelEvent) {
+        if self.mode != EnforceMode::Hold {
+            return;
+        }
+        let crate::capture::KernelEvent::Data {
+            conn,
+            direction: crate::capture::events::Direction::Egress,
+            bytes,
+            ..
+        } = ev
+        else {
+            return;
+        };
+        if !bytes.starts_with(b"POST ") {
+            return;
+        }
+        let head = &bytes[..bytes.len().min(OBSERVE_SCAN_BYTES)];
+        if !head.windows(9).any(|w| w == b"\"jsonrpc\"") {
+            return;
+        }
+        self.participant(conn.pid, !conn.is_tls());
+    }
+
+    /// Marks `pid` as an MCP participant (and, for plaintext, due for the libc probes).
+    fn participant(&mut self, pid: u32, plaintext: bool) {
+        if plaintext && !self.plain_pids.contains(&pid) {
+            if self.plain_pids.len() >= MAX_MCP_PIDS {
+                self.plain_pids.clear();
+                self.stats.mcp_pid_forgets += 1;
+            }
+            self.plain_pids.insert(pid);
+            self.new_plain_pids.push(pid);
+        }
+        if !self.mcp_pids.contains(&pid) {
+            if self.mcp_pids.len() >= MAX_MCP_PIDS {
+                self.mcp_pids.clear();
+                self.stats.mcp_pid_forgets += 1;
+            }
+            self.mcp_pids.insert(pid);
+            if self.act.add_mcp_pid(pid) {
+                self.stats.mcp_pids += 1;
+            }
+        }
+    }
+
     /// Registers a held chunk; returns (pid, hold id) while the hold is live.
     fn track_hold(&mut self, h: HeldChunk) -> Option<(u32, u64)> {
         let key = (h.pid, h.hold_id);
@@ -396,21 +452,18 @@ impl<A: Actuator> Enforcer<A> {
     fn learn_participants(&mut self, recs: &[Record]) {
         for r in recs {
             if let Record::Message(m) = r {
-                if m.direction == Flow::ClientToServer
-                    && m.side == Side::Client
-                    && !self.mcp_pids.contains(&m.pid)
-                {
-                    if self.mcp_pids.len() >= MAX_MCP_PIDS {
-                        self.mcp_pids.clear();
-                        self.stats.mcp_pid_forgets += 1;
-                    }
-                    self.mcp_pids.insert(m.pid);
-                    if self.act.add_mcp_pid(m.pid) {
-                        self.stats.mcp_pids += 1;
-                    }
+                if m.direction == Flow::ClientToServer && m.side == Side::Client {
+                    // TLS connections are named "pid:tls:generation".
+                    self.participant(m.pid, !m.conn_id.contains(":tls:"));
                 }
             }
         }
+    }
+
+    /// Hold mode: processes newly seen sending MCP over plaintext, for the libc hold probes
+    /// (`Capture::attach_libc_hold`).
+    pub fn take_plaintext_participants(&mut self) -> Vec<u32> {
+        std::mem::take(&mut self.new_plain_pids)
     }
 
     /// A verdict whose bytes were not held.

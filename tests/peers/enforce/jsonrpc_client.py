@@ -7,9 +7,11 @@ the MCP SDKs do); MODE "threads" opens one blocking socket per TOOL and calls th
 thread each at the same moment (TLS through a socket BIO). Each connection first sends an
 `initialize` request (so the agent sees an MCP client), then a `tools/call` per tool.
 Prints one JSON line per call: {"tool", "outcome": "ok" | "error", "detail"}.
+PAUSE_AFTER_INIT_MS (environment): wait this long after each `initialize` answer.
 """
 import asyncio
 import json
+import os
 import socket
 import ssl
 import sys
@@ -19,6 +21,7 @@ PORT = int(sys.argv[1])
 CAFILE = sys.argv[2]
 MODE = sys.argv[3]
 TOOLS = sys.argv[4:]
+PAUSE = int(os.environ.get("PAUSE_AFTER_INIT_MS", "0")) / 1000.0
 next_id = [0]
 lock = threading.Lock()
 
@@ -68,6 +71,7 @@ async def run_async():
                 writer.write(request(*INIT))
                 await writer.drain()
                 await read_response(reader)
+                await asyncio.sleep(PAUSE)
             writer.write(request("tools/call", {"name": tool, "arguments": {"n": 1}}))
             await writer.drain()
             body = await read_response(reader)
