@@ -93,7 +93,9 @@ fn verdict_of(m: &MessageRecord, action: Action) -> VerdictRecord {
 
 impl Driver {
     /// Starts capture with the enforcer in `mode`; returns once everything is attached.
-    pub fn start(mode: EnforceMode, judge: Judge, hints: VerdictHints) -> Driver {
+    /// Only client messages to `server_port` are judged: other processes on the machine
+    /// (other test runs) are never reset by this judge.
+    pub fn start(mode: EnforceMode, judge: Judge, hints: VerdictHints, server_port: u16) -> Driver {
         let dir = tempfile::Builder::new()
             .prefix("mcpwarden-enforce-")
             .tempdir()
@@ -111,6 +113,7 @@ impl Driver {
                     mode,
                     judge,
                     hints,
+                    server_port,
                     &control_socket,
                     &stop,
                     &collected,
@@ -177,7 +180,8 @@ impl Drop for Driver {
     }
 }
 
-fn judge_records(judge: Judge, records: &mut Vec<Record>, from: usize) {
+fn judge_records(judge: Judge, port: u16, records: &mut Vec<Record>, from: usize) {
+    let suffix = format!(":{port}");
     let mut verdicts = Vec::new();
     for r in &records[from..] {
         if let Record::Message(m) = r {
@@ -185,6 +189,7 @@ fn judge_records(judge: Judge, records: &mut Vec<Record>, from: usize) {
                 && m.side == Side::Client
                 && m.kind == Kind::Request
                 && m.method.as_deref() == Some("tools/call")
+                && m.remote.ends_with(&suffix)
             {
                 if let Some(action) = m.name.as_deref().and_then(judge) {
                     verdicts.push(Record::Verdict(verdict_of(m, action)));
@@ -199,6 +204,7 @@ fn run_loop(
     mode: EnforceMode,
     judge: Judge,
     hints: VerdictHints,
+    server_port: u16,
     control_socket: &Path,
     stop: &AtomicBool,
     collected: &Mutex<Collected>,
@@ -276,7 +282,7 @@ fn run_loop(
                     let from = records.len();
                     enforcer.observe(&ev);
                     table.on_event(ev, &mut records);
-                    judge_records(judge, &mut records, from);
+                    judge_records(judge, server_port, &mut records, from);
                     enforcer.after_event(held, &mut records, from, &hints);
                 }
                 Err(_) => {}
@@ -285,7 +291,7 @@ fn run_loop(
         if last_tick.elapsed() >= Duration::from_secs(1) {
             let from = records.len();
             table.on_tick(mcpwarden::enforce::actuator::monotonic_ns(), &mut records);
-            judge_records(judge, &mut records, from);
+            judge_records(judge, server_port, &mut records, from);
             enforcer.after_event(None, &mut records, from, &hints);
             last_tick = Instant::now();
         }

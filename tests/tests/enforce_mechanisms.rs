@@ -186,7 +186,12 @@ fn proc_state(pid: u32) -> char {
 #[test]
 fn reactive_reset_keeps_the_answer_from_the_client() {
     let peers = start_server(false);
-    let driver = Driver::start(EnforceMode::Reset, by_name, VerdictHints::default());
+    let driver = Driver::start(
+        EnforceMode::Reset,
+        by_name,
+        VerdictHints::default(),
+        peers.port,
+    );
     let mut client = peers.client("async", &["add", "explode_slow", "add2"]);
     let outs = outcomes(&mut client);
     let c = driver.stop();
@@ -208,7 +213,12 @@ fn reactive_reset_keeps_the_answer_from_the_client() {
 #[test]
 fn tls_hold_stops_a_denied_call_before_it_leaves_and_lets_others_through() {
     let peers = start_server(true);
-    let driver = Driver::start(EnforceMode::Hold, by_name, VerdictHints::default());
+    let driver = Driver::start(
+        EnforceMode::Hold,
+        by_name,
+        VerdictHints::default(),
+        peers.port,
+    );
     let mut client = peers.client("async", &["add", "explode", "add2", "explode2", "add3"]);
     let outs = outcomes(&mut client);
     let c = driver.stop();
@@ -242,7 +252,12 @@ fn tls_hold_stops_a_denied_call_before_it_leaves_and_lets_others_through() {
 #[test]
 fn plaintext_hold_stops_a_denied_call_before_it_leaves() {
     let peers = start_server(false);
-    let driver = Driver::start(EnforceMode::Hold, by_name, VerdictHints::default());
+    let driver = Driver::start(
+        EnforceMode::Hold,
+        by_name,
+        VerdictHints::default(),
+        peers.port,
+    );
     // The libc probes are attached once the agent has seen the process's first JSON-RPC
     // POST: the pause keeps the first call from racing that attachment on a busy machine.
     let mut client = peers.client_paused(
@@ -316,7 +331,12 @@ fn plaintext_hold_stops_a_denied_call_before_it_leaves() {
 #[test]
 fn approval_holds_the_call_until_a_person_decides() {
     let peers = start_server(true);
-    let driver = Driver::start(EnforceMode::Hold, by_name, VerdictHints::default());
+    let driver = Driver::start(
+        EnforceMode::Hold,
+        by_name,
+        VerdictHints::default(),
+        peers.port,
+    );
     let mut client = peers.client("async", &["approve_yes", "approve_no", "add"]);
     let p = driver.wait_pending(1, Duration::from_secs(20));
     assert_eq!(p.len(), 1, "no held call appeared: {}", client.stderr());
@@ -374,7 +394,7 @@ fn an_unanswered_approval_is_reset_at_its_timeout() {
         approve_timeout_ms: 400,
         ..VerdictHints::default()
     };
-    let driver = Driver::start(EnforceMode::Hold, by_name, hints);
+    let driver = Driver::start(EnforceMode::Hold, by_name, hints, peers.port);
     let mut client = peers.client("async", &["approve_never"]);
     let outs = outcomes(&mut client);
     let c = driver.stop();
@@ -391,7 +411,12 @@ fn an_unanswered_approval_is_reset_at_its_timeout() {
 #[test]
 fn two_threads_held_at_once_each_wait_for_their_own_decision() {
     let peers = start_server(true);
-    let driver = Driver::start(EnforceMode::Hold, by_name, VerdictHints::default());
+    let driver = Driver::start(
+        EnforceMode::Hold,
+        by_name,
+        VerdictHints::default(),
+        peers.port,
+    );
     let tools = ["approve_t1", "approve_t2", "approve_t3"];
     let mut client = peers.client("threads", &tools);
     let mut max_pending = 0;
@@ -447,13 +472,13 @@ fn a_blocked_client_cannot_connect_again() {
         block_connect: true,
         ..VerdictHints::default()
     };
-    let driver = Driver::start(EnforceMode::Reset, by_name, hints);
+    let driver = Driver::start(EnforceMode::Reset, by_name, hints, peers.port);
     let mut client = peers.client("async", &["explode_slow", "add"]);
     let outs = outcomes(&mut client);
     let c = driver.stop();
     assert_eq!(outcome_of(&outs, "explode_slow"), "error");
     let add = outs.iter().find(|o| o.0 == "add").expect("add outcome");
-    assert_eq!(add.1, "error");
+    assert_eq!(add.1, "error", "{:?} {:?}", c.stats, c.kernel);
     assert!(add.2.contains("PermissionError"), "{add:?}");
     assert_eq!(peers.calls_received("add"), 0);
     assert!(kernel(&c, "connect_blocked") >= 1, "{:?}", c.kernel);

@@ -134,11 +134,12 @@ impl LibcHold {
         let libc = libc_of(pid)?;
         let meta = std::fs::metadata(&libc).map_err(|e| format!("{}: {e}", libc.display()))?;
         let key = (meta.dev(), meta.ino());
-        if !self.offsets.contains_key(&key) {
-            let offs = symbol_offsets(&libc)?;
-            self.offsets.insert(key, offs);
-        }
-        let offsets = self.offsets.get(&key).cloned().unwrap_or_default();
+        let offsets = match self.offsets.entry(key) {
+            std::collections::hash_map::Entry::Occupied(e) => e.get().clone(),
+            std::collections::hash_map::Entry::Vacant(e) => {
+                e.insert(symbol_offsets(&libc)?).clone()
+            }
+        };
         for ((prog, sym), off) in LIBC_HOLD_PROBES.iter().zip(offsets) {
             let p: &mut UProbe = ebpf
                 .program_mut(prog)

@@ -323,6 +323,15 @@ impl<A: Actuator> Enforcer<A> {
             if !deny {
                 self.stats.approvals_fail_closed += 1;
             }
+            // Blocks first: the client reconnects as soon as it sees the reset.
+            for &i in &hold_idx {
+                if let Record::Verdict(v) = &records[i] {
+                    if v.action == Action::Deny {
+                        let h = hints(v);
+                        self.maybe_block(v, h);
+                    }
+                }
+            }
             let result = self.reset_first(records, &hold_idx);
             for &i in &hold_idx {
                 if let Record::Verdict(v) = &mut records[i] {
@@ -331,8 +340,6 @@ impl<A: Actuator> Enforcer<A> {
                         v.enforcement = result;
                         v.enforced_after_ns = Some(now.saturating_sub(v.ts_ns));
                     }
-                    let h = hints(v);
-                    self.maybe_block(v, h);
                 }
             }
             if result == Enforcement::HeldThenReset {
@@ -479,6 +486,10 @@ impl<A: Actuator> Enforcer<A> {
                     // Nothing holds the call: a person cannot decide before it runs.
                     self.stats.approvals_fail_closed += 1;
                 }
+                if v.action == Action::Deny {
+                    // Before the reset: the client reconnects as soon as it sees it.
+                    self.maybe_block(v, h);
+                }
                 let ok = self.reset(&v.local, &v.remote, v.ts_ns);
                 v.enforcement = if ok {
                     Enforcement::Reset
@@ -486,9 +497,6 @@ impl<A: Actuator> Enforcer<A> {
                     Enforcement::ResetFailed
                 };
                 v.enforced_after_ns = Some(now.saturating_sub(v.ts_ns));
-                if v.action == Action::Deny {
-                    self.maybe_block(v, h);
-                }
             }
             Action::Allow | Action::Audit => {}
         }
