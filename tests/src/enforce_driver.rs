@@ -200,6 +200,7 @@ fn judge_records(judge: Judge, port: u16, records: &mut Vec<Record>, from: usize
     records.extend(verdicts);
 }
 
+#[allow(clippy::too_many_arguments)]
 fn run_loop(
     mode: EnforceMode,
     judge: Judge,
