@@ -29,7 +29,7 @@ pub mod sock_destroy;
 #[cfg(test)]
 mod tests;
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::net::SocketAddr;
 
 use serde::Serialize;
@@ -127,7 +127,8 @@ pub struct EnforceStats {
     pub holds_reset: u64,
     /// Holds released by the fail-open timeout.
     pub hold_timeouts: u64,
-    /// Holds reset by the fail-closed timeout.
+    /// Verdicts of fail-closed rules that came only after their hold had timed out (the call
+    /// had left; the connection was then reset).
     pub hold_fail_closed_timeouts: u64,
     /// Held processes that were gone when released.
     pub holds_died: u64,
@@ -208,6 +209,8 @@ pub struct Enforcer<A: Actuator> {
     resolved: HashSet<(u32, u64)>,
     /// Calls held for a person, by hold id.
     pending: BTreeMap<u64, Pending>,
+    /// Holds released by the fail-open timeout: (pid, kernel time the hold began).
+    timed_out: VecDeque<(u32, u64)>,
     mcp_pids: HashSet<u32>,
     /// Participants seen sending MCP over plaintext, and those not yet handed to the capture
     /// side for the libc hold probes.
@@ -218,6 +221,10 @@ pub struct Enforcer<A: Actuator> {
 }
 
 const MAX_RESOLVED: usize = 4096;
+/// Holds released by the timeout remembered for their late verdict.
+const MAX_TIMED_OUT: usize = 1024;
+/// How long a late verdict is matched to a timed-out hold.
+const TIMED_OUT_MEMORY_NS: u64 = 10_000_000_000;
 
 impl<A: Actuator> Enforcer<A> {
     /// A new enforcer; in hold mode the kernel's write-path hold is switched on.
@@ -232,6 +239,7 @@ impl<A: Actuator> Enforcer<A> {
             holds: HashMap::new(),
             resolved: HashSet::new(),
             pending: BTreeMap::new(),
+            timed_out: VecDeque::new(),
             mcp_pids: HashSet::new(),
             plain_pids: HashSet::new(),
             new_plain_pids: Vec::new(),
@@ -491,14 +499,40 @@ impl<A: Actuator> Enforcer<A> {
                     self.maybe_block(v, h);
                 }
                 let ok = self.reset(&v.local, &v.remote, v.ts_ns);
-                v.enforcement = if ok {
-                    Enforcement::Reset
-                } else {
-                    Enforcement::ResetFailed
+                let late = self.take_timed_out(v.pid, v.ts_ns, now);
+                if late && h.fail_closed {
+                    // The rule wanted fail-closed, but no decision came in time.
+                    self.stats.hold_fail_closed_timeouts += 1;
+                    tracing::warn!(
+                        pid = v.pid,
+                        "fail-closed rule decided after the hold timed out: the call left"
+                    );
+                }
+                v.enforcement = match (ok, late) {
+                    (false, _) => Enforcement::ResetFailed,
+                    (true, true) => Enforcement::FailOpenTimeout,
+                    (true, false) => Enforcement::Reset,
                 };
                 v.enforced_after_ns = Some(now.saturating_sub(v.ts_ns));
             }
             Action::Allow | Action::Audit => {}
+        }
+    }
+
+    /// Was a hold of `pid` that began before `ts_ns` released by the timeout? (Consumed.)
+    fn take_timed_out(&mut self, pid: u32, ts_ns: u64, now: u64) -> bool {
+        self.timed_out
+            .retain(|(_, started)| now.saturating_sub(*started) < TIMED_OUT_MEMORY_NS);
+        match self
+            .timed_out
+            .iter()
+            .position(|(p, started)| *p == pid && *started <= ts_ns)
+        {
+            Some(i) => {
+                self.timed_out.remove(i);
+                true
+            }
+            None => false,
         }
     }
 
@@ -598,8 +632,15 @@ impl<A: Actuator> Enforcer<A> {
             .map(|(k, _)| *k)
             .collect();
         for (pid, id) in overdue {
-            // No verdict came (yet): nothing said fail-closed, so the call goes on.
+            // No verdict came (yet): nothing said fail-closed, so the call goes on. A verdict
+            // that comes later for this process is marked `fail_open_timeout`.
             self.stats.hold_timeouts += 1;
+            if let Some(h) = self.holds.get(&(pid, id)) {
+                if self.timed_out.len() >= MAX_TIMED_OUT {
+                    self.timed_out.pop_front();
+                }
+                self.timed_out.push_back((pid, h.started_ns));
+            }
             tracing::info!(pid, hold_id = id, "hold timed out: released (fail-open)");
             self.release(pid, id);
         }

@@ -279,6 +279,40 @@ fn a_hold_without_decision_times_out_open() {
 }
 
 #[test]
+fn a_verdict_after_the_timeout_is_marked_fail_open_and_still_resets() {
+    let (f, mut e) = setup(EnforceMode::Hold);
+    e.set_hold_timeout_ms(50);
+    f.0.borrow_mut().held.insert((PID, 7), 1_000_000);
+    let mut first = chunk(7, 1_000_000);
+    first.len = 10;
+    let mut recs = Vec::new();
+    e.after_event(Some(first), &mut recs, 0, &no_hints);
+    f.0.borrow_mut().now = 1_000_000 + 60_000_000;
+    e.on_tick(&mut recs);
+    // The rest of the write arrives late with its verdict: the hold is gone.
+    let mut rest = chunk(7, 1_000_000);
+    rest.pos = 110;
+    rest.len = 40;
+    let mut recs = vec![Record::Verdict(verdict(Action::Deny, 1_000_500))];
+    let closed = |_: &VerdictRecord| VerdictHints {
+        fail_closed: true,
+        ..VerdictHints::default()
+    };
+    e.after_event(Some(rest), &mut recs, 0, &closed);
+    assert_eq!(
+        only_verdict(&recs).enforcement,
+        Enforcement::FailOpenTimeout
+    );
+    assert_eq!(f.0.borrow().destroyed.len(), 1);
+    let s = e.stats();
+    assert_eq!((s.hold_timeouts, s.hold_fail_closed_timeouts), (1, 1));
+    // Only once: the next deny of the process is a plain reset.
+    let mut recs = vec![Record::Verdict(verdict(Action::Deny, 2_000_000))];
+    e.after_event(None, &mut recs, 0, &no_hints);
+    assert_eq!(only_verdict(&recs).enforcement, Enforcement::Reset);
+}
+
+#[test]
 fn approval_waits_for_a_person_then_releases() {
     let (f, mut e) = setup(EnforceMode::Hold);
     f.0.borrow_mut().held.insert((PID, 7), 900_000);
