@@ -212,7 +212,11 @@ pub fn on_socket_io(io: &SocketIo) {
         }
         return;
     }
-    if config(CFG_HOLD_ENABLED) != 0 && held_plain_write(id, &key, io) {
+    // Monitor and reset modes pay one compare and one array load here, on sends only.
+    if source_direction(io.source) == DIR_EGRESS
+        && config(CFG_HOLD_ENABLED) != 0
+        && held_plain_write(id, &key, io)
+    {
         return; // emitted already by the libc probe that held it
     }
     if tie_ssl_to_fd(id, tgid, io.fd, io.sk, io.source, io.ret) {
@@ -296,9 +300,6 @@ pub fn on_socket_io(io: &SocketIo) {
 /// position back if the send moved fewer).
 #[inline(always)]
 fn held_plain_write(id: u64, key: &ConnKey, io: &SocketIo) -> bool {
-    if source_direction(io.source) != DIR_EGRESS {
-        return false;
-    }
     // SAFETY: copy out.
     let Some(h) = (unsafe { PLAIN_HELD.get(&id) }).copied() else {
         return false;

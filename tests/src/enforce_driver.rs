@@ -49,6 +49,7 @@ pub struct Collected {
     pub libc_hold_attached: u64,
     pub libc_hold_failed: u64,
     pub libc_hold_error: Option<String>,
+    pub libc_hold_pids: Vec<u32>,
 }
 
 pub struct Driver {
@@ -339,4 +340,5 @@ fn run_loop(
     c.libc_hold_attached = capture.libc_hold.attached;
     c.libc_hold_failed = capture.libc_hold.failed;
     c.libc_hold_error = capture.libc_hold.last_error.clone();
+    c.libc_hold_pids = capture.libc_hold.pids();
 }

@@ -109,6 +109,13 @@ impl LibcHold {
         r
     }
 
+    /// Processes that have the probes.
+    pub fn pids(&self) -> Vec<u32> {
+        let mut v: Vec<u32> = self.pids.iter().copied().collect();
+        v.sort_unstable();
+        v
+    }
+
     /// Loads the programs (through the verifier) ahead of the first attachment, so a new
     /// MCP client gets its probes within milliseconds.
     pub fn load(&mut self, ebpf: &mut Ebpf) -> Result<(), String> {
