@@ -432,7 +432,12 @@ fn two_threads_held_at_once_each_wait_for_their_own_decision() {
         // A call reaches the server only after its approval.
         for t in tools {
             if !approved.iter().any(|a| a == t) {
-                assert_eq!(peers.calls_received(t), 0, "{t}: {}", peers.received());
+                assert_eq!(
+                    peers.calls_received(t),
+                    0,
+                    "{t} arrived unapproved; approved {approved:?}, pending {p:?}; {}",
+                    peers.received()
+                );
             }
         }
         let tool = p[0]["tool"].as_str().expect("tool").to_string();
@@ -463,6 +468,7 @@ fn two_threads_held_at_once_each_wait_for_their_own_decision() {
         "most calls held at once: {max_pending}; restops {}",
         c.stats.as_ref().map_or(0, |s| s.restops)
     );
+    assert_eq!(kernel(&c, "hold_signal_failed"), 0, "{:?}", c.kernel);
 }
 
 #[test]

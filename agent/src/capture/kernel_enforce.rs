@@ -131,6 +131,20 @@ impl KernelEnforce {
             .is_ok()
     }
 
+    /// Is this hold outstanding?
+    pub fn has_hold(&self, pid: u32, hold_id: u64) -> bool {
+        self.held
+            .get(
+                &HoldKey {
+                    tgid: pid,
+                    _pad: 0,
+                    hold_id,
+                },
+                0,
+            )
+            .is_ok()
+    }
+
     /// Every outstanding hold (pid, hold id, entry).
     pub fn holds(&self) -> Vec<(u32, u64, HoldEntry)> {
         self.held

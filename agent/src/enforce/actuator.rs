@@ -13,6 +13,8 @@ pub trait Actuator {
     fn destroy(&mut self, local: &str, remote: &str) -> Result<(), DestroyError>;
     /// Removes one hold from the kernel's hold map; false when it was not there.
     fn remove_hold(&mut self, pid: u32, hold_id: u64) -> bool;
+    /// Is this hold in the kernel's hold map?
+    fn has_hold(&self, pid: u32, hold_id: u64) -> bool;
     /// Outstanding holds of `pid` in the kernel's hold map.
     fn holds_of(&self, pid: u32) -> usize;
     /// Every outstanding hold: (pid, hold id, kernel time it began).
@@ -27,6 +29,32 @@ pub trait Actuator {
     fn block(&mut self, pid: u32, dest: SocketAddr) -> bool;
     /// Kernel time (CLOCK_MONOTONIC, the clock of event timestamps).
     fn now_ns(&self) -> u64;
+    /// Waits (briefly) until every thread of `pid` is stopped, so that every thread that
+    /// entered a hold probe before the stop has recorded its hold; false on timeout.
+    fn wait_stopped(&mut self, pid: u32) -> bool;
+}
+
+/// How long [`Actuator::wait_stopped`] waits for a group stop to complete.
+pub const GROUP_STOP_WAIT_NS: u64 = 5_000_000;
+
+/// True when every thread of `pid` is stopped (or gone).
+pub fn all_threads_stopped(pid: u32) -> bool {
+    let Ok(dir) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return true; // the process is gone
+    };
+    for t in dir.filter_map(|e| e.ok()) {
+        let Ok(stat) = std::fs::read_to_string(t.path().join("stat")) else {
+            continue; // the thread exited
+        };
+        // "tid (comm) S ...": the state follows the last ')'.
+        let state = stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.trim_start().chars().next());
+        if !matches!(state, Some('T' | 't' | 'Z' | 'X') | None) {
+            return false;
+        }
+    }
+    true
 }
 
 /// The real hands: netlink sock_diag, the kernel maps, kill(2).
@@ -72,6 +100,9 @@ impl Actuator for KernelActuator {
     fn remove_hold(&mut self, pid: u32, hold_id: u64) -> bool {
         self.kernel.remove_hold(pid, hold_id)
     }
+    fn has_hold(&self, pid: u32, hold_id: u64) -> bool {
+        self.kernel.has_hold(pid, hold_id)
+    }
     fn holds_of(&self, pid: u32) -> usize {
         self.kernel.holds_of(pid)
     }
@@ -101,5 +132,17 @@ impl Actuator for KernelActuator {
     }
     fn now_ns(&self) -> u64 {
         monotonic_ns()
+    }
+    fn wait_stopped(&mut self, pid: u32) -> bool {
+        let t0 = monotonic_ns();
+        loop {
+            if all_threads_stopped(pid) {
+                return true;
+            }
+            if monotonic_ns().saturating_sub(t0) > GROUP_STOP_WAIT_NS {
+                return false;
+            }
+            std::thread::sleep(std::time::Duration::from_micros(50));
+        }
     }
 }

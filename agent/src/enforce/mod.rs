@@ -137,6 +137,11 @@ pub struct EnforceStats {
     pub orphan_holds: u64,
     /// A hold began while another was being released: the process was stopped again.
     pub restops: u64,
+    /// Held chunks whose kernel hold was already gone (the stop signal failed): judged as
+    /// unheld writes.
+    pub holds_lost: u64,
+    /// Releases that did not see the process's group stop complete within 5 ms.
+    pub stop_wait_timeouts: u64,
     /// SIGCONT sent.
     pub resumes: u64,
     /// Calls held for a person right now.
@@ -451,6 +456,12 @@ impl<A: Actuator> Enforcer<A> {
             return None;
         }
         if !self.holds.contains_key(&key) {
+            if !self.act.has_hold(h.pid, h.hold_id) {
+                // The kernel dropped the hold (the stop signal failed): the write went on.
+                self.stats.holds_lost += 1;
+                self.resolved.insert(key);
+                return None;
+            }
             self.stats.holds_seen += 1;
             self.holds.insert(
                 key,
@@ -602,6 +613,12 @@ impl<A: Actuator> Enforcer<A> {
     }
 
     fn resume_if_free(&mut self, pid: u32) {
+        // A thread that entered a hold probe while the process was being stopped records its
+        // hold before it stops: once every thread is stopped, the hold map is complete, and
+        // a SIGCONT now cannot discard a stop that a new hold still needs.
+        if !self.act.wait_stopped(pid) {
+            self.stats.stop_wait_timeouts += 1;
+        }
         if self.act.holds_of(pid) > 0 {
             return;
         }
@@ -613,8 +630,9 @@ impl<A: Actuator> Enforcer<A> {
             }
             Err(e) => tracing::warn!(pid, "SIGCONT failed: {e}"),
         }
-        // A thread that began a hold while we looked had its pending stop discarded by
-        // SIGCONT: stop the process again; that hold's own release resumes it.
+        // Second line of defence (a group stop that did not complete in time): a thread that
+        // began a hold while we looked had its pending stop discarded by SIGCONT: stop the
+        // process again; that hold's own release resumes it.
         if self.act.holds_of(pid) > 0 {
             let _ = self.act.signal(pid, libc::SIGSTOP);
             self.stats.restops += 1;

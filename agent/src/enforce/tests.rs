@@ -45,6 +45,9 @@ impl Actuator for Fake {
     fn remove_hold(&mut self, pid: u32, hold_id: u64) -> bool {
         self.0.borrow_mut().held.remove(&(pid, hold_id)).is_some()
     }
+    fn has_hold(&self, pid: u32, hold_id: u64) -> bool {
+        self.0.borrow().held.contains_key(&(pid, hold_id))
+    }
     fn holds_of(&self, pid: u32) -> usize {
         self.0.borrow().held.keys().filter(|k| k.0 == pid).count()
     }
@@ -78,6 +81,9 @@ impl Actuator for Fake {
     }
     fn now_ns(&self) -> u64 {
         self.0.borrow().now
+    }
+    fn wait_stopped(&mut self, _pid: u32) -> bool {
+        true
     }
 }
 
