@@ -39,12 +39,28 @@ pub enum Counter {
     /// Socket I/O by a syscall the sock capture mode does not follow (sendmmsg, sendfile,
     /// io_uring, kernel sockets).
     UnsupportedSyscall = 16,
+    /// Hold mode: writes of MCP processes the prefilter scanned.
+    HoldScans = 17,
+    /// ... that contained `tools/call`.
+    HoldPrefilterHits = 18,
+    /// Holds begun (the process was sent SIGSTOP).
+    Holds = 19,
+    /// Prefilter hits not held: the TLS connection was not streamed as HTTP yet.
+    HoldSkipNotHttp = 20,
+    /// Prefilter hits not held: the hold map was full.
+    HoldMapFull = 21,
+    /// `bpf_send_signal` failed: the write went on unheld.
+    HoldSignalFailed = 22,
+    /// A held write moved fewer bytes than it offered (its stream position was corrected).
+    HoldShortWrite = 23,
+    /// New connections refused by the connect-time block list.
+    ConnectBlocked = 24,
 }
 
 pub const COUNTER_SLOTS: u32 = 32;
 
 impl Counter {
-    pub const ALL: [Counter; 17] = [
+    pub const ALL: [Counter; 25] = [
         Counter::RingFull,
         Counter::BytesTruncated,
         Counter::ArgsMapFull,
@@ -62,6 +78,14 @@ impl Counter {
         Counter::TlsTieLastRead,
         Counter::TlsTieNextWrite,
         Counter::UnsupportedSyscall,
+        Counter::HoldScans,
+        Counter::HoldPrefilterHits,
+        Counter::Holds,
+        Counter::HoldSkipNotHttp,
+        Counter::HoldMapFull,
+        Counter::HoldSignalFailed,
+        Counter::HoldShortWrite,
+        Counter::ConnectBlocked,
     ];
     /// Metric-style name.
     pub fn name(self) -> &'static str {
@@ -83,6 +107,14 @@ impl Counter {
             Counter::TlsTieLastRead => "tls_tie_last_read",
             Counter::TlsTieNextWrite => "tls_tie_next_write",
             Counter::UnsupportedSyscall => "unsupported_syscall",
+            Counter::HoldScans => "hold_scans",
+            Counter::HoldPrefilterHits => "hold_prefilter_hits",
+            Counter::Holds => "holds",
+            Counter::HoldSkipNotHttp => "hold_skip_not_http",
+            Counter::HoldMapFull => "hold_map_full",
+            Counter::HoldSignalFailed => "hold_signal_failed",
+            Counter::HoldShortWrite => "hold_short_write",
+            Counter::ConnectBlocked => "connect_blocked",
         }
     }
 }

@@ -166,8 +166,11 @@ pub struct DataEventHeader {
     /// sockets it equals `header.fd`; TLS connections are named by `header.fd == NO_FD`
     /// and their generation, because the socket may become known only later.
     pub sock_fd: u32,
+    /// Hold mode: non-zero when the writing process was stopped before these bytes left
+    /// (the key of its entry in the hold map); 0 otherwise.
+    pub hold_id: u64,
 }
-assert_size!(DataEventHeader, 56);
+assert_size!(DataEventHeader, 64);
 
 /// Set on the last chunk of a syscall when bytes of it were not carried.
 pub const FLAG_TRUNCATED: u8 = 1;

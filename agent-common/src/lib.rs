@@ -6,6 +6,7 @@
 pub mod config;
 pub mod conn;
 pub mod counters;
+pub mod enforce;
 pub mod event;
 
 /// `const` size/offset assertion usable in a `no_std` crate.

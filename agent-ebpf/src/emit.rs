@@ -146,6 +146,7 @@ pub fn emit_payload(
     pos: u64,
     source: u8,
     sock_fd: u32,
+    hold_id: u64,
     p: &Payload,
 ) {
     let ev = match SCRATCH.get_ptr_mut(0) {
@@ -176,6 +177,7 @@ pub fn emit_payload(
         flags: 0,
         _pad: 0,
         sock_fd,
+        hold_id,
     };
     // The walk's state lives in a per-CPU map, read and written through volatile accesses:
     // the verifier does not track map memory, so the states of one turn converge whatever

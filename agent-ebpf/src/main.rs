@@ -6,9 +6,15 @@
 #[cfg(target_arch = "bpf")]
 mod conn;
 #[cfg(target_arch = "bpf")]
+mod connect;
+#[cfg(target_arch = "bpf")]
 mod ctx;
 #[cfg(target_arch = "bpf")]
 mod emit;
+#[cfg(target_arch = "bpf")]
+mod hold;
+#[cfg(target_arch = "bpf")]
+mod libc_send;
 #[cfg(target_arch = "bpf")]
 mod maps;
 #[cfg(target_arch = "bpf")]

@@ -2,11 +2,12 @@
 
 use aya_ebpf::{
     macros::map,
-    maps::{HashMap, LruHashMap, PerCpuArray, RingBuf},
+    maps::{Array, HashMap, LruHashMap, PerCpuArray, RingBuf},
 };
 use mcpwarden_common::{
     conn::{ConnKey, ConnState, SockTuple, TlsConnState, TlsKey},
     counters::{Counter, HookCounter, COUNTER_SLOTS, HOOK_COUNTERS_PER_SOURCE, HOOK_COUNTER_SLOTS},
+    enforce::{BlockKey, HoldEntry, HoldKey, CFG_SLOTS, PREFILTER_SCAN_BYTES},
     event::DataEvent,
 };
 
@@ -62,7 +63,12 @@ pub struct TlsArgs {
     pub fd: u32,
     /// `DataSource::SslWrite` or `SslRead`.
     pub source: u8,
-    pub _pad: [u8; 3],
+    /// 1 when the entry probe held this write and already emitted its bytes.
+    pub held: u8,
+    pub _pad: [u8; 2],
+    /// Held writes: stream position and length of the bytes emitted at entry.
+    pub held_pos: u64,
+    pub held_len: u64,
 }
 
 /// `struct sock *` → the (tgid, fd) using it, so a TCP state change (which may run in
@@ -135,3 +141,45 @@ pub struct SyscallArgs {
 
 /// `source` tag of a pending connect(2).
 pub const SOURCE_CONNECT: u8 = 100;
+
+/// Runtime switches (`CFG_*` slots), written by userspace.
+#[map]
+pub static ENFORCE_CONFIG: Array<u32> = Array::with_max_entries(CFG_SLOTS, 0);
+
+/// Processes seen taking part in MCP as clients (filled by userspace): only their writes are
+/// scanned by the hold prefilter.
+#[map]
+pub static MCP_PIDS: LruHashMap<u32, u8> = LruHashMap::with_max_entries(16384, 0);
+
+/// Outstanding holds. Inserted by the probe that stops the process; removed by userspace
+/// when it releases the hold (the process resumes when none of its holds is left).
+#[map]
+pub static HELD: HashMap<HoldKey, HoldEntry> = HashMap::with_max_entries(4096, 0);
+
+/// Per-CPU buffer the prefilter scans.
+#[map]
+pub static PREFILTER: PerCpuArray<[u8; PREFILTER_SCAN_BYTES]> = PerCpuArray::with_max_entries(1, 0);
+
+/// Connect-time block list: (tgid, destination) pairs refused by the connect programs.
+#[map]
+pub static BLOCKED: HashMap<BlockKey, u8> = HashMap::with_max_entries(4096, 0);
+
+/// Reads a runtime switch.
+#[inline(always)]
+pub fn config(slot: u32) -> u32 {
+    ENFORCE_CONFIG.get(slot).copied().unwrap_or(0)
+}
+
+/// Plaintext hold: the bytes a thread's held libc write was emitted with at entry, so the
+/// socket path skips exactly them. Keyed by pid_tgid (thread).
+#[map]
+pub static PLAIN_HELD: LruHashMap<u64, PlainHeld> = LruHashMap::with_max_entries(4096, 0);
+
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct PlainHeld {
+    pub pos: u64,
+    pub len: u64,
+    pub fd: u32,
+    pub _pad: u32,
+}

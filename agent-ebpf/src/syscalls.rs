@@ -15,6 +15,7 @@ use mcpwarden_common::{
         ConnKey, ConnState, CONN_HTTP, CONN_IGNORED, CONN_SNIFFING, CONN_TLS, SNIFF_MAX_MISSES,
     },
     counters::Counter,
+    enforce::CFG_HOLD_ENABLED,
     event::{DataSource, DIR_EGRESS, ROLE_UNKNOWN},
 };
 
@@ -22,7 +23,7 @@ use crate::{
     conn::emit_close,
     ctx::{field, skip_tgid},
     emit::{emit_conn_open, emit_payload, first_bytes, looks_like_http, Payload},
-    maps::{count, SyscallArgs, ARGS, CONNS, SK_OWNER, SOCKS},
+    maps::{config, count, SyscallArgs, ARGS, CONNS, PLAIN_HELD, SK_OWNER, SOCKS},
     sock::is_tcp,
     tls::{in_ssl_call, tie_ssl_to_fd, uses_tls},
 };
@@ -211,6 +212,13 @@ pub fn on_socket_io(io: &SocketIo) {
         }
         return;
     }
+    // Monitor and reset modes pay one compare and one array load here, on sends only.
+    if source_direction(io.source) == DIR_EGRESS
+        && config(CFG_HOLD_ENABLED) != 0
+        && held_plain_write(id, &key, io)
+    {
+        return; // emitted already by the libc probe that held it
+    }
     if tie_ssl_to_fd(id, tgid, io.fd, io.sk, io.source, io.ret) {
         return; // ciphertext: the plaintext goes out from the TLS uprobes
     }
@@ -284,8 +292,34 @@ pub fn on_socket_io(io: &SocketIo) {
         _ => return,
     }
     emit_payload(
-        tgid, id as u32, io.fd, c.start_ns, pos, source, io.fd, &payload,
+        tgid, id as u32, io.fd, c.start_ns, pos, source, io.fd, 0, &payload,
     );
+}
+
+/// A send whose bytes the libc hold probe already emitted: skip exactly them (and pull the
+/// position back if the send moved fewer).
+#[inline(always)]
+fn held_plain_write(id: u64, key: &ConnKey, io: &SocketIo) -> bool {
+    // SAFETY: copy out.
+    let Some(h) = (unsafe { PLAIN_HELD.get(&id) }).copied() else {
+        return false;
+    };
+    if h.fd != io.fd {
+        return false;
+    }
+    let _ = PLAIN_HELD.remove(&id);
+    let moved = if io.ret > 0 { io.ret as u64 } else { 0 };
+    if moved < h.len {
+        count(Counter::HoldShortWrite, 1);
+        if let Some(c) = CONNS.get_ptr_mut(key) {
+            // SAFETY: map value valid for this run.
+            let c = unsafe { &mut *c };
+            if c.egress_pos == h.pos + h.len {
+                c.egress_pos = h.pos + moved;
+            }
+        }
+    }
+    true
 }
 
 /// The role the TCP handshake gave a socket, if the kernel saw it.

@@ -28,6 +28,7 @@ use mcpwarden_common::{
 use crate::{
     ctx::skip_tgid,
     emit::{emit_open, emit_payload, first_bytes, looks_like_http, Payload},
+    hold::{hold_candidate, maybe_hold_tls_write},
     maps::{
         count, TlsArgs, CONNS, LAST_READ_FD, PENDING_WRITE, SK_OWNER, TLS_ARGS, TLS_CONNS, TLS_PIDS,
     },
@@ -44,18 +45,30 @@ fn on_entry(ctx: &ProbeContext, source: DataSource, ex: bool) {
     let buf: u64 = ctx.arg(1).unwrap_or(0);
     let out_len: u64 = if ex { ctx.arg(3).unwrap_or(0) } else { 0 };
     let tgid = (id >> 32) as u32;
+    let num: u64 = if ex {
+        ctx.arg(2).unwrap_or(0)
+    } else {
+        // `int num`: only the low 32 bits are the argument.
+        ctx.arg::<u64>(2).unwrap_or(0) as u32 as i32 as i64 as u64
+    };
     // SAFETY: read-only peek, then a rare insert (first SSL call of the process).
     if unsafe { TLS_PIDS.get(&tgid) }.is_none() {
         let _ = TLS_PIDS.insert(&tgid, &1, 0);
     }
-    let a = TlsArgs {
+    let mut a = TlsArgs {
         ssl,
         buf,
         out_len,
         fd: NO_FD,
         source: source as u8,
-        _pad: [0; 3],
+        held: 0,
+        _pad: [0; 2],
+        held_pos: 0,
+        held_len: 0,
     };
+    if source == DataSource::SslWrite && (num as i64) > 0 && hold_candidate(tgid) {
+        maybe_hold_tls_write(id, &mut a, num);
+    }
     if TLS_ARGS.insert(&id, &a, 0).is_err() {
         count(Counter::TlsArgsMapFull, 1);
     }
@@ -240,6 +253,9 @@ fn on_return(ctx: &RetProbeContext, ex: bool) {
     };
     let _ = TLS_ARGS.remove(&id);
     let ret: i32 = ctx.ret();
+    if a.held != 0 {
+        held_return(id, &a, ret, ex);
+    }
     let len: u64 = if ex {
         if ret != 1 || a.out_len == 0 {
             return;
@@ -305,10 +321,15 @@ fn on_return(ctx: &RetProbeContext, ex: bool) {
         }
     }
     let pos = if egress { c.egress_pos } else { c.ingress_pos };
-    if egress {
+    if a.held != 0 {
+        // already advanced at entry
+    } else if egress {
         c.egress_pos = pos + len;
     } else {
         c.ingress_pos = pos + len;
+    }
+    if a.held != 0 {
+        return; // the bytes went out at entry; held_return fixed the position
     }
     let payload = Payload {
         buf: a.buf,
@@ -349,7 +370,9 @@ fn on_return(ctx: &RetProbeContext, ex: bool) {
         }
         _ => return,
     }
-    emit_payload(tgid, tid, NO_FD, c.start_ns, pos, a.source, c.fd, &payload);
+    emit_payload(
+        tgid, tid, NO_FD, c.start_ns, pos, a.source, c.fd, 0, &payload,
+    );
 }
 
 #[inline(always)]
@@ -363,5 +386,39 @@ fn new_tls_conn() -> TlsConnState {
         state: CONN_SNIFFING,
         misses: 0,
         _pad: [0; 2],
+    }
+}
+
+/// The return of a write whose bytes were emitted at entry (held): if it moved fewer bytes
+/// than it offered, pull the stream position back so the retry's bytes line up.
+#[inline(always)]
+fn held_return(id: u64, a: &TlsArgs, ret: i32, ex: bool) {
+    let moved: u64 = if ex {
+        if ret != 1 || a.out_len == 0 {
+            0
+        } else {
+            // SAFETY: fault-tolerant user read of the size_t out-parameter.
+            unsafe { bpf_probe_read_user(a.out_len as *const u64) }.unwrap_or(0)
+        }
+    } else if ret > 0 {
+        ret as u64
+    } else {
+        0
+    };
+    if moved >= a.held_len {
+        return;
+    }
+    count(Counter::HoldShortWrite, 1);
+    let key = TlsKey {
+        tgid: (id >> 32) as u32,
+        _pad: 0,
+        ssl: a.ssl,
+    };
+    if let Some(c) = TLS_CONNS.get_ptr_mut(&key) {
+        // SAFETY: map value valid for this run.
+        let c = unsafe { &mut *c };
+        if c.egress_pos == a.held_pos + a.held_len {
+            c.egress_pos = a.held_pos + moved;
+        }
     }
 }

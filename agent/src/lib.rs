@@ -4,6 +4,8 @@
 pub mod capture;
 pub mod config;
 pub mod conn;
+pub mod control;
+pub mod enforce;
 pub mod http;
 pub mod mcp;
 pub mod metrics;

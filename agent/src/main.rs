@@ -19,6 +19,29 @@ struct Cli {
 enum Cmd {
     /// Capture MCP traffic on this host and print it as JSON lines (monitor mode).
     Run(Box<run::RunArgs>),
+    /// Let a call held for approval go on (talks to the running agent).
+    Approve {
+        /// The held call's id (`mcpwarden pending`).
+        id: u64,
+        #[arg(long, default_value = mcpwarden::control::DEFAULT_CONTROL_SOCKET)]
+        control_socket: std::path::PathBuf,
+    },
+    /// Reset a call held for approval.
+    Reject {
+        id: u64,
+        #[arg(long, default_value = mcpwarden::control::DEFAULT_CONTROL_SOCKET)]
+        control_socket: std::path::PathBuf,
+    },
+    /// List calls held for approval (id, session, user, tool, arguments, age).
+    Pending {
+        #[arg(long, default_value = mcpwarden::control::DEFAULT_CONTROL_SOCKET)]
+        control_socket: std::path::PathBuf,
+    },
+    /// Tool catalogue commands of the running agent.
+    Catalog {
+        #[command(subcommand)]
+        cmd: CatalogCmd,
+    },
     /// Decode a recording made with `run --record FILE` offline and print JSON lines.
     Replay {
         /// The recorded kernel events (JSON lines).
@@ -40,6 +63,35 @@ enum PolicyCmd {
     },
 }
 
+#[derive(Subcommand)]
+enum CatalogCmd {
+    /// Accept the current definition of a pinned tool whose definition drifted.
+    Accept {
+        /// `ip:port/path` of the server, as in catalog records.
+        server: String,
+        tool: String,
+        #[arg(long, default_value = mcpwarden::control::DEFAULT_CONTROL_SOCKET)]
+        control_socket: std::path::PathBuf,
+    },
+}
+
+/// Sends one control command and prints the answer; fails when the agent said no.
+fn control(path: &std::path::Path, req: mcpwarden::control::ControlRequest) -> anyhow::Result<()> {
+    let answer = mcpwarden::control::request(path, &req)?;
+    println!("{}", serde_json::to_string_pretty(&answer)?);
+    if answer.get("ok") == Some(&serde_json::Value::Bool(true)) {
+        Ok(())
+    } else {
+        anyhow::bail!(
+            "{}",
+            answer
+                .get("error")
+                .and_then(|e| e.as_str())
+                .unwrap_or("the agent refused")
+        )
+    }
+}
+
 fn main() {
     let cli = Cli::parse();
     tracing_subscriber::fmt()
@@ -51,6 +103,28 @@ fn main() {
         .init();
     let result = match cli.cmd {
         Cmd::Run(args) => run::run(*args),
+        Cmd::Approve { id, control_socket } => control(
+            &control_socket,
+            mcpwarden::control::ControlRequest::Approve { id },
+        ),
+        Cmd::Reject { id, control_socket } => control(
+            &control_socket,
+            mcpwarden::control::ControlRequest::Reject { id },
+        ),
+        Cmd::Pending { control_socket } => {
+            control(&control_socket, mcpwarden::control::ControlRequest::Pending)
+        }
+        Cmd::Catalog {
+            cmd:
+                CatalogCmd::Accept {
+                    server,
+                    tool,
+                    control_socket,
+                },
+        } => control(
+            &control_socket,
+            mcpwarden::control::ControlRequest::CatalogAccept { server, tool },
+        ),
         Cmd::Replay { file } => mcpwarden::replay::replay_file_to_stdout(&file)
             .map_err(|e| anyhow::Error::new(e).context(format!("replaying {}", file.display()))),
         Cmd::Policy {

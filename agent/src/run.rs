@@ -12,6 +12,8 @@ use anyhow::Context;
 use mcpwarden::capture::attach::{CaptureMode, CaptureOptions};
 use mcpwarden::capture::{events, Capture};
 use mcpwarden::conn::ConnTable;
+use mcpwarden::control::{CatalogAcceptor, ControlRequest, ControlServer, DEFAULT_CONTROL_SOCKET};
+use mcpwarden::enforce::{EnforceMode, Enforcer, KernelActuator, VerdictHints};
 use mcpwarden::http::Limits;
 use mcpwarden::mcp::content::{JsonPath, PayloadMode};
 use mcpwarden::mcp::{McpConfig, McpTracker, Record};
@@ -84,6 +86,18 @@ pub struct RunArgs {
     /// the ones it still needs, see the README).
     #[arg(long)]
     keep_capabilities: bool,
+    /// What to do about denied calls: `monitor` (record only), `reset` (reset the
+    /// connection), `hold` (also stop a client's `tools/call` write before it leaves and
+    /// decide first; needed for `approve` rules). See the README, "Enforcement".
+    #[arg(long, default_value = "reset")]
+    enforce: EnforceMode,
+    /// Hold mode: release a held write after this long without a decision (fail-open
+    /// unless the rule says fail-closed). Default: the policy's `hold_timeout_ms`, else 50.
+    #[arg(long)]
+    hold_timeout_ms: Option<u64>,
+    /// Local control socket for `mcpwarden approve|reject|pending|catalog accept`.
+    #[arg(long, default_value = DEFAULT_CONTROL_SOCKET)]
+    control_socket: PathBuf,
 }
 
 /// When to look again at a freshly exec'd process for TLS libraries (ms after the exec).
@@ -180,6 +194,34 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
     let mut record_mask = (args.record.is_some() && !args.record_unredacted)
         .then(mcpwarden::record_mask::RecordMask::default);
     let mut table = ConnTable::new(tracker, Limits::default(), args.max_conns);
+    let kernel = capture
+        .take_enforce()
+        .context("the eBPF object has no enforcement maps")?;
+    let connect_block = kernel.connect_block;
+    if args.enforce == EnforceMode::Hold {
+        if let Err(e) = capture.prepare_libc_hold() {
+            tracing::warn!("plaintext hold unavailable (TLS hold and resets still work): {e}");
+        }
+    }
+    let mut enforcer = Enforcer::new(args.enforce, KernelActuator::new(kernel));
+    if let Some(ms) = args.hold_timeout_ms.or_else(|| policy_timeout(&mut table)) {
+        enforcer.set_hold_timeout_ms(ms);
+    }
+    // What the judgement says beyond the verdict record (fail-closed, approval timeout,
+    // connect block), carried on the record for the enforcer.
+    let hints = |v: &mcpwarden::mcp::VerdictRecord| VerdictHints {
+        fail_closed: v.fail_closed,
+        approve_timeout_ms: v.approve_timeout_ms,
+        block_connect: v.block_connect,
+    };
+    let control = match ControlServer::bind(&args.control_socket) {
+        Ok(c) => Some(c),
+        Err(e) if args.enforce != EnforceMode::Hold => {
+            tracing::warn!("no control socket: {e}");
+            None
+        }
+        Err(e) => return Err(e).context("hold mode needs the control socket"),
+    };
 
     let stop = Arc::new(AtomicBool::new(false));
     let reload = Arc::new(AtomicBool::new(false));
@@ -228,10 +270,12 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
     });
 
     eprintln!(
-        "mcpwarden: {} programs attached ({} capture mode), TLS uprobes on {} files; printing MCP traffic as JSON lines",
+        "mcpwarden: {} programs attached ({} capture mode), TLS uprobes on {} files, enforce {} (connect block {}); printing MCP traffic as JSON lines",
         capture.attached,
         capture.mode,
-        capture.tls.targets.len()
+        capture.tls.targets.len(),
+        args.enforce,
+        if connect_block { "on" } else { "unavailable" },
     );
     metrics.health().beat(monotonic_ns());
     metrics.health().ready.store(true, Ordering::SeqCst);
@@ -248,18 +292,28 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
     let mut rescans: Vec<(u64, u32)> = Vec::new();
     loop {
         let stopping = stop.load(Ordering::SeqCst);
-        let mut pfd = libc::pollfd {
-            fd,
-            events: libc::POLLIN,
-            revents: 0,
-        };
+        let mut pfds = [
+            libc::pollfd {
+                fd,
+                events: libc::POLLIN,
+                revents: 0,
+            },
+            libc::pollfd {
+                fd: control.as_ref().map_or(-1, |c| c.wake_fd()),
+                events: libc::POLLIN,
+                revents: 0,
+            },
+        ];
         if !stopping {
             let wait_ms = rescans
                 .first()
                 .map(|(due, _)| due.saturating_sub(monotonic_ns()) / 1_000_000)
+                .into_iter()
+                .chain(enforcer.next_deadline_ms())
+                .min()
                 .map_or(200, |ms| ms.min(200) as i32);
-            // SAFETY: one valid pollfd.
-            unsafe { libc::poll(&mut pfd, 1, wait_ms) };
+            // SAFETY: two valid pollfds (a negative fd is ignored by poll).
+            unsafe { libc::poll(pfds.as_mut_ptr(), 2, wait_ms) };
         }
         let mut exec_pids = Vec::new();
         while let Some(item) = capture.ring.next() {
@@ -285,9 +339,15 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
                     _ => r.record(ev)?,
                 }
             }
+            let held = events::hold_of(&item);
             match decoded {
                 Ok(events::KernelEvent::Exec { pid, .. }) => exec_pids.push(pid),
-                Ok(ev) => table.on_event(ev, &mut records),
+                Ok(ev) => {
+                    let from = records.len();
+                    enforcer.observe(&ev);
+                    table.on_event(ev, &mut records);
+                    enforcer.after_event(held, &mut records, from, &hints);
+                }
                 Err(e) => {
                     table.stats.bad_records += 1;
                     tracing::warn!("{e}");
@@ -320,7 +380,9 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
             }
         }
         if now.saturating_sub(last_tick) >= 1_000_000_000 {
+            let from = records.len();
             table.on_tick(now, &mut records);
+            enforcer.after_event(None, &mut records, from, &hints);
             last_tick = now;
             metrics.observe_stages(
                 &capture.counters(),
@@ -328,6 +390,18 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
                 &table.stats,
                 &table.tracker().stats(),
             );
+        }
+        enforcer.on_tick(&mut records);
+        for pid in enforcer.take_plaintext_participants() {
+            capture.attach_libc_hold(pid);
+        }
+        if let Some(c) = &control {
+            c.drain(&mut |req| {
+                let mut accept = |server: &str, tool: &str| {
+                    judge_of(&mut table).is_some_and(|j| j.accept(server, tool))
+                };
+                control_answer(req, &mut enforcer, &mut accept, &mut records)
+            });
         }
         if now.saturating_sub(last_tls_scan) >= 2_000_000_000 {
             capture.scan_tls_all();
@@ -341,8 +415,23 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
             break;
         }
     }
+    let from = records.len();
     table.finish(monotonic_ns(), &mut records);
+    enforcer.after_event(None, &mut records, from, &hints);
+    enforcer.shutdown(&mut records);
     write_all(&mut writer, &mut records, &metrics)?;
+    drop(control);
+    let enforce_stats = enforcer.stats();
+    eprintln!(
+        "mcpwarden: request-seen-to-reset latency over {} resets: p50 {} µs, p99 {} µs",
+        enforce_stats.reset_latency_count,
+        enforce_stats
+            .reset_latency_p50_ns
+            .map_or("-".into(), |n| format!("{:.1}", n as f64 / 1e3)),
+        enforce_stats
+            .reset_latency_p99_ns
+            .map_or("-".into(), |n| format!("{:.1}", n as f64 / 1e3)),
+    );
     let kernel = capture.counters();
     let hooks = capture.hook_counters();
     drop(capture); // detaches every program, frees every map
@@ -352,9 +441,23 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
         "hooks": hooks.into_iter().collect::<std::collections::BTreeMap<_, _>>(),
         "conn": format!("{:?}", table.stats),
         "mcp": format!("{:?}", table.tracker().stats()),
+        "enforce": enforce_stats,
     });
     eprintln!("mcpwarden: stopped; counters {stats}");
     Ok(())
+}
+
+/// The policy behind the tracker, when `--policy` was given.
+fn judge_of(table: &mut ConnTable) -> Option<&mut Judge> {
+    table
+        .tracker_mut()
+        .policy_mut()
+        .and_then(|p| p.as_any_mut().downcast_mut::<Judge>())
+}
+
+/// The policy file's `hold_timeout_ms`.
+fn policy_timeout(table: &mut ConnTable) -> Option<u64> {
+    judge_of(table).map(|j| j.policy().hold_timeout_ms())
 }
 
 /// Re-reads the policy file when it changed (or on SIGHUP); a file that fails to load keeps
@@ -363,17 +466,39 @@ fn reload_policy(source: &mut PolicySource, table: &mut ConnTable, force: bool) 
     match source.poll(force) {
         None => {}
         Some(Ok(policy)) => {
-            let judge = table
-                .tracker_mut()
-                .policy_mut()
-                .and_then(|p| p.as_any_mut().downcast_mut::<Judge>());
-            if let Some(judge) = judge {
+            if let Some(judge) = judge_of(table) {
                 judge.set_policy(policy);
                 eprintln!("mcpwarden: policy {} reloaded", source.path().display());
             }
         }
         Some(Err(e)) => {
             eprintln!("mcpwarden: policy not reloaded, the previous one stays in force: {e}");
+        }
+    }
+}
+
+/// Answers one control command (on the capture loop, which owns the enforcer).
+fn control_answer<A: mcpwarden::enforce::Actuator>(
+    req: ControlRequest,
+    enforcer: &mut Enforcer<A>,
+    catalog: &mut dyn CatalogAcceptor,
+    records: &mut Vec<Record>,
+) -> serde_json::Value {
+    use serde_json::json;
+    let done = |r: Result<(), mcpwarden::enforce::ControlError>| match r {
+        Ok(()) => json!({"ok": true}),
+        Err(e) => json!({"ok": false, "error": e.to_string()}),
+    };
+    match req {
+        ControlRequest::Pending => json!({"ok": true, "pending": enforcer.pending()}),
+        ControlRequest::Approve { id } => done(enforcer.approve(id, records)),
+        ControlRequest::Reject { id } => done(enforcer.reject(id, records)),
+        ControlRequest::CatalogAccept { server, tool } => {
+            if catalog.accept(&server, &tool) {
+                json!({"ok": true})
+            } else {
+                json!({"ok": false, "error": format!("no pinned tool {tool:?} of server {server:?} to accept")})
+            }
         }
     }
 }

@@ -13,6 +13,7 @@
 pub mod agent;
 pub mod container;
 pub mod conversation;
+pub mod enforce_driver;
 pub mod env;
 pub mod kubernetes;
 pub mod peers;

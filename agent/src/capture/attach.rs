@@ -193,6 +193,11 @@ pub struct Capture {
     /// The mode in use (never `Auto`).
     pub mode: CaptureMode,
     pub tls: super::tls::TlsAttacher,
+    /// The enforcement maps and the connect-time block programs (taken with
+    /// [`Capture::take_enforce`]).
+    enforce: Option<super::kernel_enforce::KernelEnforce>,
+    /// Plaintext hold probes given to MCP client processes.
+    pub libc_hold: super::libc_hold::LibcHold,
 }
 
 impl Capture {
@@ -245,6 +250,7 @@ impl Capture {
             source: Box::new(source),
         })?;
         super::tls::load_programs(&mut ebpf)?;
+        let enforce = Some(super::kernel_enforce::KernelEnforce::new(&mut ebpf)?);
         let mut tls = super::tls::TlsAttacher::default();
         tls.scan_system(&mut ebpf);
         tls.scan_all(&mut ebpf);
@@ -254,7 +260,26 @@ impl Capture {
             attached,
             mode,
             tls,
+            enforce,
+            libc_hold: Default::default(),
         })
+    }
+
+    /// The kernel's enforcement state (once; `None` afterwards).
+    pub fn take_enforce(&mut self) -> Option<super::kernel_enforce::KernelEnforce> {
+        self.enforce.take()
+    }
+
+    /// Hold mode: loads the plaintext hold probes now (attached per process later).
+    pub fn prepare_libc_hold(&mut self) -> Result<(), String> {
+        self.libc_hold.load(&mut self.ebpf)
+    }
+
+    /// Hold mode: gives a process that sends MCP over plaintext the libc send-family probes.
+    pub fn attach_libc_hold(&mut self, pid: u32) {
+        if let Err(e) = self.libc_hold.attach(&mut self.ebpf, pid) {
+            tracing::warn!(pid, "plaintext hold unavailable for this process: {e}");
+        }
     }
 
     /// Looks for TLS libraries in one process (after its exec).

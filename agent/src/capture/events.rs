@@ -147,6 +147,40 @@ pub fn comm_str(c: &[u8; 16]) -> String {
 }
 
 /// Decodes one ring-buffer record.
+/// The hold a data record belongs to (hold mode): the writing process was stopped before
+/// these bytes left. `None` for every other record.
+pub fn hold_of(rec: &[u8]) -> Option<HeldChunk> {
+    let h: EventHeader = read_struct(rec).ok()?;
+    if EventKind::from_u32(h.kind) != Some(EventKind::SocketData) {
+        return None;
+    }
+    let d: DataEventHeader = read_struct(rec).ok()?;
+    (d.hold_id != 0).then_some(HeldChunk {
+        hold_id: d.hold_id,
+        pid: h.tgid,
+        tid: h.tid,
+        ts_ns: h.ts_ns,
+        pos: d.pos,
+        len: d.len,
+        syscall_len: d.syscall_len,
+        truncated: d.flags & mcpwarden_common::event::FLAG_TRUNCATED != 0,
+    })
+}
+
+/// One chunk of a held write (see [`hold_of`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HeldChunk {
+    pub hold_id: u64,
+    pub pid: u32,
+    pub tid: u32,
+    pub ts_ns: u64,
+    /// Stream position of this chunk, its length, and the whole write's length.
+    pub pos: u64,
+    pub len: u32,
+    pub syscall_len: u32,
+    pub truncated: bool,
+}
+
 pub fn decode(rec: &[u8]) -> Result<KernelEvent, EventDecodeError> {
     let h: EventHeader = read_struct(rec)?;
     match EventKind::from_u32(h.kind) {
@@ -251,6 +285,7 @@ mod tests {
             flags: 0,
             _pad: 0,
             sock_fd: 7,
+            hold_id: 0,
         };
         let mut rec = bytes_of(&d);
         rec.extend_from_slice(b"hello\0\0\0");
@@ -287,6 +322,7 @@ mod tests {
             flags: 0,
             _pad: 0,
             sock_fd: 7,
+            hold_id: 0,
         };
         let mut rec = bytes_of(&d);
         rec.extend_from_slice(b"abc");

@@ -5,6 +5,8 @@ pub mod attach;
 pub mod counters;
 pub mod error;
 pub mod events;
+pub mod kernel_enforce;
+pub mod libc_hold;
 pub mod preflight;
 pub mod tls;
 
