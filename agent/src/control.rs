@@ -3,7 +3,8 @@
 //!
 //! Protocol: a Unix stream socket (mode 0600, root only), one JSON object per line each way.
 //! Requests: `{"cmd":"pending"}`, `{"cmd":"approve","id":N}`, `{"cmd":"reject","id":N}`,
-//! `{"cmd":"catalog_accept","server":"127.0.0.1:8000/mcp","tool":"add"}`. Answers:
+//! `{"cmd":"catalog_accept","server":"127.0.0.1:8000/mcp","tool":"add"}`, `{"cmd":"sessions"}`.
+//! Answers:
 //! `{"ok":true,...}` or `{"ok":false,"error":"..."}`.
 //!
 //! A thread accepts connections and reads requests; each request is handed to the capture
@@ -41,6 +42,9 @@ pub enum ControlRequest {
     Reject { id: u64 },
     /// Accept a tool's drifted definition (pinned tools).
     CatalogAccept { server: String, tool: String },
+    /// Active sessions (as `session_update` records) and the MCP message counter
+    /// (`mcpwarden top`).
+    Sessions,
 }
 
 /// Who answers `catalog accept` (the policy's `Judge::accept`); any

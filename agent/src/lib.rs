@@ -16,3 +16,4 @@ pub mod process;
 pub mod record_mask;
 pub mod replay;
 pub mod rpc;
+pub mod top;

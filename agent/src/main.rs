@@ -37,6 +37,22 @@ enum Cmd {
         #[arg(long, default_value = mcpwarden::control::DEFAULT_CONTROL_SOCKET)]
         control_socket: std::path::PathBuf,
     },
+    /// Active sessions and calls per second of the running local agent (q quits, s sorts).
+    Top {
+        #[arg(long, default_value = mcpwarden::control::DEFAULT_CONTROL_SOCKET)]
+        control_socket: std::path::PathBuf,
+        /// Initial sort order.
+        #[arg(long, default_value = "calls")]
+        sort: mcpwarden::top::SortBy,
+        /// Print one frame as text and exit (for scripts).
+        #[arg(long)]
+        once: bool,
+        /// Frame size with --once.
+        #[arg(long, default_value_t = 160)]
+        width: u16,
+        #[arg(long, default_value_t = 30)]
+        height: u16,
+    },
     /// Tool catalogue commands of the running agent.
     Catalog {
         #[command(subcommand)]
@@ -92,6 +108,55 @@ fn control(path: &std::path::Path, req: mcpwarden::control::ControlRequest) -> a
     }
 }
 
+/// `mcpwarden top`: one text frame (`frame = Some(size)`) or the interactive view.
+fn top(
+    path: &std::path::Path,
+    sort: mcpwarden::top::SortBy,
+    frame: Option<(u16, u16)>,
+) -> anyhow::Result<()> {
+    use mcpwarden::control::{request, ControlRequest};
+    use mcpwarden::top::{draw, render_text, View};
+    use ratatui::crossterm::event::{self, Event, KeyCode};
+    use std::time::{Duration, Instant};
+    let mut view = View::new(sort);
+    let fetch = |view: &mut View| -> anyhow::Result<()> {
+        let answer = request(path, &ControlRequest::Sessions)?;
+        if answer.get("ok") != Some(&serde_json::Value::Bool(true)) {
+            anyhow::bail!("the agent refused: {answer}");
+        }
+        view.update(&answer, Instant::now());
+        Ok(())
+    };
+    if let Some((w, h)) = frame {
+        fetch(&mut view)?;
+        print!("{}", render_text(&view, w, h));
+        return Ok(());
+    }
+    fetch(&mut view)?;
+    let mut terminal = ratatui::init();
+    let result = (|| -> anyhow::Result<()> {
+        let mut last = Instant::now();
+        loop {
+            terminal.draw(|f| draw(f, &view))?;
+            if event::poll(Duration::from_millis(200))? {
+                if let Event::Key(k) = event::read()? {
+                    match k.code {
+                        KeyCode::Char('q') | KeyCode::Esc => return Ok(()),
+                        KeyCode::Char('s') => view.cycle_sort(),
+                        _ => {}
+                    }
+                }
+            }
+            if last.elapsed() >= Duration::from_secs(1) {
+                fetch(&mut view)?;
+                last = Instant::now();
+            }
+        }
+    })();
+    ratatui::restore();
+    result
+}
+
 fn main() {
     let cli = Cli::parse();
     tracing_subscriber::fmt()
@@ -125,6 +190,13 @@ fn main() {
             &control_socket,
             mcpwarden::control::ControlRequest::CatalogAccept { server, tool },
         ),
+        Cmd::Top {
+            control_socket,
+            sort,
+            once,
+            width,
+            height,
+        } => top(&control_socket, sort, once.then_some((width, height))),
         Cmd::Replay { file } => mcpwarden::replay::replay_file_to_stdout(&file)
             .map_err(|e| anyhow::Error::new(e).context(format!("replaying {}", file.display()))),
         Cmd::Policy {

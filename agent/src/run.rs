@@ -396,11 +396,14 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
             capture.attach_libc_hold(pid);
         }
         if let Some(c) = &control {
-            c.drain(&mut |req| {
-                let mut accept = |server: &str, tool: &str| {
-                    judge_of(&mut table).is_some_and(|j| j.accept(server, tool))
-                };
-                control_answer(req, &mut enforcer, &mut accept, &mut records)
+            c.drain(&mut |req| match req {
+                ControlRequest::Sessions => sessions_answer(&table),
+                req => {
+                    let mut accept = |server: &str, tool: &str| {
+                        judge_of(&mut table).is_some_and(|j| j.accept(server, tool))
+                    };
+                    control_answer(req, &mut enforcer, &mut accept, &mut records)
+                }
             });
         }
         if now.saturating_sub(last_tls_scan) >= 2_000_000_000 {
@@ -445,6 +448,21 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
     });
     eprintln!("mcpwarden: stopped; counters {stats}");
     Ok(())
+}
+
+/// `mcpwarden top`'s snapshot: every active session and the message counter.
+fn sessions_answer(table: &ConnTable) -> serde_json::Value {
+    let tracker = table.tracker();
+    let mut sessions: Vec<mcpwarden::mcp::SessionSummary> = tracker
+        .sessions()
+        .map(|s| s.summary(mcpwarden::mcp::SessionStatus::Active, None, s.last_ns))
+        .collect();
+    sessions.sort_by_key(|s| s.started_ns);
+    serde_json::json!({
+        "ok": true,
+        "messages": tracker.stats().messages,
+        "sessions": sessions,
+    })
 }
 
 /// The policy behind the tracker, when `--policy` was given.
@@ -493,6 +511,7 @@ fn control_answer<A: mcpwarden::enforce::Actuator>(
         ControlRequest::Pending => json!({"ok": true, "pending": enforcer.pending()}),
         ControlRequest::Approve { id } => done(enforcer.approve(id, records)),
         ControlRequest::Reject { id } => done(enforcer.reject(id, records)),
+        ControlRequest::Sessions => json!({"ok": false, "error": "answered by the capture loop"}),
         ControlRequest::CatalogAccept { server, tool } => {
             if catalog.accept(&server, &tool) {
                 json!({"ok": true})

@@ -38,6 +38,9 @@ impl Setup {
     }
 }
 
+/// The agent with `policy` in enforcement `mode`. Hold mode gets a 1 s fail-open timeout
+/// instead of 50 ms: these tests prove what a hold stops, on a 2-core machine that also runs
+/// every peer; the timeout path has unit tests of its own.
 fn agent_with(policy: &Path, socket: &Path, mode: &str) -> Agent {
     Agent::start(&[
         "--policy",
@@ -46,6 +49,8 @@ fn agent_with(policy: &Path, socket: &Path, mode: &str) -> Agent {
         mode,
         "--control-socket",
         socket.to_str().unwrap_or_default(),
+        "--hold-timeout-ms",
+        "1000",
     ])
 }
 
