@@ -317,7 +317,9 @@ fn run_loop(
                 Ok(()) => serde_json::json!({"ok": true}),
                 Err(e) => serde_json::json!({"ok": false, "error": e.to_string()}),
             },
-            ControlRequest::CatalogAccept { .. } => serde_json::json!({"ok": false}),
+            ControlRequest::CatalogAccept { .. } | ControlRequest::Sessions => {
+                serde_json::json!({"ok": false})
+            }
         });
         {
             let mut c = collected.lock().unwrap_or_else(|e| e.into_inner());
