@@ -47,6 +47,20 @@ fn sock_destroy_aborts_the_local_end_and_resets_the_peer() {
         d.destroy(local, remote),
         Err(mcpwarden::enforce::sock_destroy::DestroyError::NotFound { .. })
     ));
+    // The server's end of the connection is gone too (the reset closed it): its tuple must
+    // not fall back to the listening socket on the same port (the kernel's lookup would).
+    let server_end = (
+        server.local_addr().expect("local"),
+        server.peer_addr().unwrap_or(local),
+    );
+    assert!(matches!(
+        d.destroy(server_end.0, server_end.1),
+        Err(mcpwarden::enforce::sock_destroy::DestroyError::NotFound { .. })
+    ));
+    listener.set_nonblocking(false).expect("blocking listener");
+    let again = TcpStream::connect(listener.local_addr().expect("addr"));
+    assert!(again.is_ok(), "the listener survived: {again:?}");
+    assert!(listener.accept().is_ok(), "the listener still accepts");
 }
 
 struct Peers {

@@ -87,9 +87,11 @@ fn minimal_policy_denies_explode(sdk: Sdk) {
     );
     let client_pid = client["pid"].clone();
     let records = agent.stop();
+    // (Calls made without a prior tools/list are also audited as unverifiable.)
     let verdicts: Vec<&Value> = of_type(&records, "verdict")
         .into_iter()
         .filter(|v| v["pid"] == client_pid || v["pid"] == json!(server.pid()))
+        .filter(|v| v["name"] == "explode")
         .collect();
     assert!(!verdicts.is_empty(), "no verdict record");
     for v in &verdicts {
@@ -151,7 +153,7 @@ fn in_audit_the_call_succeeds_and_is_recorded() {
     let records = agent.stop();
     let v: Vec<&Value> = of_type(&records, "verdict")
         .into_iter()
-        .filter(|v| v["pid"] == client["pid"])
+        .filter(|v| v["pid"] == client["pid"] && v["rule_id"] == "no-explode")
         .collect();
     assert_eq!(v.len(), 1, "{v:?}");
     assert_eq!(
@@ -545,7 +547,7 @@ fn approval_releases_rejection_resets_and_silence_resets_at_the_timeout() {
     let records = agent.stop();
     let outcomes: Vec<(Value, Value)> = of_type(&records, "verdict")
         .into_iter()
-        .filter(|v| v["pid"] == summary["pid"])
+        .filter(|v| v["pid"] == summary["pid"] && v["name"] == "explode")
         .map(|v| (v["action"].clone(), v["enforcement"].clone()))
         .collect();
     assert_eq!(

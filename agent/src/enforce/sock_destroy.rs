@@ -3,7 +3,11 @@
 //! The destroyed socket's owner gets `ECONNABORTED` on its next call; the peer gets a TCP RST.
 //!
 //! The socket is named by its exact 4-tuple as seen from the process that owns it (local
-//! address and port, remote address and port). An IPv4 tuple is tried as `AF_INET` first,
+//! address and port, remote address and port). The kernel's lookup of a tuple falls back to
+//! a LISTENING socket on the local port when the connection itself is gone (e.g. the other
+//! end was reset first): so the socket is first looked up (`SOCK_DIAG_BY_FAMILY`), a listener
+//! or a different socket is refused as not found, and the destroy names the found socket's
+//! cookie, so it can only ever hit that one connection. An IPv4 tuple is tried as `AF_INET` first,
 //! then as the IPv4-mapped `AF_INET6` form a dual-stack socket uses.
 
 use std::net::{IpAddr, Ipv6Addr, SocketAddr};
@@ -15,6 +19,10 @@ use thiserror::Error;
 const NETLINK_SOCK_DIAG: libc::c_int = 4;
 /// `SOCK_DESTROY` (linux/sock_diag.h).
 const SOCK_DESTROY: u16 = 21;
+/// `SOCK_DIAG_BY_FAMILY`: look one socket up (its state and cookie).
+const SOCK_DIAG_BY_FAMILY: u16 = 20;
+/// `TCP_LISTEN` (include/net/tcp_states.h).
+const TCP_LISTEN: u8 = 10;
 const NLM_F_REQUEST: u16 = 0x01;
 const NLM_F_ACK: u16 = 0x04;
 const NLMSG_ERROR: u16 = 0x02;
@@ -135,8 +143,73 @@ impl SockDestroyer {
         src: [u8; 16],
         dst: [u8; 16],
     ) -> Result<(), DestroyError> {
+        let cookie = self.lookup(family, sport, dport, src, dst)?;
         self.seq = self.seq.wrapping_add(1);
-        let msg = request(self.seq, family, sport, dport, src, dst);
+        let msg = request(
+            self.seq,
+            SOCK_DESTROY,
+            family,
+            sport,
+            dport,
+            src,
+            dst,
+            cookie,
+        );
+        self.transmit(&msg)?;
+        self.answer(|_, _| None)
+    }
+
+    /// The cookie of the connected (not listening) TCP socket with this exact tuple.
+    fn lookup(
+        &mut self,
+        family: u8,
+        sport: u16,
+        dport: u16,
+        src: [u8; 16],
+        dst: [u8; 16],
+    ) -> Result<[u32; 2], DestroyError> {
+        self.seq = self.seq.wrapping_add(1);
+        let msg = request(
+            self.seq,
+            SOCK_DIAG_BY_FAMILY,
+            family,
+            sport,
+            dport,
+            src,
+            dst,
+            [NO_COOKIE, NO_COOKIE],
+        );
+        self.transmit(&msg)?;
+        let not_found = DestroyError::NotFound {
+            local: unspecified(),
+            remote: unspecified(),
+        };
+        let mut found: Option<[u32; 2]> = None;
+        let mut listener = false;
+        let r = self.answer(|ty, m| {
+            // inet_diag_msg after the 16-byte header: family, state, timer, retrans, id.
+            if ty != SOCK_DIAG_BY_FAMILY || m.len() < 68 {
+                return Some(Err(DestroyError::BadAnswer(m.len())));
+            }
+            let state = m[17];
+            let same = m[20..22] == sport.to_be_bytes()
+                && m[22..24] == dport.to_be_bytes()
+                && m[24..40] == src
+                && m[40..56] == dst;
+            listener = state == TCP_LISTEN;
+            if same && !listener {
+                found = Some([
+                    u32::from_ne_bytes([m[60], m[61], m[62], m[63]]),
+                    u32::from_ne_bytes([m[64], m[65], m[66], m[67]]),
+                ]);
+            }
+            Some(Ok(()))
+        });
+        r?;
+        found.ok_or(not_found)
+    }
+
+    fn transmit(&mut self, msg: &[u8]) -> Result<(), DestroyError> {
         // SAFETY: valid buffer and length; the kernel is the destination (nl_pid 0).
         let mut sa: libc::sockaddr_nl = unsafe { std::mem::zeroed() };
         sa.nl_family = libc::AF_NETLINK as u16;
@@ -153,7 +226,16 @@ impl SockDestroyer {
         if rc < 0 {
             return Err(std::io::Error::last_os_error().into());
         }
-        let mut buf = [0u8; 512];
+        Ok(())
+    }
+
+    /// Reads the answer to the last request: an `NLMSG_ERROR` (ack or error), or a message
+    /// of another type handed to `other` (which returns the outcome).
+    fn answer(
+        &mut self,
+        mut other: impl FnMut(u16, &[u8]) -> Option<Result<(), DestroyError>>,
+    ) -> Result<(), DestroyError> {
+        let mut buf = [0u8; 1024];
         loop {
             // SAFETY: valid buffer and length.
             let n =
@@ -171,7 +253,10 @@ impl SockDestroyer {
                 continue; // a late answer to an earlier request (after a timeout)
             }
             if ty != NLMSG_ERROR {
-                return Err(DestroyError::BadAnswer(n));
+                return match other(ty, &buf[..n]) {
+                    Some(r) => r,
+                    None => Err(DestroyError::BadAnswer(n)),
+                };
             }
             let errno = -i32::from_ne_bytes([buf[16], buf[17], buf[18], buf[19]]);
             return match errno {
@@ -207,11 +292,26 @@ fn parse(s: &str) -> Result<SocketAddr, DestroyError> {
 
 /// `nlmsghdr` + `inet_diag_req_v2` for `SOCK_DESTROY` (72 bytes, native byte order except
 /// the ports and addresses, which are network order).
-fn request(seq: u32, family: u8, sport: u16, dport: u16, src: [u8; 16], dst: [u8; 16]) -> Vec<u8> {
+#[allow(clippy::too_many_arguments)]
+fn request(
+    seq: u32,
+    ty: u16,
+    family: u8,
+    sport: u16,
+    dport: u16,
+    src: [u8; 16],
+    dst: [u8; 16],
+    cookie: [u32; 2],
+) -> Vec<u8> {
+    let flags = if ty == SOCK_DESTROY {
+        NLM_F_REQUEST | NLM_F_ACK
+    } else {
+        NLM_F_REQUEST
+    };
     let mut m = Vec::with_capacity(72);
     m.extend_from_slice(&72u32.to_ne_bytes()); // nlmsg_len
-    m.extend_from_slice(&SOCK_DESTROY.to_ne_bytes()); // nlmsg_type
-    m.extend_from_slice(&(NLM_F_REQUEST | NLM_F_ACK).to_ne_bytes()); // nlmsg_flags
+    m.extend_from_slice(&ty.to_ne_bytes()); // nlmsg_type
+    m.extend_from_slice(&flags.to_ne_bytes()); // nlmsg_flags
     m.extend_from_slice(&seq.to_ne_bytes()); // nlmsg_seq
     m.extend_from_slice(&0u32.to_ne_bytes()); // nlmsg_pid
     m.push(family); // sdiag_family
@@ -224,8 +324,8 @@ fn request(seq: u32, family: u8, sport: u16, dport: u16, src: [u8; 16], dst: [u8
     m.extend_from_slice(&src); // id.idiag_src
     m.extend_from_slice(&dst); // id.idiag_dst
     m.extend_from_slice(&0u32.to_ne_bytes()); // id.idiag_if
-    m.extend_from_slice(&NO_COOKIE.to_ne_bytes()); // id.idiag_cookie[0]
-    m.extend_from_slice(&NO_COOKIE.to_ne_bytes()); // id.idiag_cookie[1]
+    m.extend_from_slice(&cookie[0].to_ne_bytes()); // id.idiag_cookie[0]
+    m.extend_from_slice(&cookie[1].to_ne_bytes()); // id.idiag_cookie[1]
     debug_assert_eq!(m.len(), 72);
     m
 }
@@ -238,7 +338,16 @@ mod tests {
     fn the_request_has_the_kernel_layout() {
         let mut src = [0u8; 16];
         src[..4].copy_from_slice(&[127, 0, 0, 1]);
-        let m = request(7, libc::AF_INET as u8, 8000, 50312, src, src);
+        let m = request(
+            7,
+            SOCK_DESTROY,
+            libc::AF_INET as u8,
+            8000,
+            50312,
+            src,
+            src,
+            [NO_COOKIE, NO_COOKIE],
+        );
         assert_eq!(m.len(), 72);
         assert_eq!(u32::from_ne_bytes([m[0], m[1], m[2], m[3]]), 72);
         assert_eq!(u16::from_ne_bytes([m[4], m[5]]), 21);

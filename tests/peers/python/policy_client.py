@@ -31,6 +31,8 @@ from mcp_types import Implementation, TextContent
 
 CLIENT = Implementation(name="mcpwarden-policy-client", version="0.2.0")
 CALL_TIMEOUT = 20.0  # seconds
+# The SDK transport's own error when a response stream breaks before its answer.
+TRANSPORT_FAILURE = "stream ended without a response"
 
 
 def texts(content) -> list[str]:
@@ -65,8 +67,15 @@ async def run_session(url: str, ops: list[dict], http_extra: dict) -> list[dict]
                                 await asyncio.sleep(op["ms"] / 1000)
                                 entry["outcome"] = "ok"
                         except MCPError as e:
-                            entry["outcome"] = "rpc_error"
                             entry["text"] = [str(e)]
+                            entry["ms"] = round((time.perf_counter() - started) * 1000, 3)
+                            if TRANSPORT_FAILURE in str(e):
+                                # Made up by the client transport when the connection broke
+                                # after the response head: no answer from the server.
+                                entry["outcome"] = "connection_error"
+                                break
+                            entry["outcome"] = "rpc_error"
+                            continue
                         entry["ms"] = round((time.perf_counter() - started) * 1000, 3)
 
     try:
