@@ -182,7 +182,10 @@ fn message(m: &MessageRecord) -> Result<Value, RenderError> {
         .put("conn_id", m.conn_id.as_str())
         .put("http_method", m.http_method.as_str())
         .put("http_path", m.http_path.as_str())
-        .put("http_status", m.http_status.map_or(Value::Null, Value::from))
+        .put(
+            "http_status",
+            m.http_status.map_or(Value::Null, Value::from),
+        )
         .put("session_id", s(&m.session_id))
         .put("era", m.era.as_str())
         .put("direction", m.direction.as_str())
@@ -327,7 +330,10 @@ fn cancel(c: &CancelRecord) -> Result<Value, RenderError> {
         .opt("round", c.round.map(Value::from))
         .put("requested_ns", c.requested_ns)
         .put("elapsed_ns", c.elapsed_ns)
-        .put("http_status", c.http_status.map_or(Value::Null, Value::from))
+        .put(
+            "http_status",
+            c.http_status.map_or(Value::Null, Value::from),
+        )
         .put("notifications", c.notifications)
         .opt("progress", oj("progress_json", &c.progress_json)?);
     Ok(o.done())

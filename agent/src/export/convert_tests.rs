@@ -2,8 +2,8 @@
 
 use super::*;
 use crate::mcp::{
-    CancelReason, EndReason, Enforcement, Era, Flow, Grouping, IdentitySource, Kind,
-    SessionState, SessionStatus, Side, Transport, VerificationReason,
+    CancelReason, EndReason, Enforcement, Era, Flow, Grouping, IdentitySource, Kind, SessionState,
+    SessionStatus, Side, Transport, VerificationReason,
 };
 use crate::policy::{Action, Reason, ReasonKind};
 use mcpwarden_proto::json::record_to_json;
@@ -166,7 +166,9 @@ fn summary(status: SessionStatus, end: Option<EndReason>) -> SessionSummary {
         first_mismatched_protocol_version: None,
         supported_versions: None,
         verification_failures: 2,
-        attacks: vec![json!({"kind": "tool_definition_drift", "tool": "add", "fields": ["description"]})],
+        attacks: vec![
+            json!({"kind": "tool_definition_drift", "tool": "add", "fields": ["description"]}),
+        ],
     }
 }
 
@@ -255,7 +257,9 @@ fn hand_built_records_of_every_type_round_trip() {
             server_version: Some("1".into()),
             session_id: "x".into(),
             changed: "tools".into(),
-            tools: Some(vec![json!({"name": "add", "inputSchema": {"type": "object"}})]),
+            tools: Some(vec![
+                json!({"name": "add", "inputSchema": {"type": "object"}}),
+            ]),
             resources: Some(vec![]),
             resource_templates: None,
             prompts: None,
@@ -282,5 +286,8 @@ fn records_from_recorded_sdk_traffic_round_trip() {
             round_trip(r);
         }
     }
-    assert!(seen.contains("message") && seen.contains("session_end"), "{seen:?}");
+    assert!(
+        seen.contains("message") && seen.contains("session_end"),
+        "{seen:?}"
+    );
 }

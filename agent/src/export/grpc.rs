@@ -198,7 +198,9 @@ impl Exporter {
                 self.counters.queued.fetch_add(1, Ordering::Relaxed);
             }
             Err(_) => {
-                self.counters.dropped_overflow.fetch_add(1, Ordering::Relaxed);
+                self.counters
+                    .dropped_overflow
+                    .fetch_add(1, Ordering::Relaxed);
             }
         }
     }
@@ -248,7 +250,8 @@ enum StreamEnd {
 
 impl Worker {
     fn deadline_passed(&self) -> bool {
-        self.closing_since.is_some_and(|t| t.elapsed() >= self.grace)
+        self.closing_since
+            .is_some_and(|t| t.elapsed() >= self.grace)
     }
 
     fn receive(&mut self, env: Option<Envelope>) {
@@ -261,7 +264,8 @@ impl Worker {
     }
 
     async fn run(mut self) {
-        let seed = u64::from(std::process::id()) ^ (Instant::now().elapsed().as_nanos() as u64)
+        let seed = u64::from(std::process::id())
+            ^ (Instant::now().elapsed().as_nanos() as u64)
             ^ std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(0, |d| d.as_nanos() as u64);

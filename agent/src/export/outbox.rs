@@ -145,7 +145,9 @@ impl Outbox {
         self.disconnected();
         while let Some(env) = self.pending.pop_front() {
             if self.to_spool(env).is_some() {
-                self.counters.lost_at_shutdown.fetch_add(1, Ordering::Relaxed);
+                self.counters
+                    .lost_at_shutdown
+                    .fetch_add(1, Ordering::Relaxed);
             }
         }
     }
@@ -220,7 +222,11 @@ mod tests {
     fn shutdown_spools_unacked_records_for_the_next_run() {
         let dir = tempfile::tempdir().expect("tempdir");
         let c = counters();
-        let mut o = Outbox::new(10, Some(Spool::open(dir.path(), 1 << 20).expect("spool")), c);
+        let mut o = Outbox::new(
+            10,
+            Some(Spool::open(dir.path(), 1 << 20).expect("spool")),
+            c,
+        );
         for s in 0..6 {
             o.accept(env(s));
         }
@@ -230,7 +236,11 @@ mod tests {
         o.shutdown();
         drop(o);
         let c = counters();
-        let mut o = Outbox::new(10, Some(Spool::open(dir.path(), 1 << 20).expect("spool")), c);
+        let mut o = Outbox::new(
+            10,
+            Some(Spool::open(dir.path(), 1 << 20).expect("spool")),
+            c,
+        );
         let sent: Vec<u64> = std::iter::from_fn(|| o.next_to_send().map(|e| e.seq)).collect();
         assert_eq!(sent, vec![1, 2, 3, 4, 5]);
     }

@@ -1424,7 +1424,11 @@ impl McpTracker {
                 }
             }
         }
-        out.push(Record::SessionEnd(s.summary(status, Some(reason), ended_ns)));
+        out.push(Record::SessionEnd(s.summary(
+            status,
+            Some(reason),
+            ended_ns,
+        )));
     }
 
     fn count(&mut self, displaced: Displaced) {
