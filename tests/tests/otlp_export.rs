@@ -32,7 +32,12 @@ fn spans_of_a_python_sdk_conversation_follow_the_mcp_conventions() {
         assert_eq!(s["name"], format!("tools/call {tool}"));
         assert_eq!(span_attr(s, "gen_ai.operation.name").as_deref(), Some("execute_tool"));
         assert!(span_attr(s, "jsonrpc.request.id").is_some());
-        assert_eq!(span_attr(s, "mcp.session.id").as_deref(), Some(session_id));
+        assert_eq!(
+            span_attr(s, "mcp.session.id").as_deref(),
+            Some(session_id),
+            "{s}"
+        );
+        assert!(span_attr(s, "mcp.protocol.version").is_some(), "{s}");
         assert_eq!(span_attr(s, "network.protocol.name").as_deref(), Some("http"));
         let start: u64 = s["startTimeUnixNano"].as_str().unwrap_or("0").parse().unwrap_or(0);
         let end: u64 = s["endTimeUnixNano"].as_str().unwrap_or("0").parse().unwrap_or(0);

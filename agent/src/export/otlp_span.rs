@@ -39,13 +39,21 @@ fn split_addr(a: &str) -> Option<(&str, i64)> {
     Some((h.trim_matches(['[', ']']), p.parse().ok()?))
 }
 
+/// What an answer's span takes from its request.
+#[derive(Debug, Clone, Default)]
+struct RequestInfo {
+    traceparent: Option<String>,
+    protocol_version: Option<String>,
+    session_id: Option<String>,
+}
+
 /// Builds spans, remembering requests' trace context until their answers arrive.
 #[derive(Debug)]
 pub struct SpanBuilder {
     realtime_offset_ns: u64,
     rng: u64,
-    /// (conn_id, request direction, id) → traceparent of the request.
-    open: HashMap<(String, Flow, String), String>,
+    /// (conn_id, request direction, id) → what the request said.
+    open: HashMap<(String, Flow, String), RequestInfo>,
     order: VecDeque<(String, Flow, String)>,
     /// Requests forgotten to stay within the bound.
     pub evicted: u64,
@@ -85,11 +93,16 @@ impl SpanBuilder {
     }
 
     fn remember(&mut self, m: &MessageRecord) {
-        let (Some(id), Some(tp)) = (&m.id, &m.traceparent) else {
+        let Some(id) = &m.id else {
             return;
         };
         let key = (m.conn_id.clone(), m.direction, id.to_string());
-        if self.open.insert(key.clone(), tp.clone()).is_none() {
+        let info = RequestInfo {
+            traceparent: m.traceparent.clone(),
+            protocol_version: m.mcp_protocol_version.clone(),
+            session_id: m.session_id.clone(),
+        };
+        if self.open.insert(key.clone(), info).is_none() {
             self.order.push_back(key);
         }
         while self.order.len() > MAX_OPEN_REQUESTS {
@@ -113,10 +126,9 @@ impl SpanBuilder {
         let latency = m.latency_ns?;
         let id = m.id.as_ref()?;
         let req_dir = m.direction.opposite();
-        let parent = m.traceparent.clone().or_else(|| {
-            let key = (m.conn_id.clone(), req_dir, id.to_string());
-            self.open.remove(&key)
-        });
+        let key = (m.conn_id.clone(), req_dir, id.to_string());
+        let req = self.open.remove(&key).unwrap_or_default();
+        let parent = m.traceparent.clone().or(req.traceparent);
         let (trace_id, parent_span) = match parent.as_deref().and_then(parse_traceparent) {
             Some((t, s)) => (t, Some(s)),
             None => (self.random_hex(16), None),
@@ -153,10 +165,14 @@ impl SpanBuilder {
             ("resources/read", Some(uri)) => attrs.push(attr_str("mcp.resource.uri", uri)),
             _ => {}
         }
-        if let Some(s) = &m.session_id {
+        if let Some(s) = m.session_id.as_ref().or(req.session_id.as_ref()) {
             attrs.push(attr_str("mcp.session.id", s));
         }
-        if let Some(v) = &m.mcp_protocol_version {
+        if let Some(v) = m
+            .mcp_protocol_version
+            .as_ref()
+            .or(req.protocol_version.as_ref())
+        {
             attrs.push(attr_str("mcp.protocol.version", v));
         }
         // The server's address on client spans, the client's on server spans.
@@ -301,6 +317,7 @@ mod tests {
             Some(&json!({"stringValue": "execute_tool"}))
         );
         assert!(attr(call, "jsonrpc.request.id").is_some());
+        assert!(attr(call, "mcp.protocol.version").is_some(), "{call}");
         let start: u64 = call["startTimeUnixNano"]
             .as_str()
             .unwrap_or("")
