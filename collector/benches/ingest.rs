@@ -23,8 +23,20 @@ fn envelope(seq: u64) -> Envelope {
     let session = format!("bench-{}", seq / 50);
     let mut e = match seq % 10 {
         0 => suite::summary(seq, "server", Kind::Update, &session, seq),
-        n if n % 2 == 0 => suite::call(seq, "client", seq, &session, r#"{"name":"add","arguments":{"a":1,"b":2}}"#),
-        _ => suite::call(seq, "server", seq, &session, r#"{"name":"add","arguments":{"a":1,"b":2}}"#),
+        n if n % 2 == 0 => suite::call(
+            seq,
+            "client",
+            seq,
+            &session,
+            r#"{"name":"add","arguments":{"a":1,"b":2}}"#,
+        ),
+        _ => suite::call(
+            seq,
+            "server",
+            seq,
+            &session,
+            r#"{"name":"add","arguments":{"a":1,"b":2}}"#,
+        ),
     };
     e.seq = seq;
     e
@@ -117,7 +129,10 @@ fn main() {
         .and_then(|i| args.get(i + 1))
         .and_then(|s| s.parse::<f64>().ok())
         .unwrap_or(3.0);
-    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("ingest bench: {e}");

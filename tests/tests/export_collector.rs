@@ -28,7 +28,10 @@ fn export_args(url: &str, agent_id: &str, state: &std::path::Path) -> Vec<String
 }
 
 fn tagged(agent_id: &str, records: Vec<Value>) -> Vec<(String, Value)> {
-    records.into_iter().map(|r| (agent_id.to_owned(), r)).collect()
+    records
+        .into_iter()
+        .map(|r| (agent_id.to_owned(), r))
+        .collect()
 }
 
 /// The merged session with this session id, from the API (exactly one row).
@@ -40,7 +43,11 @@ fn merged_session(col: &CollectorProc, session_id: &str) -> Value {
         .flatten()
         .filter(|r| r["session_id"] == session_id)
         .collect();
-    assert_eq!(rows.len(), 1, "want one merged session {session_id}: {page}");
+    assert_eq!(
+        rows.len(),
+        1,
+        "want one merged session {session_id}: {page}"
+    );
     rows[0].clone()
 }
 
@@ -66,9 +73,11 @@ fn outage_mid_conversation(outage: Outage) {
         },
     );
     client.wait_initialized();
-    wait_until("the collector stores the initialize exchange", Duration::from_secs(20), || {
-        col.stored() >= 2
-    });
+    wait_until(
+        "the collector stores the initialize exchange",
+        Duration::from_secs(20),
+        || col.stored() >= 2,
+    );
     let down_at = Instant::now();
     let col_wait = match outage {
         Outage::Stop20s => {
@@ -99,9 +108,15 @@ fn outage_mid_conversation(outage: Outage) {
         .flatten()
         .filter_map(|a| a["side"].as_str())
         .collect();
-    assert!(sides.contains(&"client") && sides.contains(&"server"), "{row}");
+    assert!(
+        sides.contains(&"client") && sides.contains(&"server"),
+        "{row}"
+    );
     assert!(row["calls"].as_u64().unwrap_or(0) >= 3, "{row}");
-    let detail = col.get(&format!("/api/sessions/{}", row["key"].as_str().unwrap_or("")));
+    let detail = col.get(&format!(
+        "/api/sessions/{}",
+        row["key"].as_str().unwrap_or("")
+    ));
     let events = detail["events"].as_array().expect("timeline");
     assert!(events.iter().any(|e| e["record"]["method"] == "tools/call"
         && e["side"] == "server"
@@ -128,7 +143,11 @@ fn two_agents_two_replicas_on_postgres_merge_one_session_and_survive_a_replica_d
     let r2 = CollectorProc::start(&store, free_port(), free_port());
     let server = PyServer::start(free_port());
     let server_pid = server.pid().to_string();
-    let mut s_args = export_args(&format!("{},{}", r2.url(), r1.url()), "e2e-server", dir.path());
+    let mut s_args = export_args(
+        &format!("{},{}", r2.url(), r1.url()),
+        "e2e-server",
+        dir.path(),
+    );
     s_args.extend(["--pid".into(), server_pid]);
     let s_args: Vec<&str> = s_args.iter().map(String::as_str).collect();
     let agent_s = Agent::start(&s_args);
@@ -141,15 +160,26 @@ fn two_agents_two_replicas_on_postgres_merge_one_session_and_survive_a_replica_d
         },
     );
     client.wait_ready();
-    let mut c_args = export_args(&format!("{},{}", r1.url(), r2.url()), "e2e-client", dir.path());
+    let mut c_args = export_args(
+        &format!("{},{}", r1.url(), r2.url()),
+        "e2e-client",
+        dir.path(),
+    );
     c_args.extend(["--pid".into(), client.pid().to_string()]);
     let c_args: Vec<&str> = c_args.iter().map(String::as_str).collect();
     let agent_c = Agent::start(&c_args);
     client.start();
     client.wait_initialized();
-    wait_until("replica 1 stores the client's first records", Duration::from_secs(20), || {
-        r1.get("/api/stats")["ingest"]["stored"].as_u64().unwrap_or(0) >= 2
-    });
+    wait_until(
+        "replica 1 stores the client's first records",
+        Duration::from_secs(20),
+        || {
+            r1.get("/api/stats")["ingest"]["stored"]
+                .as_u64()
+                .unwrap_or(0)
+                >= 2
+        },
+    );
     // Replica 1 dies; the client's agent fails over to replica 2.
     r1.kill();
     client.resume();

@@ -21,10 +21,16 @@ pub fn bench(seconds: f64) -> Result<()> {
     with_ebpf_object(&mut cmd, &ebpf_object());
     run(&mut cmd).context("bench: the decoder benchmark failed to build or run")?;
     let mut cmd = Command::new("cargo");
-    cmd.args(["bench", "--package", "mcpwarden-collector", "--bench", "ingest"])
-        .arg("--target-dir")
-        .arg(target_dir())
-        .current_dir(workspace_root())
-        .args(["--", "--seconds", &seconds.to_string()]);
+    cmd.args([
+        "bench",
+        "--package",
+        "mcpwarden-collector",
+        "--bench",
+        "ingest",
+    ])
+    .arg("--target-dir")
+    .arg(target_dir())
+    .current_dir(workspace_root())
+    .args(["--", "--seconds", &seconds.to_string()]);
     run(&mut cmd).context("bench: the collector ingest benchmark failed to build or run")
 }
