@@ -54,7 +54,7 @@ impl Outbox {
         self.spool.is_some()
     }
 
-    fn to_spool(&mut self, env: Envelope) -> Option<Envelope> {
+    fn spool_one(&mut self, env: Envelope) -> Option<Envelope> {
         let Some(spool) = self.spool.as_mut() else {
             return Some(env);
         };
@@ -76,7 +76,7 @@ impl Outbox {
     pub fn accept(&mut self, env: Envelope) {
         let spool_waiting = self.spool.as_ref().is_some_and(|s| !s.is_empty());
         let env = if spool_waiting || self.memory_full() {
-            match self.to_spool(env) {
+            match self.spool_one(env) {
                 None => return,
                 Some(env) => env,
             }
@@ -144,7 +144,7 @@ impl Outbox {
     pub fn shutdown(&mut self) {
         self.disconnected();
         while let Some(env) = self.pending.pop_front() {
-            if self.to_spool(env).is_some() {
+            if self.spool_one(env).is_some() {
                 self.counters
                     .lost_at_shutdown
                     .fetch_add(1, Ordering::Relaxed);
