@@ -2,6 +2,7 @@
 //! refused by the primary key (agent_id, seq), so replicas keep no state of their own.
 
 use std::collections::BTreeSet;
+use std::mem::ManuallyDrop;
 use std::sync::Mutex;
 
 use postgres::{Client, NoTls, Row};
@@ -36,7 +37,19 @@ const MIGRATION_LOCK: i64 = 0x6d63_7077_6172_6465;
 
 /// The PostgreSQL store.
 pub struct PgStore {
-    client: Mutex<Client>,
+    /// Dropped by hand (see `Drop`).
+    client: ManuallyDrop<Mutex<Client>>,
+}
+
+impl Drop for PgStore {
+    fn drop(&mut self) {
+        // SAFETY: `self.client` is never used again: this is the store's drop.
+        let client = unsafe { ManuallyDrop::take(&mut self.client) };
+        // The synchronous client blocks on its own runtime when dropped, which tokio forbids
+        // on a runtime thread (the collector's last reference may go there): drop it on a
+        // plain thread.
+        let _ = std::thread::spawn(move || drop(client)).join();
+    }
 }
 
 const EVENT_COLS: &str =
@@ -113,7 +126,7 @@ impl PgStore {
         }
         tx.commit()?;
         Ok(PgStore {
-            client: Mutex::new(client),
+            client: ManuallyDrop::new(Mutex::new(client)),
         })
     }
 
