@@ -6,6 +6,7 @@ pub mod config;
 pub mod conn;
 pub mod control;
 pub mod enforce;
+pub mod export;
 pub mod http;
 pub mod mcp;
 pub mod metrics;

@@ -63,6 +63,9 @@ enum Cmd {
         /// The recorded kernel events (JSON lines).
         file: std::path::PathBuf,
     },
+    /// Receive agents' record streams (gRPC), store them (SQLite or PostgreSQL) and serve
+    /// sessions over an HTTP JSON API.
+    Collector(mcpwarden_collector::CollectorArgs),
     /// Policy files (see README, "Policy").
     Policy {
         #[command(subcommand)]
@@ -204,6 +207,8 @@ fn main() {
         } => mcpwarden::policy::load(&file)
             .map(|p| print!("{}", p.describe()))
             .map_err(anyhow::Error::new),
+        Cmd::Collector(args) => mcpwarden_collector::run_blocking(args)
+            .map_err(|e| anyhow::Error::new(e).context("collector")),
     };
     if let Err(e) = result {
         eprintln!("mcpwarden: {e:#}");

@@ -98,6 +98,9 @@ pub struct RunArgs {
     /// Local control socket for `mcpwarden approve|reject|pending|catalog accept`.
     #[arg(long, default_value = DEFAULT_CONTROL_SOCKET)]
     control_socket: PathBuf,
+    /// Export to a collector (gRPC) and/or OTLP (see the README, "Export and collector").
+    #[command(flatten)]
+    export: mcpwarden::export::ExportArgs,
 }
 
 /// When to look again at a freshly exec'd process for TLS libraries (ms after the exec).
@@ -150,6 +153,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
     // Kernel timestamps are CLOCK_MONOTONIC; JWT exp/nbf need Unix time.
     mcp_config.realtime_offset_ns =
         Some(clock_ns(libc::CLOCK_REALTIME).saturating_sub(monotonic_ns()));
+    let realtime_offset_ns = mcp_config.realtime_offset_ns.unwrap_or(0);
     let mut tracker = McpTracker::try_new(mcp_config).context("configuration")?;
     let mut policy_source = match &args.policy {
         Some(p) => {
@@ -173,6 +177,9 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
         let d = mcpwarden::privileges::drop_after_attach().context("dropping capabilities")?;
         tracing::info!(kept = ?d.kept, dropped = ?d.dropped, "capabilities dropped after attach");
     }
+    // Exports start once the capabilities are dropped (their threads inherit the reduced
+    // sets); a bad URL or certificate still fails before the agent says it is ready.
+    let exporter = args.export.start(realtime_offset_ns).context("export")?;
     let metrics = Arc::new(Metrics::new());
     if let Some(addr) = args.metrics_addr {
         let bound = mcpwarden::metrics::serve(addr, metrics.clone())?;
@@ -355,7 +362,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
             }
             drop(item);
             if records.len() > 256 {
-                write_all(&mut writer, &mut records, &metrics)?;
+                write_all(&mut writer, &exporter, &mut records, &metrics)?;
             }
         }
         let now = monotonic_ns();
@@ -410,7 +417,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
             capture.scan_tls_all();
             last_tls_scan = now;
         }
-        write_all(&mut writer, &mut records, &metrics)?;
+        write_all(&mut writer, &exporter, &mut records, &metrics)?;
         if let Some(r) = recorder.as_mut() {
             r.flush()?;
         }
@@ -422,7 +429,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
     table.finish(monotonic_ns(), &mut records);
     enforcer.after_event(None, &mut records, from, &hints);
     enforcer.shutdown(&mut records);
-    write_all(&mut writer, &mut records, &metrics)?;
+    write_all(&mut writer, &exporter, &mut records, &metrics)?;
     drop(control);
     let enforce_stats = enforcer.stats();
     eprintln!(
@@ -439,12 +446,14 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
     let hooks = capture.hook_counters();
     drop(capture); // detaches every program, frees every map
     let _ = handle.join();
+    let export = exporter.shutdown();
     let stats = serde_json::json!({
         "kernel": kernel.into_iter().collect::<std::collections::BTreeMap<_, _>>(),
         "hooks": hooks.into_iter().collect::<std::collections::BTreeMap<_, _>>(),
         "conn": format!("{:?}", table.stats),
         "mcp": format!("{:?}", table.tracker().stats()),
         "enforce": enforce_stats,
+        "export": export,
     });
     eprintln!("mcpwarden: stopped; counters {stats}");
     Ok(())
@@ -524,11 +533,13 @@ fn control_answer<A: mcpwarden::enforce::Actuator>(
 
 fn write_all<W: Write>(
     w: &mut JsonLinesWriter<W>,
+    exporter: &mcpwarden::export::ExportSinks,
     recs: &mut Vec<Record>,
     metrics: &Metrics,
 ) -> anyhow::Result<()> {
     for r in recs.drain(..) {
         metrics.observe_record(&r);
+        exporter.submit(&r);
         w.write(&r).context("writing output")?;
     }
     Ok(())

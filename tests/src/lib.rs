@@ -11,6 +11,7 @@
 //! missing input is a test failure, never a silent skip.
 
 pub mod agent;
+pub mod collector;
 pub mod container;
 pub mod conversation;
 pub mod enforce_driver;
@@ -24,6 +25,7 @@ pub mod stateless;
 pub mod tls;
 
 pub use agent::Agent;
+pub use collector::{CollectorProc, OtlpReceiver};
 pub use env::{test_env, TestEnv};
 pub use peers::{free_port, run_node_client, run_py_client, ClientOptions, PyServer, SdkClient};
 pub use process::ChildGuard;

@@ -1,6 +1,7 @@
 //! `cargo xtask bench [--seconds S]`: the decoder's throughput on the recorded fixtures
-//! (`agent/benches/decode.rs`, release build, one thread). Prints figures; never fails on
-//! time.
+//! (`agent/benches/decode.rs`, release build, one thread), then the collector's ingest rate
+//! over gRPC into SQLite and PostgreSQL (`collector/benches/ingest.rs`). Prints figures;
+//! never fails on time.
 
 use std::process::Command;
 
@@ -18,5 +19,18 @@ pub fn bench(seconds: f64) -> Result<()> {
         .args(["--", "--seconds", &seconds.to_string()]);
     // The same build-script input as every other build of the agent (no needless rebuilds).
     with_ebpf_object(&mut cmd, &ebpf_object());
-    run(&mut cmd).context("bench: the decoder benchmark failed to build or run")
+    run(&mut cmd).context("bench: the decoder benchmark failed to build or run")?;
+    let mut cmd = Command::new("cargo");
+    cmd.args([
+        "bench",
+        "--package",
+        "mcpwarden-collector",
+        "--bench",
+        "ingest",
+    ])
+    .arg("--target-dir")
+    .arg(target_dir())
+    .current_dir(workspace_root())
+    .args(["--", "--seconds", &seconds.to_string()]);
+    run(&mut cmd).context("bench: the collector ingest benchmark failed to build or run")
 }

@@ -71,6 +71,12 @@ pub fn setup(scope: Scope) -> Result<()> {
     if scope == Scope::All {
         steps.extend([
             Step {
+                name: "PostgreSQL (collector storage tests)",
+                note: "",
+                check: check_postgres,
+                install: install_postgres,
+            },
+            Step {
                 name: "python test peers (.venv)",
             note: "",
                 check: check_python_peers,
@@ -195,6 +201,37 @@ fn install_llvm() -> Result<()> {
         .env("DEBIAN_FRONTEND", "noninteractive"))?;
     run(Command::new("apt-get")
         .args(["install", "-y", "--no-install-recommends", LLVM_PACKAGE])
+        .env("DEBIAN_FRONTEND", "noninteractive"))
+}
+
+// ---- PostgreSQL (the collector's storage suite, e2e replicas, bench) ----------------------------
+
+fn check_postgres() -> Result<Check> {
+    let found = fs::read_dir("/usr/lib/postgresql")
+        .map(|d| {
+            d.filter_map(|e| e.ok())
+                .any(|e| e.path().join("bin/initdb").exists())
+        })
+        .unwrap_or(false);
+    Ok(if found {
+        Check::Done
+    } else {
+        Check::Missing("no /usr/lib/postgresql/*/bin/initdb".into())
+    })
+}
+
+fn install_postgres() -> Result<()> {
+    if !util::is_root() {
+        bail!(
+            "installing postgresql with apt-get needs root: run `sudo apt-get install -y \
+             postgresql` or run this command as root"
+        );
+    }
+    run(Command::new("apt-get")
+        .arg("update")
+        .env("DEBIAN_FRONTEND", "noninteractive"))?;
+    run(Command::new("apt-get")
+        .args(["install", "-y", "--no-install-recommends", "postgresql"])
         .env("DEBIAN_FRONTEND", "noninteractive"))
 }
 
