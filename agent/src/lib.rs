@@ -4,6 +4,7 @@
 pub mod capture;
 pub mod config;
 pub mod conn;
+pub mod export;
 pub mod http;
 pub mod mcp;
 pub mod output;

@@ -24,6 +24,9 @@ enum Cmd {
         /// The recorded kernel events (JSON lines).
         file: std::path::PathBuf,
     },
+    /// Receive agents' record streams (gRPC), store them (SQLite or PostgreSQL) and serve
+    /// sessions over an HTTP JSON API.
+    Collector(mcpwarden_collector::CollectorArgs),
 }
 
 fn main() {
@@ -39,6 +42,8 @@ fn main() {
         Cmd::Run(args) => run::run(args),
         Cmd::Replay { file } => mcpwarden::replay::replay_file_to_stdout(&file)
             .map_err(|e| anyhow::Error::new(e).context(format!("replaying {}", file.display()))),
+        Cmd::Collector(args) => mcpwarden_collector::run_blocking(args)
+            .map_err(|e| anyhow::Error::new(e).context("collector")),
     };
     if let Err(e) = result {
         eprintln!("mcpwarden: {e:#}");

@@ -66,6 +66,9 @@ pub struct RunArgs {
     /// A request header to copy into message records (repeatable; secrets stay redacted).
     #[arg(long = "output-header", value_name = "NAME")]
     output_headers: Vec<String>,
+    /// Export to a collector (gRPC) and/or OTLP (see the README, "Export and collector").
+    #[command(flatten)]
+    export: mcpwarden::export::ExportArgs,
 }
 
 /// When to look again at a freshly exec'd process for TLS libraries (ms after the exec).
@@ -117,7 +120,10 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
     // Kernel timestamps are CLOCK_MONOTONIC; JWT exp/nbf need Unix time.
     mcp_config.realtime_offset_ns =
         Some(clock_ns(libc::CLOCK_REALTIME).saturating_sub(monotonic_ns()));
+    let realtime_offset_ns = mcp_config.realtime_offset_ns.unwrap_or(0);
     let tracker = McpTracker::try_new(mcp_config).context("configuration")?;
+    // Exports start before capture: a bad URL or certificate fails early.
+    let exporter = args.export.start(realtime_offset_ns).context("export")?;
     let mut capture = Capture::start(&CaptureOptions {
         target_pid: args.pid,
         mode: args.capture_mode,
@@ -220,7 +226,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
             }
             drop(item);
             if records.len() > 256 {
-                write_all(&mut writer, &mut records)?;
+                write_all(&mut writer, &exporter, &mut records)?;
             }
         }
         let now = monotonic_ns();
@@ -245,7 +251,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
             capture.scan_tls_all();
             last_tls_scan = now;
         }
-        write_all(&mut writer, &mut records)?;
+        write_all(&mut writer, &exporter, &mut records)?;
         if let Some(r) = recorder.as_mut() {
             r.flush()?;
         }
@@ -254,23 +260,30 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
         }
     }
     table.finish(monotonic_ns(), &mut records);
-    write_all(&mut writer, &mut records)?;
+    write_all(&mut writer, &exporter, &mut records)?;
     let kernel = capture.counters();
     let hooks = capture.hook_counters();
     drop(capture); // detaches every program, frees every map
     let _ = handle.join();
+    let export = exporter.shutdown();
     let stats = serde_json::json!({
         "kernel": kernel.into_iter().collect::<std::collections::BTreeMap<_, _>>(),
         "hooks": hooks.into_iter().collect::<std::collections::BTreeMap<_, _>>(),
         "conn": format!("{:?}", table.stats),
         "mcp": format!("{:?}", table.tracker().stats()),
+        "export": export,
     });
     eprintln!("mcpwarden: stopped; counters {stats}");
     Ok(())
 }
 
-fn write_all<W: Write>(w: &mut JsonLinesWriter<W>, recs: &mut Vec<Record>) -> anyhow::Result<()> {
+fn write_all<W: Write>(
+    w: &mut JsonLinesWriter<W>,
+    exporter: &mcpwarden::export::ExportSinks,
+    recs: &mut Vec<Record>,
+) -> anyhow::Result<()> {
     for r in recs.drain(..) {
+        exporter.submit(&r);
         w.write(&r).context("writing output")?;
     }
     Ok(())
