@@ -9,6 +9,7 @@ pub mod model;
 pub mod pg_harness;
 pub mod sessions;
 pub mod store;
+pub mod web;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -170,7 +171,8 @@ pub async fn run(args: CollectorArgs) -> Result<(), CollectorError> {
     let app = http::router(http::ApiState {
         store: store.clone(),
         counters: counters.clone(),
-    });
+    })
+    .merge(web::router(store.clone()));
     let web = axum::serve(http_listener, app).with_graceful_shutdown(shutdown_signal());
     eprintln!(
         "mcpwarden collector: gRPC on {grpc_addr}, HTTP API on http://{http_addr}, store {}",
