@@ -21,7 +21,11 @@ const SHELL: &str = include_str!("../web/index.html");
 
 /// Embedded assets: name, content type, content.
 const ASSETS: &[(&str, &str, &str)] = &[
-    ("style.css", "text/css; charset=utf-8", include_str!("../web/style.css")),
+    (
+        "style.css",
+        "text/css; charset=utf-8",
+        include_str!("../web/style.css"),
+    ),
     ("app.js", JS, include_str!("../web/app.js")),
     ("util.js", JS, include_str!("../web/util.js")),
     ("sessions.js", JS, include_str!("../web/sessions.js")),
@@ -57,7 +61,10 @@ async fn shell() -> Response {
 async fn asset(Path(name): Path<String>) -> Response {
     match ASSETS.iter().find(|(n, _, _)| *n == name) {
         Some((_, ctype, body)) => (
-            [(header::CONTENT_TYPE, *ctype), (header::CACHE_CONTROL, "no-cache")],
+            [
+                (header::CONTENT_TYPE, *ctype),
+                (header::CACHE_CONTROL, "no-cache"),
+            ],
             *body,
         )
             .into_response(),
@@ -133,8 +140,7 @@ pub fn drift_diffs(events: &[StoredEvent]) -> Vec<DriftDiff> {
                 .or_else(|| {
                     let (new_ts, new_def) = new_at?;
                     defs.iter()
-                        .filter(|(t, def)| *t < new_ts && *def != new_def)
-                        .next_back()
+                        .rfind(|(t, def)| *t < new_ts && *def != new_def)
                         .copied()
                 })
                 .map(|(_, def)| def.clone());
@@ -203,7 +209,11 @@ mod tests {
         let events = [
             ev("catalog", 10, json!({"tools": [v1, other]})),
             ev("catalog", 20, json!({"tools": [v1, other]})),
-            ev("tool_drift", 30, json!({"tool": "add", "fields": ["description"]})),
+            ev(
+                "tool_drift",
+                30,
+                json!({"tool": "add", "fields": ["description"]}),
+            ),
             ev("catalog", 30, json!({"tools": [v2, other]})),
         ];
         let d = drift_diffs(&events);
@@ -223,7 +233,10 @@ mod tests {
             ),
         ];
         let d = drift_diffs(&hashed);
-        assert_eq!((d[0].old.as_ref(), d[0].new.as_ref()), (Some(&v1), Some(&v2)));
+        assert_eq!(
+            (d[0].old.as_ref(), d[0].new.as_ref()),
+            (Some(&v1), Some(&v2))
+        );
         // A drift without any catalogue has neither side.
         let lone = drift_diffs(&events[2..3]);
         assert_eq!((lone[0].old.clone(), lone[0].new.clone()), (None, None));

@@ -84,7 +84,7 @@ function renderDrift(d) {
         if (!changed) {
           // Unchanged fields stay one line, across both sides.
           return h("tr", { class: "same" }, h("td", { class: "mono" }, k),
-            h("td", { colspan: 2 }, h("code", { class: "muted" }, inline(neu[k], 160)), h("span", { class: "muted small" }, "  unchanged")));
+            h("td", { colspan: 2 }, h("code", { class: "muted" }, inline(neu[k], 160)), h("span", { class: "muted small unchanged" }, "unchanged")));
         }
         return h("tr", { class: "changed" },
           h("td", { class: "mono" }, k), h("td", { class: "old" }, show(old[k])), h("td", { class: "new" }, show(neu[k])));

@@ -94,7 +94,11 @@ fn sessions_timeline_and_servers_pages_show_real_traffic() {
         &token("alice@example.com", "analyst"),
     )
     .finish();
-    assert_eq!(outcomes(&alice), vec![vec!["ok", "ok", "tool_error"]], "{alice}");
+    assert_eq!(
+        outcomes(&alice),
+        vec![vec!["ok", "ok", "tool_error"]],
+        "{alice}"
+    );
     let bob = BearerClient::spawn(
         &url,
         &json!([[
@@ -164,7 +168,13 @@ fn sessions_timeline_and_servers_pages_show_real_traffic() {
     }
     // Requests the SDK client made: initialize, tools/list and two calls (alice); initialize,
     // two lists and two calls (bob). The failing call is a tool error (a result, not an error).
-    let by_user = |u: &str| table.iter().find(|r| r["User"] == u).cloned().unwrap_or_default();
+    let by_user = |u: &str| {
+        table
+            .iter()
+            .find(|r| r["User"] == u)
+            .cloned()
+            .unwrap_or_default()
+    };
     assert_eq!(by_user("alice@example.com")["Calls"], "4");
     assert_eq!(by_user("bob@example.com")["Calls"], "5");
     assert_eq!(by_user("alice@example.com")["Tools"], "add fail");
@@ -190,7 +200,10 @@ fn sessions_timeline_and_servers_pages_show_real_traffic() {
     );
     let csv = csv.as_str().unwrap_or_default();
     assert_eq!(csv.lines().count(), 2, "{csv}");
-    assert!(csv.contains("bob@example.com") && !csv.contains("alice@"), "{csv}");
+    assert!(
+        csv.contains("bob@example.com") && !csv.contains("alice@"),
+        "{csv}"
+    );
     let json_rows = b.wait_for(
         "fetch(document.querySelector('#export-json').href).then(r => r.json())",
         "the JSON export",

@@ -154,7 +154,10 @@ impl Browser {
     pub fn navigate(&mut self, url: &str) {
         let r = self.call("Page.navigate", json!({"url": url}));
         assert!(r.get("errorText").is_none(), "navigate {url}: {r}");
-        self.wait_for("document.readyState === 'complete'", &format!("{url} to load"));
+        self.wait_for(
+            "document.readyState === 'complete'",
+            &format!("{url} to load"),
+        );
     }
 
     /// Evaluates `expr` in the page (promises awaited); `Err` on an exception or while the

@@ -38,7 +38,10 @@ impl Collector {
             .arg("--http")
             .arg(format!("127.0.0.1:{http}"))
             .arg("--store")
-            .arg(format!("sqlite://{}", dir.path().join("store.db").display()))
+            .arg(format!(
+                "sqlite://{}",
+                dir.path().join("store.db").display()
+            ))
             .arg("--ready-file")
             .arg(&ready);
         let mut process = ChildGuard::spawn("collector", &mut cmd, dir.path());
@@ -80,7 +83,10 @@ impl Collector {
         let mut raw = String::new();
         s.read_to_string(&mut raw).expect("read");
         let (head, body) = raw.split_once("\r\n\r\n").unwrap_or((&raw, ""));
-        assert!(head.starts_with("HTTP/1.1 200"), "GET {path}: {head}\n{body}");
+        assert!(
+            head.starts_with("HTTP/1.1 200"),
+            "GET {path}: {head}\n{body}"
+        );
         serde_json::from_str(body).unwrap_or_else(|e| {
             panic!(
                 "GET {path}: not JSON ({e}): {body}\n{}",
