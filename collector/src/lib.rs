@@ -108,6 +108,28 @@ async fn shutdown_signal() {
 
 /// Runs the collector until SIGINT or SIGTERM.
 pub async fn run(args: CollectorArgs) -> Result<(), CollectorError> {
+    serve(args, shutdown_signal()).await
+}
+
+/// How long open streams and requests may finish after the shutdown signal.
+const DRAIN: Duration = Duration::from_secs(3);
+
+/// Runs the collector until `shutdown` completes (then drains for at most [`DRAIN`]).
+pub async fn serve(
+    args: CollectorArgs,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<(), CollectorError> {
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        shutdown.await;
+        let _ = stop_tx.send(true);
+    });
+    let stopped = move || {
+        let mut rx = stop_rx.clone();
+        async move {
+            let _ = rx.wait_for(|v| *v).await;
+        }
+    };
     let url = args.store.clone();
     let store: Arc<dyn Store> = Arc::from(
         tokio::task::spawn_blocking(move || store::open(&url))
@@ -166,14 +188,14 @@ pub async fn run(args: CollectorArgs) -> Result<(), CollectorError> {
     let http_addr = http_listener.local_addr()?;
     let grpc = builder.add_service(svc).serve_with_incoming_shutdown(
         tokio_stream::wrappers::TcpListenerStream::new(grpc_listener),
-        shutdown_signal(),
+        stopped(),
     );
     let app = http::router(http::ApiState {
         store: store.clone(),
         counters: counters.clone(),
-    })
-    .merge(web::router(store.clone()));
-    let web = axum::serve(http_listener, app).with_graceful_shutdown(shutdown_signal());
+    });
+    let app = app.merge(web::router(store.clone()));
+    let web = axum::serve(http_listener, app).with_graceful_shutdown(stopped());
     eprintln!(
         "mcpwarden collector: gRPC on {grpc_addr}, HTTP API on http://{http_addr}, store {}",
         redact_url(&args.store)
@@ -186,9 +208,17 @@ pub async fn run(args: CollectorArgs) -> Result<(), CollectorError> {
             }
         })?;
     }
-    let (g, w) = tokio::join!(grpc, web);
-    g?;
-    w?;
+    let drained = stopped();
+    tokio::select! {
+        (g, w) = async { tokio::join!(grpc, web) } => {
+            g?;
+            w?;
+        }
+        _ = async move {
+            drained.await;
+            tokio::time::sleep(DRAIN).await;
+        } => {}
+    }
     eprintln!(
         "mcpwarden collector: stopped; ingest {}",
         serde_json::to_string(&counters.snapshot()).unwrap_or_default()

@@ -15,7 +15,8 @@ use crate::mcp::Record;
 /// Export flags of `mcpwarden run`.
 #[derive(clap::Args, Debug, Clone, Default)]
 pub struct ExportArgs {
-    /// Stream every record to a collector: `grpc://HOST:PORT` or `https://HOST:PORT`.
+    /// Stream every record to a collector: `grpc://HOST:PORT` or `https://HOST:PORT`; a
+    /// comma-separated list names replicas, tried in turn when a stream breaks.
     #[arg(long, value_name = "URL")]
     pub export: Option<String>,
     /// PEM CA certificate(s) of the collector (https; default: the system roots).

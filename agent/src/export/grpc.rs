@@ -28,7 +28,8 @@ const HANDOFF: usize = 16 * 1024;
 /// Everything the exporter needs.
 #[derive(Debug, Clone)]
 pub struct ExportConfig {
-    /// `grpc://HOST:PORT` (plaintext) or `https://HOST:PORT` (TLS).
+    /// `grpc://HOST:PORT` (plaintext) or `https://HOST:PORT` (TLS); several, separated by
+    /// commas, are collector replicas tried in turn when a stream breaks.
     pub url: String,
     /// PEM CA bundle that signs the collector's certificate (TLS; else the system roots).
     pub ca: Option<PathBuf>,
@@ -97,21 +98,29 @@ fn read(path: &PathBuf) -> Result<Vec<u8>, ExportError> {
     })
 }
 
-/// Builds the tonic endpoint for `cfg` (URL scheme, TLS material).
-fn endpoint(cfg: &ExportConfig) -> Result<Endpoint, ExportError> {
-    let (tls, rest) = if let Some(r) = cfg.url.strip_prefix("grpc://") {
+/// The tonic endpoints of `cfg.url` (one per comma-separated URL).
+fn endpoints(cfg: &ExportConfig) -> Result<Vec<Endpoint>, ExportError> {
+    cfg.url
+        .split(',')
+        .map(|u| endpoint(cfg, u.trim()))
+        .collect()
+}
+
+/// Builds the tonic endpoint for one URL with `cfg`'s TLS material.
+fn endpoint(cfg: &ExportConfig, url: &str) -> Result<Endpoint, ExportError> {
+    let (tls, rest) = if let Some(r) = url.strip_prefix("grpc://") {
         (false, r)
-    } else if let Some(r) = cfg.url.strip_prefix("http://") {
+    } else if let Some(r) = url.strip_prefix("http://") {
         (false, r)
-    } else if let Some(r) = cfg.url.strip_prefix("https://") {
+    } else if let Some(r) = url.strip_prefix("https://") {
         (true, r)
     } else {
-        return Err(ExportError::Url(cfg.url.clone()));
+        return Err(ExportError::Url(url.to_owned()));
     };
     let authority = rest.trim_end_matches('/');
     let host = match authority.rsplit_once(':') {
         Some((h, p)) if !h.is_empty() && p.parse::<u16>().is_ok() => h,
-        _ => return Err(ExportError::Url(cfg.url.clone())),
+        _ => return Err(ExportError::Url(url.to_owned())),
     };
     let scheme = if tls { "https" } else { "http" };
     let mut ep = Endpoint::from_shared(format!("{scheme}://{authority}"))?
@@ -137,7 +146,7 @@ impl Exporter {
     /// Starts the worker thread. Fails only on configuration errors; an unreachable
     /// collector is retried forever.
     pub fn start(cfg: ExportConfig) -> Result<Exporter, ExportError> {
-        let ep = endpoint(&cfg)?;
+        let eps = endpoints(&cfg)?;
         let token = match &cfg.token {
             Some(t) => Some(
                 tonic::metadata::MetadataValue::try_from(format!("Bearer {t}"))
@@ -157,7 +166,8 @@ impl Exporter {
             .build()
             .map_err(ExportError::Worker)?;
         let worker = Worker {
-            ep,
+            eps,
+            current: 0,
             token,
             identity: cfg.identity.clone(),
             outbox,
@@ -230,7 +240,9 @@ impl Drop for Exporter {
 }
 
 struct Worker {
-    ep: Endpoint,
+    /// Collector replicas; `current` is tried first, the next one after a broken stream.
+    eps: Vec<Endpoint>,
+    current: usize,
     token: Option<tonic::metadata::MetadataValue<tonic::metadata::Ascii>>,
     identity: AgentIdentity,
     outbox: Outbox,
@@ -269,7 +281,7 @@ impl Worker {
             ^ std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(0, |d| d.as_nanos() as u64);
-        let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(30), seed);
+        let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(5), seed);
         loop {
             if self.closing_since.is_some()
                 && (self.deadline_passed()
@@ -280,6 +292,7 @@ impl Worker {
             match self.stream(&mut backoff).await {
                 StreamEnd::Done => break,
                 StreamEnd::Broken => {
+                    self.current = (self.current + 1) % self.eps.len().max(1);
                     self.outbox.disconnected();
                     self.counters.reconnects.fetch_add(1, Ordering::Relaxed);
                 }
@@ -301,7 +314,10 @@ impl Worker {
     }
 
     async fn stream(&mut self, backoff: &mut Backoff) -> StreamEnd {
-        let channel: Channel = match self.ep.connect().await {
+        let Some(ep) = self.eps.get(self.current) else {
+            return StreamEnd::Broken;
+        };
+        let channel: Channel = match ep.connect().await {
             Ok(c) => c,
             Err(e) => {
                 tracing::debug!("export: connecting: {e}");
@@ -403,14 +419,24 @@ mod tests {
 
     #[test]
     fn urls_are_checked() {
-        assert!(endpoint(&cfg("grpc://127.0.0.1:4317")).is_ok());
-        assert!(endpoint(&cfg("https://collector.example:443")).is_ok());
+        assert!(endpoints(&cfg("grpc://127.0.0.1:4317")).is_ok());
+        assert!(endpoints(&cfg("https://collector.example:443")).is_ok());
+        assert_eq!(
+            endpoints(&cfg("grpc://a:1, grpc://b:2"))
+                .map(|v| v.len())
+                .ok(),
+            Some(2)
+        );
         assert!(matches!(
-            endpoint(&cfg("tcp://x:1")),
+            endpoints(&cfg("tcp://x:1")),
             Err(ExportError::Url(_))
         ));
         assert!(matches!(
-            endpoint(&cfg("grpc://nohost")),
+            endpoints(&cfg("grpc://nohost")),
+            Err(ExportError::Url(_))
+        ));
+        assert!(matches!(
+            endpoints(&cfg("grpc://a:1,")),
             Err(ExportError::Url(_))
         ));
     }
