@@ -125,9 +125,9 @@ function renderRow(r) {
   const href = `/session/${encodeURIComponent(r.key)}`;
   const tr = h("tr", { "data-key": r.key, class: r.attacks.length ? "attacked" : "" },
     h("td", {}, h("a", { href, class: "mono sid", title: r.session_id }, shortId(r.session_id))),
-    h("td", {}, h("div", { class: "strong nowrap" }, r.server_name || "unknown server"),
+    h("td", {}, h("div", { class: "strong" }, r.server_name || "unknown server"),
       h("div", { class: "muted small mono" }, r.server)),
-    h("td", { class: "nowrap" }, r.client_name ? [h("span", {}, r.client_name), r.client_version ? h("span", { class: "muted small" }, ` ${r.client_version}`) : null] : h("span", { class: "muted" }, "–")),
+    h("td", {}, r.client_name ? [h("div", {}, r.client_name), r.client_version ? h("div", { class: "muted small" }, r.client_version) : null] : h("span", { class: "muted" }, "–")),
     h("td", { class: "user" }, r.user || h("span", { class: "muted" }, "–")),
     h("td", {}, r.role ? r.role.split(",").map((x) => chip(x.trim(), "role")) : h("span", { class: "muted" }, "–")),
     h("td", { class: "nowrap", title: r.started }, fmtTime(r.started_ms)),
