@@ -83,7 +83,8 @@ fn sessions_timeline_and_servers_pages_show_real_traffic() {
     let url = server.url();
 
     // alice: a successful call and a failing one; bob: a call, then the server redefines
-    // `add` and bob lists again (tool drift); carol: still talking while the pages are open.
+    // `add` and bob lists again (tool drift); carol: still talking while the pages are open
+    // (a second call 10 s after the first).
     let alice = BearerClient::spawn(
         &url,
         &json!([[
@@ -116,7 +117,9 @@ fn sessions_timeline_and_servers_pages_show_real_traffic() {
         &json!([[
             {"op": "list"},
             {"op": "call", "tool": "add", "args": {"a": 1, "b": 1}},
-            {"op": "sleep", "ms": 50000}
+            {"op": "sleep", "ms": 10000},
+            {"op": "call", "tool": "add", "args": {"a": 2, "b": 2}},
+            {"op": "sleep", "ms": 40000}
         ]]),
         &token("carol@example.com", "analyst"),
     );
@@ -181,6 +184,17 @@ fn sessions_timeline_and_servers_pages_show_real_traffic() {
     assert_eq!(by_user("carol@example.com")["Status"], "active");
     assert_eq!(by_user("alice@example.com")["Role"], "analyst");
     b.screenshot(&docs.join("sessions.png"));
+
+    // The open page follows the active session: carol's next call shows up without a reload.
+    b.eval("window.__sameDocument = true")
+        .unwrap_or_else(|e| panic!("mark the document: {e}"));
+    b.wait_for(
+        &format!(
+            "(() => {{ const c = {TABLE_JS}.find(r => r.User === 'carol@example.com'); \
+             return window.__sameDocument === true && c && c.Calls === '4' && c.Status === 'active'; }})()"
+        ),
+        "carol's second call on the open page",
+    );
 
     // A user filter narrows the list, lands in the URL, and the exports follow it.
     b.type_into("input[name=user]", "bob@example.com");
