@@ -9,6 +9,7 @@ pub mod model;
 pub mod pg_harness;
 pub mod sessions;
 pub mod store;
+pub mod web;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -193,6 +194,7 @@ pub async fn serve(
         store: store.clone(),
         counters: counters.clone(),
     });
+    let app = app.merge(web::router(store.clone()));
     let web = axum::serve(http_listener, app).with_graceful_shutdown(stopped());
     eprintln!(
         "mcpwarden collector: gRPC on {grpc_addr}, HTTP API on http://{http_addr}, store {}",

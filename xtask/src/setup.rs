@@ -96,6 +96,7 @@ pub fn setup(scope: Scope) -> Result<()> {
             },
         ]);
         steps.push(docker_step());
+        steps.push(chromium_step());
     }
     for step in steps {
         run_step(&step).map_err(|e| anyhow!("setup: {}: failed: {e:#}", step.name))?;
@@ -483,4 +484,40 @@ fn docker_step() -> Step {
 pub fn ensure_docker() -> Result<()> {
     let step = docker_step();
     run_step(&step).map_err(|e| anyhow!("setup: {}: failed: {e:#}", step.name))
+}
+// ---- headless browser for the web page tests --------------------------------------------------
+
+/// Debian `chromium` and `chromium-driver` (tests/tests/pages.rs drives headless Chromium).
+fn chromium_step() -> Step {
+    const PACKAGES: [&str; 2] = ["chromium", "chromium-driver"];
+    Step {
+        name: "chromium (web page tests)",
+        note: "",
+        check: || {
+            let missing: Vec<&str> = ["/usr/bin/chromium", "/usr/bin/chromedriver"]
+                .into_iter()
+                .filter(|p| !Path::new(p).exists())
+                .collect();
+            Ok(if missing.is_empty() {
+                Check::Done
+            } else {
+                Check::Missing(format!("missing {}", missing.join(", ")))
+            })
+        },
+        install: || {
+            if !util::is_root() {
+                bail!(
+                    "installing chromium with apt-get needs root: run `sudo apt-get install -y \
+                     chromium chromium-driver` or run this command as root"
+                );
+            }
+            run(Command::new("apt-get")
+                .arg("update")
+                .env("DEBIAN_FRONTEND", "noninteractive"))?;
+            run(Command::new("apt-get")
+                .args(["install", "-y", "--no-install-recommends"])
+                .args(PACKAGES)
+                .env("DEBIAN_FRONTEND", "noninteractive"))
+        },
+    }
 }
