@@ -122,3 +122,111 @@ fn params_results_errors_and_notification_texts_are_reported_and_secrets_are_red
         json!(64)
     );
 }
+
+/// One planted secret, every sink: the JSON lines, the `--record` file, the collector's store
+/// and HTTP API (over gRPC), and the OTLP spans. A policy audits the call so the verdict
+/// record carries the offending request too.
+#[test]
+fn a_planted_secret_is_redacted_in_every_sink() {
+    use base64::Engine;
+    use mcpwarden_tests::collector::{wait_until, CollectorProc};
+    use mcpwarden_tests::OtlpReceiver;
+    use std::time::Duration;
+
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = format!("sqlite://{}", dir.path().join("store.db").display());
+    let collector = CollectorProc::start(&store, free_port(), free_port());
+    let receiver = OtlpReceiver::start();
+    let policy = dir.path().join("policy.yaml");
+    std::fs::write(
+        &policy,
+        "default: allow\nrules:\n  - id: watch-logins\n    action: audit\n    match: { tool: login }\n",
+    )
+    .expect("policy");
+    let recording = dir.path().join("events.jsonl");
+    let agent = Agent::start(&[
+        "--export",
+        &collector.url(),
+        "--otlp",
+        &format!("http://127.0.0.1:{}", receiver.port),
+        "--record",
+        recording.to_str().unwrap_or_default(),
+        "--policy",
+        policy.to_str().unwrap_or_default(),
+        "--control-socket",
+        dir.path().join("control.sock").to_str().unwrap_or_default(),
+    ]);
+    let server = PolicyServer::start(free_port(), None, false);
+    let script = json!([[
+        {"op": "list"},
+        {"op": "call", "tool": "login", "args": {"user": "ann", "password": SECRET}}
+    ]]);
+    let client = run_policy_client(Sdk::Python, &server.url(), &script, None);
+    assert_eq!(outcomes(&client), vec![vec!["ok", "ok"]]);
+    let records = agent.stop();
+    let written = records.len() as u64;
+    let verdict = records
+        .iter()
+        .find(|r| r["type"] == "verdict" && r["rule_id"] == "watch-logins")
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(
+        verdict["request"]["params"]["arguments"]["password"],
+        json!("[REDACTED]"),
+        "{verdict}"
+    );
+    let lines = serde_json::to_string(&records).unwrap_or_default();
+    assert!(!lines.contains(SECRET), "JSON lines");
+
+    let recorded = std::fs::read_to_string(&recording).expect("recording");
+    let mut payload = Vec::new();
+    for line in recorded.lines() {
+        let v: Value = serde_json::from_str(line).unwrap_or_default();
+        if let Some(b) = v["b64"].as_str() {
+            payload.extend(
+                base64::engine::general_purpose::STANDARD
+                    .decode(b)
+                    .unwrap_or_default(),
+            );
+        }
+    }
+    assert!(
+        String::from_utf8_lossy(&payload).contains("\"password\""),
+        "the recording holds the call"
+    );
+    assert!(
+        !String::from_utf8_lossy(&payload).contains(SECRET),
+        "--record file"
+    );
+
+    wait_until(
+        "the collector stores every record",
+        Duration::from_secs(30),
+        || collector.stored() >= written,
+    );
+    let stored = mcpwarden_tests::collector::stored_records(&store);
+    assert!(!stored.is_empty());
+    assert!(
+        !serde_json::to_string(&stored)
+            .unwrap_or_default()
+            .contains(SECRET),
+        "collector store"
+    );
+    let sessions = collector.get("/api/sessions");
+    for s in sessions["sessions"].as_array().cloned().unwrap_or_default() {
+        if let Some(key) = s["key"].as_str() {
+            let timeline = collector.get(&format!("/api/sessions/{key}"));
+            assert!(!timeline.to_string().contains(SECRET), "collector API");
+        }
+    }
+    wait_until("spans arrive", Duration::from_secs(10), || {
+        !receiver.spans().is_empty()
+    });
+    assert!(
+        !serde_json::to_string(&receiver.spans())
+            .unwrap_or_default()
+            .contains(SECRET),
+        "OTLP spans"
+    );
+    collector.stop();
+}
