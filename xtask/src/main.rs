@@ -1,6 +1,7 @@
 //! Project entry points. `cargo xtask <command>` (alias in `.cargo/config.toml`).
 
 mod bench;
+mod bench_hold;
 mod build;
 mod fixtures;
 mod fuzz;

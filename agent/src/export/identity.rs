@@ -25,7 +25,8 @@ pub enum IdentityError {
 }
 
 /// The identity of this agent: `agent_id` if given, else the UUID in `state_dir/agent-id`
-/// (created on first use).
+/// (created on first use); the host is `NODE_NAME` when set (Kubernetes downward API), else
+/// the kernel's hostname.
 pub fn resolve(agent_id: Option<&str>, state_dir: &Path) -> Result<AgentIdentity, IdentityError> {
     let agent_id = match agent_id {
         Some(id) => id.to_owned(),
@@ -33,7 +34,13 @@ pub fn resolve(agent_id: Option<&str>, state_dir: &Path) -> Result<AgentIdentity
     };
     Ok(AgentIdentity {
         agent_id,
-        hostname: read_trimmed("/proc/sys/kernel/hostname").unwrap_or_default(),
+        // Under Kubernetes the node's name comes from the downward API (`spec.nodeName`);
+        // the pod's own hostname would name the agent pod, not the node.
+        hostname: std::env::var("NODE_NAME")
+            .ok()
+            .filter(|n| !n.is_empty())
+            .or_else(|| read_trimmed("/proc/sys/kernel/hostname"))
+            .unwrap_or_default(),
         boot_id: read_trimmed("/proc/sys/kernel/random/boot_id").unwrap_or_default(),
         agent_version: env!("CARGO_PKG_VERSION").to_owned(),
     })
