@@ -11,7 +11,7 @@
 //! | `CAP_SYS_PTRACE` | reading `/proc/PID/{root,exe,maps}` of other users' processes (TLS discovery, process identity) |
 //! | `CAP_DAC_READ_SEARCH` | reading libraries and executables through `/proc/PID/root` whatever their directories' modes |
 //! | `CAP_KILL` | hold mode: stopping and resuming a client (`SIGSTOP`/`SIGCONT`) of another user |
-//! | `CAP_SYS_ADMIN` | only where the kernel does not know `CAP_BPF`/`CAP_PERFMON` (before 5.8), or they are not in the permitted set (container runtimes that cannot grant them) |
+//! | `CAP_SYS_ADMIN` | hold mode: the plaintext hold attaches uprobes to one process at a time at run time, and `perf_event_open` for another process's uprobe is refused here with `CAP_PERFMON` alone; otherwise only where the kernel does not know `CAP_BPF`/`CAP_PERFMON` (before 5.8), or they are not in the permitted set (container runtimes that cannot grant them) |
 //!
 //! Everything else (`CAP_SYS_ADMIN` when not needed, `CAP_SYS_MODULE`, `CAP_SYS_RESOURCE`,
 //! `CAP_SETUID`, `CAP_CHOWN`, `CAP_NET_RAW`, …) is dropped.
@@ -70,15 +70,16 @@ fn names(set: &CapsHashSet) -> Vec<String> {
     v
 }
 
-/// Drops every capability but [`kept`] ones from all sets of the calling thread. Call it
-/// before any other thread is started (capabilities are per thread; threads started later
-/// inherit the reduced sets).
-pub fn drop_after_attach() -> Result<Dropped, PrivilegeError> {
+/// Drops every capability but [`kept`] ones (and `also`, when permitted) from all sets of the
+/// calling thread. Call it before any other thread is started (capabilities are per thread;
+/// threads started later inherit the reduced sets).
+pub fn drop_after_attach(also: &[Capability]) -> Result<Dropped, PrivilegeError> {
     let permitted = caps::read(None, CapSet::Permitted).map_err(|source| PrivilegeError::Read {
         set: CapSet::Permitted,
         source,
     })?;
-    let keep = kept(&permitted);
+    let mut keep = kept(&permitted);
+    keep.extend(also.iter().filter(|c| permitted.contains(c)));
     let dropped: CapsHashSet = permitted.difference(&keep).copied().collect();
     // The bounding set first (needs CAP_SETPCAP, still effective now).
     for cap in caps::runtime::thread_all_supported() {

@@ -99,12 +99,18 @@ fn minimal_policy_denies_explode(sdk: Sdk) {
         assert_eq!(v["rule_id"], json!("no-explode"), "{v}");
         assert_eq!(v["name"], json!("explode"), "{v}");
         assert_eq!(v["method"], json!("tools/call"), "{v}");
+        // Both ends are on this host: the first verdict resets the connection; the other
+        // end's finds it gone.
         assert!(
-            v["enforcement"] == json!("reset"),
-            "a reset from whichever end saw it first: {v}"
+            v["enforcement"] == "reset" || v["enforcement"] == "reset_failed",
+            "{v}"
         );
         assert_eq!(v["request"]["params"]["arguments"]["why"], json!("test"));
     }
+    assert!(
+        verdicts.iter().any(|v| v["enforcement"] == "reset"),
+        "{verdicts:?}"
+    );
     // The client never got the answer.
     let answered = records.iter().any(|r| {
         r["type"] == "message"
