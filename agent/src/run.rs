@@ -222,10 +222,14 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
     }
     // What the judgement says beyond the verdict record (fail-closed, approval timeout,
     // connect block), carried on the record for the enforcer.
+    let hold_mode = args.enforce == EnforceMode::Hold;
     let hints = |v: &mcpwarden::mcp::VerdictRecord| VerdictHints {
         fail_closed: v.fail_closed,
         approve_timeout_ms: v.approve_timeout_ms,
         block_connect: v.block_connect,
+        decided_by_peer: hold_mode
+            && v.side == mcpwarden::mcp::Side::Server
+            && v.peer_pid.is_some(),
     };
     let control = match ControlServer::bind(&args.control_socket) {
         Ok(c) => Some(c),

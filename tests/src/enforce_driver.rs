@@ -93,6 +93,7 @@ fn verdict_of(m: &MessageRecord, action: Action) -> VerdictRecord {
         fail_closed: false,
         approve_timeout_ms: 120_000,
         block_connect: false,
+        peer_pid: None,
     }
 }
 

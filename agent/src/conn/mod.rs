@@ -139,6 +139,16 @@ impl ConnTable {
             return;
         }
         for r in out {
+            if let Record::Verdict(v) = r {
+                let key = (v.remote.clone(), v.local.clone());
+                v.peer_pid = self
+                    .tuples
+                    .get(&key)
+                    .and_then(|id| self.conns.get(id))
+                    .filter(|p| p.ep.local == key.0 && p.ep.remote == key.1 && p.ep.pid != v.pid)
+                    .map(|p| p.ep.pid);
+                continue;
+            }
             let Record::Message(m) = r else {
                 continue;
             };

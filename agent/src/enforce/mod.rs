@@ -94,6 +94,9 @@ pub struct VerdictHints {
     pub approve_timeout_ms: u64,
     /// Deny: also refuse new connections from this process to this server.
     pub block_connect: bool,
+    /// Hold mode, a server's view of a call whose client is a process on this host: the
+    /// client's hold decides it (an `approve` must not be reset here while a person looks).
+    pub decided_by_peer: bool,
 }
 
 impl Default for VerdictHints {
@@ -102,6 +105,7 @@ impl Default for VerdictHints {
             fail_closed: false,
             approve_timeout_ms: DEFAULT_APPROVE_TIMEOUT_MS,
             block_connect: false,
+            decided_by_peer: false,
         }
     }
 }
@@ -494,6 +498,11 @@ impl<A: Actuator> Enforcer<A> {
 
     /// A verdict whose bytes were not held.
     fn reactive(&mut self, v: &mut VerdictRecord, h: VerdictHints, now: u64) {
+        if h.decided_by_peer && v.action == Action::Approve {
+            // The client end's hold waits for the person; its verdict says what was done.
+            v.enforcement = Enforcement::None;
+            return;
+        }
         match v.action {
             Action::Deny | Action::Approve => {
                 if self.mode == EnforceMode::Monitor {

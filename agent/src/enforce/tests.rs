@@ -127,6 +127,7 @@ fn verdict(action: Action, ts_ns: u64) -> VerdictRecord {
         fail_closed: false,
         approve_timeout_ms: 120_000,
         block_connect: false,
+        peer_pid: None,
     }
 }
 
@@ -490,4 +491,21 @@ fn a_process_that_died_while_held_is_cleaned_up() {
     e.after_event(Some(chunk(7, 900_000)), &mut recs, 0, &no_hints);
     assert!(f.0.borrow().held.is_empty());
     assert_eq!(e.stats().holds_died, 1);
+}
+
+#[test]
+fn a_servers_view_of_a_call_its_local_client_holds_for_approval_is_not_reset() {
+    let (f, mut e) = setup(EnforceMode::Hold);
+    let mut recs = vec![Record::Verdict(verdict(Action::Approve, 10))];
+    let peer = |_: &VerdictRecord| VerdictHints {
+        decided_by_peer: true,
+        ..VerdictHints::default()
+    };
+    e.after_event(None, &mut recs, 0, &peer);
+    assert!(f.0.borrow().destroyed.is_empty());
+    assert!(matches!(&recs[0], Record::Verdict(v) if v.enforcement == Enforcement::None));
+    // Without a local client holding it, an approve that cannot wait is reset.
+    let mut recs = vec![Record::Verdict(verdict(Action::Approve, 20))];
+    e.after_event(None, &mut recs, 0, &no_hints);
+    assert_eq!(f.0.borrow().destroyed.len(), 1);
 }

@@ -415,6 +415,7 @@ fn verdict(v: &VerdictRecord) -> pb::VerdictRecord {
         // Enforcer hints, not part of the record.
         fail_closed: _,
         approve_timeout_ms: _,
+        peer_pid: _,
     } = v;
     pb::VerdictRecord {
         ts_ns: *ts_ns,

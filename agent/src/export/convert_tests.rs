@@ -274,6 +274,7 @@ fn hand_built_records_of_every_type_round_trip() {
             fail_closed: true,
             approve_timeout_ms: 1,
             block_connect: true,
+            peer_pid: None,
         }),
         Record::Catalog(CatalogRecord {
             ts_ns: 1,

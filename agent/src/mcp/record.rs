@@ -456,6 +456,10 @@ pub struct VerdictRecord {
     /// The rule asks to refuse new connections from this process to this server.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub block_connect: bool,
+    /// The process at the other end of the connection, when on this host (for the
+    /// enforcer; the message records name it).
+    #[serde(skip)]
+    pub peer_pid: Option<u32>,
 }
 
 /// A server's complete catalogue (tools, resources, resource templates, prompts), written

@@ -1816,6 +1816,7 @@ impl McpTracker {
             fail_closed: j.fail_closed,
             approve_timeout_ms: j.approve_timeout_ms,
             block_connect: j.block_connect,
+            peer_pid: None,
         }));
     }
 
