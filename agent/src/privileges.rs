@@ -11,7 +11,7 @@
 //! | `CAP_SYS_PTRACE` | reading `/proc/PID/{root,exe,maps}` of other users' processes (TLS discovery, process identity) |
 //! | `CAP_DAC_READ_SEARCH` | reading libraries and executables through `/proc/PID/root` whatever their directories' modes |
 //! | `CAP_KILL` | hold mode: stopping and resuming a client (`SIGSTOP`/`SIGCONT`) of another user |
-//! | `CAP_SYS_ADMIN` | hold mode: the plaintext hold attaches uprobes to one process at a time at run time, and `perf_event_open` for another process's uprobe is refused here with `CAP_PERFMON` alone; otherwise only where the kernel does not know `CAP_BPF`/`CAP_PERFMON` (before 5.8), or they are not in the permitted set (container runtimes that cannot grant them) |
+//! | `CAP_SYS_ADMIN` | attaching uprobes while running (TLS libraries and executables found after start, the plaintext hold's per-process probes): `perf_event_open` for them is refused on this kernel with `CAP_PERFMON` alone |
 //!
 //! Everything else (`CAP_SYS_ADMIN` when not needed, `CAP_SYS_MODULE`, `CAP_SYS_RESOURCE`,
 //! `CAP_SETUID`, `CAP_CHOWN`, `CAP_NET_RAW`, …) is dropped.
@@ -48,10 +48,10 @@ pub fn kept(permitted: &CapsHashSet) -> CapsHashSet {
     .into_iter()
     .filter(|c| permitted.contains(c))
     .collect();
-    let fine_grained = caps::runtime::thread_all_supported().contains(&Capability::CAP_BPF)
-        && permitted.contains(&Capability::CAP_BPF)
-        && permitted.contains(&Capability::CAP_PERFMON);
-    if !fine_grained && permitted.contains(&Capability::CAP_SYS_ADMIN) {
+    // Uprobes are attached while running (TLS libraries and executables found after start,
+    // the plaintext hold's per-process probes), and `perf_event_open` for them is refused
+    // here with CAP_PERFMON alone.
+    if permitted.contains(&Capability::CAP_SYS_ADMIN) {
         keep.insert(Capability::CAP_SYS_ADMIN);
     }
     keep
@@ -148,11 +148,7 @@ mod tests {
     }
 
     #[test]
-    fn sys_admin_stays_only_without_bpf_and_perfmon() {
-        let without: CapsHashSet = [Capability::CAP_SYS_ADMIN, Capability::CAP_NET_ADMIN]
-            .into_iter()
-            .collect();
-        assert!(kept(&without).contains(&Capability::CAP_SYS_ADMIN));
+    fn sys_admin_stays_for_attaching_uprobes_while_running() {
         let with: CapsHashSet = [
             Capability::CAP_SYS_ADMIN,
             Capability::CAP_BPF,
@@ -160,7 +156,8 @@ mod tests {
         ]
         .into_iter()
         .collect();
-        let supported = caps::runtime::thread_all_supported().contains(&Capability::CAP_BPF);
-        assert_eq!(kept(&with).contains(&Capability::CAP_SYS_ADMIN), !supported);
+        assert!(kept(&with).contains(&Capability::CAP_SYS_ADMIN));
+        let without: CapsHashSet = [Capability::CAP_BPF].into_iter().collect();
+        assert!(!kept(&without).contains(&Capability::CAP_SYS_ADMIN));
     }
 }

@@ -174,13 +174,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
     // Attached: from here on only what the running features need (before any thread starts,
     // as capabilities are per thread and inherited).
     if !args.keep_capabilities {
-        // Hold mode attaches per-process uprobes at run time (the plaintext hold).
-        let also: &[caps::Capability] = if args.enforce == EnforceMode::Hold {
-            &[caps::Capability::CAP_SYS_ADMIN]
-        } else {
-            &[]
-        };
-        let d = mcpwarden::privileges::drop_after_attach(also).context("dropping capabilities")?;
+        let d = mcpwarden::privileges::drop_after_attach(&[]).context("dropping capabilities")?;
         tracing::info!(kept = ?d.kept, dropped = ?d.dropped, "capabilities dropped after attach");
     }
     // Exports start once the capabilities are dropped (their threads inherit the reduced

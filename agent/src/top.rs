@@ -200,7 +200,7 @@ pub fn draw(frame: &mut Frame, view: &View) {
             Constraint::Length(10),
             Constraint::Length(6),
             Constraint::Length(22),
-            Constraint::Length(20),
+            Constraint::Length(30),
             Constraint::Length(10),
             Constraint::Length(6),
             Constraint::Length(4),

@@ -14,6 +14,7 @@ const KEPT: &[(u32, &str)] = &[
     (5, "CAP_KILL"),
     (12, "CAP_NET_ADMIN"),
     (19, "CAP_SYS_PTRACE"),
+    (21, "CAP_SYS_ADMIN"),
     (38, "CAP_PERFMON"),
     (39, "CAP_BPF"),
 ];

@@ -403,6 +403,22 @@ fn full_conversation(tls: bool) {
         for f in ["started_ns", "ended_ns", "duration_ns"] {
             fixed.as_object_mut().map(|o| o.remove(f));
         }
+        // Who the process is (its own tests are in node_agent.rs): present, then set aside.
+        assert!(
+            end["exe"].as_str().is_some_and(|e| e.contains("python")),
+            "{side}: {end}"
+        );
+        assert_eq!(end["uid"], json!(0), "{side}");
+        for f in [
+            "exe",
+            "uid",
+            "cgroup",
+            "container_id",
+            "pod_name",
+            "pod_namespace",
+        ] {
+            fixed.as_object_mut().map(|o| o.remove(f));
+        }
         assert_eq!(
             fixed,
             json!({
