@@ -27,7 +27,7 @@ fn params_results_errors_and_notification_texts_are_reported_and_secrets_are_red
         {"op": "call", "tool": "login", "args": {"user": "ann", "password": SECRET}},
         {"op": "call", "tool": "chatty", "args": {"n": 2}},
         {"op": "call", "tool": "fail", "args": {"reason": "on purpose"}},
-        {"op": "call", "tool": "fetch", "args": {"url": "https://docs.internal/a", "pin": "4321"}}
+        {"op": "call", "tool": "fetch", "args": {"url": "https://docs.internal/a", "pin": "pin-sekrit-4321"}}
     ]]);
     let client = run_policy_client(Sdk::Python, &server.url(), &script, None);
     assert_eq!(
@@ -43,7 +43,7 @@ fn params_results_errors_and_notification_texts_are_reported_and_secrets_are_red
         "the planted secret reached the output"
     );
     assert!(
-        !output.contains("4321"),
+        !output.contains("pin-sekrit-4321"),
         "a configured redact path reached the output"
     );
 
