@@ -409,7 +409,9 @@ fn an_unanswered_approval_is_reset_at_its_timeout() {
         ..VerdictHints::default()
     };
     let driver = Driver::start(EnforceMode::Hold, by_name, hints, peers.port);
-    let mut client = peers.client("async", &["approve_never"]);
+    // The pause after initialize lets the agent mark the client as an MCP process before its
+    // only call (a first call written sooner is not held: see the README, "Enforcement").
+    let mut client = peers.client_paused("async", &["approve_never"], 500);
     let outs = outcomes(&mut client);
     let c = driver.stop();
     assert_eq!(outcome_of(&outs, "approve_never"), "error");
