@@ -135,6 +135,45 @@ struct FileKey {
     hs256_secret_file: Option<PathBuf>,
 }
 
+/// Where a YAML document failed to deserialize: 1-based line and column (0 when unknown),
+/// the dotted path of the field, and the reason alone.
+pub(crate) struct YamlError {
+    pub line: usize,
+    pub column: usize,
+    pub field: String,
+    pub message: String,
+}
+
+/// Deserializes YAML with the offending field's path and position (shared by the
+/// configuration and the policy file, so both report errors the same way).
+pub(crate) fn yaml_located<T: serde::de::DeserializeOwned>(text: &str) -> Result<T, YamlError> {
+    let de = serde_norway::Deserializer::from_str(text);
+    serde_path_to_error::deserialize(de).map_err(|e| {
+        let field = match e.path().to_string() {
+            p if p == "." => "(top level)".to_string(),
+            p => p,
+        };
+        let inner = e.into_inner();
+        let (line, column) = inner.location().map_or((0, 0), |l| (l.line(), l.column()));
+        // serde_norway prefixes the path and appends the position: keep the reason only.
+        let text = inner.to_string();
+        let text = match text.split_once(": ") {
+            Some((pre, rest)) if field.starts_with(pre) => rest.to_string(),
+            _ => text,
+        };
+        let message = match text.rfind(" at line ") {
+            Some(i) => text[..i].to_string(),
+            None => text,
+        };
+        YamlError {
+            line,
+            column,
+            field,
+            message,
+        }
+    })
+}
+
 /// Reads and validates a configuration file into the tracker's configuration.
 pub fn load(path: &Path) -> Result<McpConfig, ConfigError> {
     refuse_writable_by_others(path)?;
@@ -167,31 +206,12 @@ pub fn parse(path: &Path, text: &str) -> Result<McpConfig, ConfigError> {
     let file: FileConfig = if text.trim().is_empty() {
         FileConfig::default()
     } else {
-        let de = serde_norway::Deserializer::from_str(text);
-        serde_path_to_error::deserialize(de).map_err(|e| {
-            let field = match e.path().to_string() {
-                p if p == "." => "(top level)".to_string(),
-                p => p,
-            };
-            let inner = e.into_inner();
-            let (line, column) = inner.location().map_or((0, 0), |l| (l.line(), l.column()));
-            // serde_norway prefixes the path and appends the position: keep the reason only.
-            let text = inner.to_string();
-            let text = match text.split_once(": ") {
-                Some((pre, rest)) if field.starts_with(pre) => rest.to_string(),
-                _ => text,
-            };
-            let message = match text.rfind(" at line ") {
-                Some(i) => text[..i].to_string(),
-                None => text,
-            };
-            ConfigError::Invalid {
-                file: path.to_path_buf(),
-                line,
-                column,
-                field,
-                message,
-            }
+        yaml_located(text).map_err(|e| ConfigError::Invalid {
+            file: path.to_path_buf(),
+            line: e.line,
+            column: e.column,
+            field: e.field,
+            message: e.message,
         })?
     };
     let mut cfg = McpConfig::default();

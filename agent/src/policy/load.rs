@@ -214,31 +214,12 @@ pub fn parse(text: &str, file: &Path) -> Result<Policy, PolicyError> {
 
 /// Deserializes YAML, turning an error into `FILE:LINE:COLUMN: field `path`: message`.
 fn yaml<T: serde::de::DeserializeOwned>(text: &str, file: &Path) -> Result<T, PolicyError> {
-    let de = serde_norway::Deserializer::from_str(text);
-    serde_path_to_error::deserialize(de).map_err(|e| {
-        let field = match e.path().to_string() {
-            p if p == "." => "(top level)".to_string(),
-            p => p,
-        };
-        let inner = e.into_inner();
-        let (line, column) = inner.location().map_or((0, 0), |l| (l.line(), l.column()));
-        // serde_norway prefixes the path and appends the position: keep the reason only.
-        let text = inner.to_string();
-        let text = match text.split_once(": ") {
-            Some((pre, rest)) if field.starts_with(pre) => rest.to_string(),
-            _ => text,
-        };
-        let message = match text.rfind(" at line ") {
-            Some(i) => text[..i].to_string(),
-            None => text,
-        };
-        PolicyError::Invalid {
-            file: file.to_path_buf(),
-            line,
-            column,
-            field,
-            message,
-        }
+    crate::config::yaml_located(text).map_err(|e| PolicyError::Invalid {
+        file: file.to_path_buf(),
+        line: e.line,
+        column: e.column,
+        field: e.field,
+        message: e.message,
     })
 }
 
