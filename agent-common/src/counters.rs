@@ -55,12 +55,20 @@ pub enum Counter {
     HoldShortWrite = 23,
     /// New connections refused by the connect-time block list.
     ConnectBlocked = 24,
+    /// Hold mode: a held write opened its connection's stream (the first HTTP write of a
+    /// fresh connection or `SSL *`, promoted at the write's entry).
+    HoldFreshConn = 25,
+    /// Hold mode: a denied TLS write whose socket was unknown named it at the thread's next
+    /// libc send, which was stopped before the ciphertext left.
+    HoldSendTie = 26,
+    /// `SSL *` states dropped at `SSL_free` (the address may be reused by a new connection).
+    TlsFreed = 27,
 }
 
 pub const COUNTER_SLOTS: u32 = 32;
 
 impl Counter {
-    pub const ALL: [Counter; 25] = [
+    pub const ALL: [Counter; 28] = [
         Counter::RingFull,
         Counter::BytesTruncated,
         Counter::ArgsMapFull,
@@ -86,6 +94,9 @@ impl Counter {
         Counter::HoldSignalFailed,
         Counter::HoldShortWrite,
         Counter::ConnectBlocked,
+        Counter::HoldFreshConn,
+        Counter::HoldSendTie,
+        Counter::TlsFreed,
     ];
     /// Metric-style name.
     pub fn name(self) -> &'static str {
@@ -115,6 +126,9 @@ impl Counter {
             Counter::HoldSignalFailed => "hold_signal_failed",
             Counter::HoldShortWrite => "hold_short_write",
             Counter::ConnectBlocked => "connect_blocked",
+            Counter::HoldFreshConn => "hold_fresh_conn",
+            Counter::HoldSendTie => "hold_send_tie",
+            Counter::TlsFreed => "tls_freed",
         }
     }
 }

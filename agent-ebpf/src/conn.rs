@@ -7,7 +7,7 @@ use aya_ebpf::{
     programs::TracePointContext,
 };
 use mcpwarden_common::{
-    conn::{ConnKey, ConnState, TlsKey, CONN_HTTP, CONN_SNIFFING, CONN_TLS, NO_FD},
+    conn::{ConnKey, ConnState, TlsConnState, TlsKey, CONN_HTTP, CONN_SNIFFING, CONN_TLS, NO_FD},
     event::{ConnCloseEvent, EventHeader, EventKind, ROLE_ACCEPTOR, ROLE_CONNECTOR},
 };
 
@@ -173,6 +173,28 @@ pub fn emit_close(key: &ConnKey, tid: u32, c: &ConnState) {
         },
         egress_bytes: c.egress_pos,
         ingress_bytes: c.ingress_pos,
+    };
+    if EVENTS.output::<ConnCloseEvent>(&ev, 0).is_err() {
+        crate::maps::count(mcpwarden_common::counters::Counter::RingFull, 1);
+    }
+}
+
+/// Tells userspace a TLS plaintext stream ended without its socket closing first (its
+/// `SSL *` was freed).
+#[inline(always)]
+pub fn emit_tls_close(tgid: u32, tid: u32, t: &TlsConnState) {
+    let ev = ConnCloseEvent {
+        header: EventHeader {
+            kind: EventKind::ConnClose as u32,
+            tgid,
+            tid,
+            fd: NO_FD,
+            // SAFETY: helper without preconditions.
+            ts_ns: unsafe { bpf_ktime_get_ns() },
+            conn_start_ns: t.start_ns,
+        },
+        egress_bytes: t.egress_pos,
+        ingress_bytes: t.ingress_pos,
     };
     if EVENTS.output::<ConnCloseEvent>(&ev, 0).is_err() {
         crate::maps::count(mcpwarden_common::counters::Counter::RingFull, 1);

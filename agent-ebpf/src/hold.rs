@@ -9,11 +9,11 @@
 //! MCP participant (one hash lookup), then the bounded scan.
 
 use aya_ebpf::helpers::{
-    bpf_ktime_get_ns, generated::bpf_probe_read_user as raw_probe_read_user,
+    bpf_ktime_get_ns, bpf_probe_read_user, generated::bpf_probe_read_user as raw_probe_read_user,
     generated::bpf_send_signal_thread,
 };
 use mcpwarden_common::{
-    conn::{TlsKey, CONN_HTTP},
+    conn::{TlsKey, CONN_HTTP, CONN_SNIFFING},
     counters::Counter,
     enforce::{
         HoldEntry, HoldKey, CFG_HOLD_ENABLED, PREFILTER_NEEDLE, PREFILTER_SCAN_BYTES, SIGSTOP,
@@ -22,8 +22,9 @@ use mcpwarden_common::{
 };
 
 use crate::{
-    emit::{emit_payload, Payload},
-    maps::{config, count, TlsArgs, HELD, MCP_PIDS, PREFILTER, TLS_CONNS},
+    emit::{emit_payload, first_bytes, looks_like_http, Payload},
+    maps::{config, count, TlsArgs, HELD, MCP_PIDS, PREFILTER, PREFILTER_FILL},
+    tls::{open_tls_stream, tls_conn},
 };
 
 /// True when hold mode is on and `tgid` takes part in MCP.
@@ -42,26 +43,90 @@ pub fn prefilter(buf: u64, len: u64) -> bool {
     let Some(scratch) = PREFILTER.get_ptr_mut(0) else {
         return false;
     };
+    let p = scratch.cast::<u8>();
+    let n = read_into(p, 0, buf, len);
+    n > 0 && scan(p, n)
+}
+
+/// Does the start of a vectored write (its first `SCANNED_SEGMENTS` segments, concatenated,
+/// up to `PREFILTER_SCAN_BYTES`) contain `tools/call`? A client that corks its head and body
+/// writes them as separate segments of one writev.
+#[inline(always)]
+pub fn prefilter_iov(iov: u64, cnt: u64) -> bool {
+    let Some(scratch) = PREFILTER.get_ptr_mut(0) else {
+        return false;
+    };
+    let p = scratch.cast::<u8>();
+    let Some(fill) = PREFILTER_FILL.get_ptr_mut(0) else {
+        return false;
+    };
+    // The fill level lives in map memory, read and written through volatile accesses (as the
+    // chunk walk's state in `emit.rs`): the verifier does not track it, so the states of each
+    // turn converge and the scan below is verified once, not once per path through the loop.
+    // SAFETY: per-CPU slot owned by this program run.
+    unsafe { core::ptr::write_volatile(fill, 0) };
+    for i in 0..SCANNED_SEGMENTS {
+        // SAFETY: as above.
+        let off = unsafe { core::ptr::read_volatile(fill) } as usize;
+        if i >= cnt || off >= PREFILTER_SCAN_BYTES {
+            break;
+        }
+        // SAFETY: fault-tolerant user reads of iov[i] = { void *base; size_t len; }.
+        let base = unsafe { bpf_probe_read_user((iov + i * 16) as *const u64) };
+        let len = unsafe { bpf_probe_read_user((iov + i * 16 + 8) as *const u64) };
+        let (Ok(base), Ok(len)) = (base, len) else {
+            break;
+        };
+        let room = (PREFILTER_SCAN_BYTES - off) as u64;
+        let n = read_into(p, off, base, if len < room { len } else { room });
+        if n == 0 {
+            break;
+        }
+        // SAFETY: as above.
+        unsafe { core::ptr::write_volatile(fill, (off + n) as u64) };
+    }
+    // SAFETY: as above.
+    let off = unsafe { core::ptr::read_volatile(fill) } as usize;
+    off > 0 && scan(p, off)
+}
+
+/// Segments of a vectored write the prefilter reads.
+const SCANNED_SEGMENTS: u64 = 4;
+
+/// Copies up to `PREFILTER_SCAN_BYTES` of user memory at `buf` to `p + off`
+/// (`off < PREFILTER_SCAN_BYTES`); the bytes copied (0 when unreadable).
+#[inline(always)]
+fn read_into(p: *mut u8, off: usize, buf: u64, len: u64) -> usize {
     let n = if len > PREFILTER_SCAN_BYTES as u64 {
         PREFILTER_SCAN_BYTES as u64
     } else {
         len
     };
-    // Give the verifier a bound it can see on the helper's size argument.
+    // Give the verifier bounds it can see on the offset and the helper's size argument.
     let n = (unsafe { core::ptr::read_volatile(&n) } as usize) & (2 * PREFILTER_SCAN_BYTES - 1);
-    if n < PREFILTER_NEEDLE.len() || n > PREFILTER_SCAN_BYTES {
-        return false;
+    let off = off & (PREFILTER_SCAN_BYTES - 1);
+    if n == 0 || n > PREFILTER_SCAN_BYTES {
+        return 0;
     }
-    // SAFETY: `n <= PREFILTER_SCAN_BYTES`, the scratch buffer's size; fault-tolerant read.
-    let rc = unsafe { raw_probe_read_user(scratch.cast(), n as u32, buf as *const _) };
+    // SAFETY: off < SCAN and n <= SCAN: inside the 2 * SCAN scratch buffer; fault-tolerant
+    // read.
+    let rc = unsafe { raw_probe_read_user(p.add(off).cast(), n as u32, buf as *const _) };
     if rc != 0 {
         count(Counter::ReadUserFailed, 1);
+        return 0;
+    }
+    n
+}
+
+/// Does `p[..n]` (`n <= PREFILTER_SCAN_BYTES`) contain the needle?
+#[inline(always)]
+fn scan(p: *const u8, n: usize) -> bool {
+    if n < PREFILTER_NEEDLE.len() || n > PREFILTER_SCAN_BYTES {
         return false;
     }
     count(Counter::HoldScans, 1);
     let head = u64::from_le_bytes([b't', b'o', b'o', b'l', b's', b'/', b'c', b'a']);
     let tail = u16::from_le_bytes([b'l', b'l']);
-    let p = scratch.cast::<u8>();
     let last = n - PREFILTER_NEEDLE.len();
     for i in 0..=(PREFILTER_SCAN_BYTES - PREFILTER_NEEDLE.len()) {
         if i > last {
@@ -93,19 +158,33 @@ pub fn maybe_hold_tls_write(id: u64, a: &mut TlsArgs, num: u64) {
         _pad: 0,
         ssl: a.ssl,
     };
-    let Some(c) = TLS_CONNS.get_ptr_mut(&key) else {
-        count(Counter::HoldSkipNotHttp, 1);
+    // A fresh `SSL *` (its first write is this request) has no state yet: it gets one now.
+    let Some(c) = tls_conn(&key) else {
         return;
     };
     // SAFETY: map value valid for this run.
     let c = unsafe { &mut *c };
-    if c.state != CONN_HTTP {
-        count(Counter::HoldSkipNotHttp, 1);
-        return;
-    }
+    let payload = Payload {
+        buf: a.buf,
+        count: num,
+        vectored: false,
+        len: num,
+    };
+    let fresh = match c.state {
+        CONN_HTTP => false,
+        CONN_SNIFFING if looks_like_http(&first_bytes(&payload)) => true,
+        _ => {
+            count(Counter::HoldSkipNotHttp, 1);
+            return;
+        }
+    };
     let Some(hold_id) = begin_hold(id, num) else {
         return;
     };
+    if fresh {
+        count(Counter::HoldFreshConn, 1);
+        open_tls_stream(tgid, id as u32, c);
+    }
     let pos = c.egress_pos;
     c.egress_pos = pos + num;
     a.held = 1;
@@ -120,12 +199,7 @@ pub fn maybe_hold_tls_write(id: u64, a: &mut TlsArgs, num: u64) {
         DataSource::SslWrite as u8,
         c.fd,
         hold_id,
-        &Payload {
-            buf: a.buf,
-            count: num,
-            vectored: false,
-            len: num,
-        },
+        &payload,
     );
     stop_process(tgid, hold_id);
 }

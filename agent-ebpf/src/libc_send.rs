@@ -13,20 +13,22 @@
 //!   ssize_t sendmsg(int fd, const struct msghdr *msg, int flags);
 
 use aya_ebpf::{
-    helpers::{bpf_get_current_pid_tgid, bpf_probe_read_user},
+    helpers::{bpf_get_current_pid_tgid, bpf_probe_read_user, generated::bpf_send_signal_thread},
     macros::uprobe,
     programs::ProbeContext,
 };
 use mcpwarden_common::{
-    conn::{ConnKey, CONN_HTTP},
+    conn::{ConnKey, CONN_HTTP, CONN_SNIFFING, NO_FD},
     counters::Counter,
-    event::{DataSource, MAX_IOVECS},
+    enforce::SIGSTOP,
+    event::{DataSource, MAX_IOVECS, ROLE_UNKNOWN},
 };
 
 use crate::{
-    emit::{emit_payload, Payload},
-    hold::{begin_hold, hold_candidate, prefilter, stop_process},
-    maps::{count, PlainHeld, CONNS, PLAIN_HELD},
+    emit::{emit_conn_open, emit_payload, first_bytes, looks_like_http, Payload},
+    hold::{begin_hold, hold_candidate, prefilter, prefilter_iov, stop_process},
+    maps::{count, PlainHeld, CONNS, PLAIN_HELD, SEND_TIE},
+    syscalls::{new_conn, role_of},
 };
 
 #[uprobe]
@@ -72,13 +74,13 @@ fn plain(ctx: &ProbeContext, source: DataSource, shape: Shape) {
         tgid,
         fd: fd as u32,
     };
-    // Files, pipes, TLS and not-yet-HTTP sockets leave here.
-    let Some(c) = CONNS.get_ptr_mut(&key) else {
+    // SAFETY: read-only peek.
+    let known = unsafe { CONNS.get(&key) }.map(|c| c.state);
+    if send_tie(id, fd as u32, known) {
         return;
-    };
-    // SAFETY: map value valid for this run.
-    let c = unsafe { &mut *c };
-    if c.state != CONN_HTTP {
+    }
+    // TLS sockets and sockets seen carrying something else than HTTP leave here.
+    if matches!(known, Some(s) if s != CONN_HTTP && s != CONN_SNIFFING) {
         return;
     }
     let a1: u64 = ctx.arg(1).unwrap_or(0);
@@ -98,40 +100,73 @@ fn plain(ctx: &ProbeContext, source: DataSource, shape: Shape) {
             }
         }
     };
-    // The first segment is what the prefilter scans; vectored writes add up their lengths.
-    let (first, first_len, total) = if vectored {
+    // The prefilter first, so that every path reaches its scan in one verifier state.
+    let hit = if vectored {
+        prefilter_iov(buf, cnt)
+    } else {
+        cnt > 0 && prefilter(buf, cnt)
+    };
+    if !hit {
+        return;
+    }
+    // Vectored writes add up their lengths.
+    let total = if vectored {
         let mut total = 0u64;
-        let mut first = 0u64;
-        let mut first_len = 0u64;
         for i in 0..MAX_IOVECS as u64 {
             if i >= cnt {
                 break;
             }
-            // SAFETY: fault-tolerant user reads of iov[i].
-            let base = unsafe { bpf_probe_read_user((buf + i * 16) as *const u64) };
-            let len = unsafe { bpf_probe_read_user((buf + i * 16 + 8) as *const u64) };
-            match (base, len) {
-                (Ok(b), Ok(l)) => {
-                    if i == 0 {
-                        first = b;
-                        first_len = l;
-                    }
-                    total += l;
-                }
-                _ => return,
+            // SAFETY: fault-tolerant user read of iov[i].iov_len.
+            match unsafe { bpf_probe_read_user((buf + i * 16 + 8) as *const u64) } {
+                Ok(l) => total += l,
+                Err(_) => return,
             }
         }
-        (first, first_len, total)
+        total
     } else {
-        (buf, cnt, cnt)
+        cnt
     };
-    if total == 0 || !prefilter(first, first_len) {
+    if total == 0 {
         return;
     }
     count(Counter::HoldPrefilterHits, 1);
+    let payload = Payload {
+        buf,
+        count: cnt,
+        vectored,
+        len: total,
+    };
+    // A request that is the first write on its connection opens the stream here: the socket
+    // path only sees it after the syscall, too late to hold.
+    if known.is_none() {
+        let st = new_conn(ROLE_UNKNOWN, CONN_SNIFFING, 0);
+        if CONNS.insert(&key, &st, 0).is_err() {
+            count(Counter::ConnMapFull, 1);
+            return;
+        }
+    }
+    let Some(c) = CONNS.get_ptr_mut(&key) else {
+        return;
+    };
+    // SAFETY: map value valid for this run.
+    let c = unsafe { &mut *c };
+    let fresh = c.state != CONN_HTTP;
+    if fresh && !looks_like_http(&first_bytes(&payload)) {
+        return;
+    }
+    // Not held (map full): a fresh connection stays sniffing and the socket path takes it.
     let Some(hold_id) = begin_hold(id, total) else {
         return;
     };
+    if fresh {
+        c.state = CONN_HTTP;
+        if c.role == ROLE_UNKNOWN && c.sk != 0 {
+            c.role = role_of(c.sk);
+        }
+        count(Counter::HoldFreshConn, 1);
+        count(Counter::ConnsHttp, 1);
+        emit_conn_open(tgid, id as u32, fd as u32, c);
+    }
     let pos = c.egress_pos;
     c.egress_pos = pos + total;
     let _ = PLAIN_HELD.insert(
@@ -153,12 +188,34 @@ fn plain(ctx: &ProbeContext, source: DataSource, shape: Shape) {
         source as u8,
         fd as u32,
         hold_id,
-        &Payload {
-            buf,
-            count: cnt,
-            vectored,
-            len: total,
-        },
+        &payload,
     );
     stop_process(tgid, hold_id);
+}
+
+/// A thread resumed after a denied hold whose TLS socket was unknown (`SEND_TIE`): this
+/// send, on a TCP socket not streamed as plaintext HTTP, carries the denied call's
+/// ciphertext. Record its fd and stop the process before the syscall. True when it did.
+#[inline(always)]
+fn send_tie(id: u64, fd: u32, known: Option<u8>) -> bool {
+    let Some(t) = SEND_TIE.get_ptr_mut(&id) else {
+        return false;
+    };
+    // Only a socket the kernel saw carrying bytes that are not plaintext HTTP (the TLS
+    // handshake) qualifies; a file, pipe or eventfd write of the event loop does not.
+    if !matches!(known, Some(s) if s != CONN_HTTP) {
+        return false;
+    }
+    // SAFETY: map value valid for this run.
+    let t = unsafe { &mut *t };
+    if *t != NO_FD {
+        return false;
+    }
+    *t = fd;
+    count(Counter::HoldSendTie, 1);
+    // SAFETY: helper without preconditions.
+    if unsafe { bpf_send_signal_thread(SIGSTOP) } != 0 {
+        count(Counter::HoldSignalFailed, 1);
+    }
+    true
 }

@@ -156,9 +156,15 @@ pub static MCP_PIDS: LruHashMap<u32, u8> = LruHashMap::with_max_entries(16384, 0
 #[map]
 pub static HELD: HashMap<HoldKey, HoldEntry> = HashMap::with_max_entries(4096, 0);
 
-/// Per-CPU buffer the prefilter scans.
+/// Per-CPU buffer the prefilter scans (twice the scan size, so the verifier can see that a
+/// bounded read at a bounded offset stays inside).
 #[map]
-pub static PREFILTER: PerCpuArray<[u8; PREFILTER_SCAN_BYTES]> = PerCpuArray::with_max_entries(1, 0);
+pub static PREFILTER: PerCpuArray<[u8; 2 * PREFILTER_SCAN_BYTES]> =
+    PerCpuArray::with_max_entries(1, 0);
+
+/// Per-CPU fill level of `PREFILTER` while a vectored write's segments are copied in.
+#[map]
+pub static PREFILTER_FILL: PerCpuArray<u64> = PerCpuArray::with_max_entries(1, 0);
 
 /// Connect-time block list: (tgid, destination) pairs refused by the connect programs.
 #[map]
@@ -183,3 +189,10 @@ pub struct PlainHeld {
     pub fd: u32,
     pub _pad: u32,
 }
+
+/// Hold mode: a denied TLS write was held before its socket was known (a fresh memory-BIO
+/// `SSL *`). Userspace puts the thread here with `NO_FD` and resumes it; the thread's next
+/// libc send names the socket (the fd is stored) and is stopped before the syscall, so
+/// userspace can destroy that socket before the ciphertext leaves. Keyed by pid_tgid.
+#[map]
+pub static SEND_TIE: LruHashMap<u64, u32> = LruHashMap::with_max_entries(1024, 0);

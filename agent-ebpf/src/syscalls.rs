@@ -308,6 +308,18 @@ fn held_plain_write(id: u64, key: &ConnKey, io: &SocketIo) -> bool {
         return false;
     }
     let _ = PLAIN_HELD.remove(&id);
+    if let Some(c) = CONNS.get_ptr_mut(key) {
+        // SAFETY: map value valid for this run.
+        let c = unsafe { &mut *c };
+        if c.sk == 0 {
+            // A connection the hold opened before its first syscall: now its socket is known.
+            c.sk = io.sk;
+            if c.role == ROLE_UNKNOWN {
+                c.role = role_of(io.sk);
+            }
+            let _ = SK_OWNER.insert(&io.sk, key, 0);
+        }
+    }
     let moved = if io.ret > 0 { io.ret as u64 } else { 0 };
     if moved < h.len {
         count(Counter::HoldShortWrite, 1);
@@ -324,7 +336,7 @@ fn held_plain_write(id: u64, key: &ConnKey, io: &SocketIo) -> bool {
 
 /// The role the TCP handshake gave a socket, if the kernel saw it.
 #[inline(always)]
-fn role_of(sk: u64) -> u8 {
+pub fn role_of(sk: u64) -> u8 {
     // SAFETY: read-only peek.
     match unsafe { SOCKS.get(&sk) } {
         Some(t) => t.role,

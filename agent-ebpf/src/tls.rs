@@ -26,6 +26,7 @@ use mcpwarden_common::{
 };
 
 use crate::{
+    conn::emit_tls_close,
     ctx::skip_tgid,
     emit::{emit_open, emit_payload, first_bytes, looks_like_http, Payload},
     hold::{hold_candidate, maybe_hold_tls_write},
@@ -99,6 +100,30 @@ pub fn ssl_read(ctx: ProbeContext) -> u32 {
 #[uprobe]
 pub fn ssl_read_ex(ctx: ProbeContext) -> u32 {
     on_entry(&ctx, DataSource::SslRead, true);
+    0
+}
+
+// uprobe: void SSL_free(SSL *ssl). The allocator hands the same address to the next `SSL *`
+// soon after: without this, a new connection would inherit the old one's state (its socket,
+// its positions, its "HTTP" verdict) until a syscall inside an SSL call re-tied it, which
+// never happens on the memory-BIO path.
+#[uprobe]
+pub fn ssl_free(ctx: ProbeContext) -> u32 {
+    let id = bpf_get_current_pid_tgid();
+    let tgid = (id >> 32) as u32;
+    let key = TlsKey {
+        tgid,
+        _pad: 0,
+        ssl: ctx.arg(0).unwrap_or(0),
+    };
+    // SAFETY: copy out, then delete.
+    if let Some(t) = unsafe { TLS_CONNS.get(&key) }.copied() {
+        let _ = TLS_CONNS.remove(&key);
+        count(Counter::TlsFreed, 1);
+        if t.state == CONN_HTTP {
+            emit_tls_close(tgid, id as u32, &t);
+        }
+    }
     0
 }
 
@@ -285,18 +310,8 @@ fn on_return(ctx: &RetProbeContext, ex: bool) {
         _pad: 0,
         ssl: a.ssl,
     };
-    let conn = match TLS_CONNS.get_ptr_mut(&key) {
-        Some(c) => c,
-        None => {
-            if TLS_CONNS.insert(&key, &new_tls_conn(), 0).is_err() {
-                count(Counter::ConnMapFull, 1);
-                return;
-            }
-            match TLS_CONNS.get_ptr_mut(&key) {
-                Some(c) => c,
-                None => return,
-            }
-        }
+    let Some(conn) = tls_conn(&key) else {
+        return;
     };
     // SAFETY: map value valid for this run.
     let c = unsafe { &mut *conn };
@@ -341,24 +356,7 @@ fn on_return(ctx: &RetProbeContext, ex: bool) {
         CONN_HTTP => {}
         CONN_SNIFFING => {
             if looks_like_http(&first_bytes(&payload)) {
-                c.state = CONN_HTTP;
-                count(Counter::ConnsHttp, 1);
-                let (sk, role) = if c.fd == NO_FD {
-                    (0, ROLE_UNKNOWN)
-                } else {
-                    socket_of(tgid, c.fd)
-                };
-                emit_open(
-                    EventKind::ConnOpen,
-                    tgid,
-                    tid,
-                    NO_FD,
-                    c.start_ns,
-                    sk,
-                    role,
-                    1,
-                    c.fd,
-                );
+                open_tls_stream(tgid, tid, c);
             } else {
                 c.misses += 1;
                 if c.misses >= SNIFF_MAX_MISSES {
@@ -373,6 +371,42 @@ fn on_return(ctx: &RetProbeContext, ex: bool) {
     emit_payload(
         tgid, tid, NO_FD, c.start_ns, pos, a.source, c.fd, 0, &payload,
     );
+}
+
+/// The plaintext of `c` is HTTP: stream it from now on and announce it.
+#[inline(always)]
+pub fn open_tls_stream(tgid: u32, tid: u32, c: &mut TlsConnState) {
+    c.state = CONN_HTTP;
+    count(Counter::ConnsHttp, 1);
+    let (sk, role) = if c.fd == NO_FD {
+        (0, ROLE_UNKNOWN)
+    } else {
+        socket_of(tgid, c.fd)
+    };
+    emit_open(
+        EventKind::ConnOpen,
+        tgid,
+        tid,
+        NO_FD,
+        c.start_ns,
+        sk,
+        role,
+        1,
+        c.fd,
+    );
+}
+
+/// The state of `SSL *` `key`, created (sniffing) when the process has not used it yet.
+#[inline(always)]
+pub fn tls_conn(key: &TlsKey) -> Option<*mut TlsConnState> {
+    if let Some(c) = TLS_CONNS.get_ptr_mut(key) {
+        return Some(c);
+    }
+    if TLS_CONNS.insert(key, &new_tls_conn(), 0).is_err() {
+        count(Counter::ConnMapFull, 1);
+        return None;
+    }
+    TLS_CONNS.get_ptr_mut(key)
 }
 
 #[inline(always)]

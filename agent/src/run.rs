@@ -403,7 +403,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
             );
         }
         enforcer.on_tick(&mut records);
-        for pid in enforcer.take_plaintext_participants() {
+        for pid in enforcer.take_new_participants() {
             capture.attach_libc_hold(pid);
         }
         if let Some(c) = &control {

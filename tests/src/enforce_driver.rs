@@ -303,7 +303,7 @@ fn run_loop(
             last_tick = Instant::now();
         }
         enforcer.on_tick(&mut records);
-        for pid in enforcer.take_plaintext_participants() {
+        for pid in enforcer.take_new_participants() {
             capture.attach_libc_hold(pid);
         }
         control.drain(&mut |req| match req {

@@ -300,12 +300,20 @@ fn hold_stops_50_denied_calls_of_the_python_client_in_plaintext() {
     hold_stops_denied_calls(Sdk::Python, false);
 }
 
-// Not yet tested end to end here, because they do not hold yet: the Python SDK client over
-// TLS and the TypeScript SDK client on node (TLS and plaintext) send most `tools/call`s as the
-// first write of a connection the kernel has not yet seen as HTTP (a fresh `SSL*`, or node's
-// single write of head and body), which the prefilter lets pass; those calls are reset
-// reactively. The TLS hold itself is tested with a keep-alive client in
-// `enforce_mechanisms.rs`.
+#[test]
+fn hold_stops_50_denied_calls_of_the_python_client_over_tls() {
+    hold_stops_denied_calls(Sdk::Python, true);
+}
+
+#[test]
+fn hold_stops_50_denied_calls_of_the_node_client_in_plaintext() {
+    hold_stops_denied_calls(Sdk::Node, false);
+}
+
+#[test]
+fn hold_stops_50_denied_calls_of_the_node_client_over_tls() {
+    hold_stops_denied_calls(Sdk::Node, true);
+}
 
 fn mcpwarden(args: &[&str]) -> (bool, String) {
     let env = test_env();

@@ -275,7 +275,7 @@ impl Capture {
         self.libc_hold.load(&mut self.ebpf)
     }
 
-    /// Hold mode: gives a process that sends MCP over plaintext the libc send-family probes.
+    /// Hold mode: gives a process that takes part in MCP the libc send-family probes.
     pub fn attach_libc_hold(&mut self, pid: u32) {
         if let Err(e) = self.libc_hold.attach(&mut self.ebpf, pid) {
             tracing::warn!(pid, "plaintext hold unavailable for this process: {e}");

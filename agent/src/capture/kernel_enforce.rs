@@ -8,6 +8,7 @@ use std::path::PathBuf;
 use aya::maps::{Array, HashMap, MapData};
 use aya::programs::{links::CgroupAttachMode, CgroupSockAddr};
 use aya::Ebpf;
+use mcpwarden_common::conn::NO_FD;
 use mcpwarden_common::enforce::{
     BlockKey, HoldEntry, HoldKey, CFG_BLOCK_ENABLED, CFG_HOLD_ENABLED,
 };
@@ -37,6 +38,7 @@ pub struct KernelEnforce {
     mcp_pids: HashMap<MapData, u32, u8>,
     held: HashMap<MapData, HoldKey, HoldEntry>,
     blocked: HashMap<MapData, BlockKey, u8>,
+    send_tie: HashMap<MapData, u64, u32>,
     /// The cgroup connect programs are attached (connect-time block available).
     pub connect_block: bool,
 }
@@ -104,6 +106,7 @@ impl KernelEnforce {
             mcp_pids: take(ebpf, "MCP_PIDS")?,
             held: take(ebpf, "HELD")?,
             blocked: take(ebpf, "BLOCKED")?,
+            send_tie: take(ebpf, "SEND_TIE")?,
             connect_block,
         })
     }
@@ -154,6 +157,42 @@ impl KernelEnforce {
             .collect()
     }
 
+    /// The thread whose write began a hold.
+    pub fn hold_tid(&self, pid: u32, hold_id: u64) -> Option<u32> {
+        self.held
+            .get(
+                &HoldKey {
+                    tgid: pid,
+                    _pad: 0,
+                    hold_id,
+                },
+                0,
+            )
+            .ok()
+            .map(|e| e.tid)
+    }
+
+    /// Asks the kernel to stop thread `tid` of `pid` at its next libc send on a socket that
+    /// is not plaintext HTTP, and to record that socket's fd (`SEND_TIE`).
+    pub fn arm_send_tie(&mut self, pid: u32, tid: u32) -> Result<(), MapOpError> {
+        self.send_tie
+            .insert(send_tie_key(pid, tid), NO_FD, 0)
+            .map_err(op("SEND_TIE"))
+    }
+
+    /// The fd the armed thread's send named, once it did.
+    pub fn send_tie_fd(&self, pid: u32, tid: u32) -> Option<u32> {
+        self.send_tie
+            .get(&send_tie_key(pid, tid), 0)
+            .ok()
+            .filter(|fd| *fd != NO_FD)
+    }
+
+    /// Disarms a send tie.
+    pub fn clear_send_tie(&mut self, pid: u32, tid: u32) {
+        let _ = self.send_tie.remove(&send_tie_key(pid, tid));
+    }
+
     /// Outstanding holds of one process.
     pub fn holds_of(&self, pid: u32) -> usize {
         self.held
@@ -177,6 +216,11 @@ impl KernelEnforce {
     pub fn unblock(&mut self, pid: u32, dest: SocketAddr) -> bool {
         self.blocked.remove(&block_key(pid, dest)).is_ok()
     }
+}
+
+/// pid_tgid of a thread, the key of the kernel's per-thread maps.
+fn send_tie_key(pid: u32, tid: u32) -> u64 {
+    (u64::from(pid) << 32) | u64::from(tid)
 }
 
 /// The block-list key of (pid, destination). IPv4-mapped IPv6 destinations are kept as

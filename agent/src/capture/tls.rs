@@ -71,6 +71,12 @@ pub const TLS_PROBES: &[TlsProbe] = &[
         symbol: "SSL_read_ex",
         optional: true,
     },
+    // Ends an `SSL *`'s state before the allocator reuses its address.
+    TlsProbe {
+        program: "ssl_free",
+        symbol: "SSL_free",
+        optional: true,
+    },
 ];
 
 const SYSTEM_LIB_DIRS: &[&str] = &[

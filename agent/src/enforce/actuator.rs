@@ -32,7 +32,23 @@ pub trait Actuator {
     /// Waits (briefly) until every thread of `pid` is stopped, so that every thread that
     /// entered a hold probe before the stop has recorded its hold; false on timeout.
     fn wait_stopped(&mut self, pid: u32) -> bool;
+    /// A denied held TLS write whose socket is unknown (the first write of a fresh
+    /// memory-BIO `SSL *`): resumes `pid` until the holding thread's next send names the
+    /// socket (the kernel stops it again before the syscall), then destroys that socket.
+    /// The process is left stopped (the hold's release resumes it). Returns the destroyed
+    /// socket's (local, remote).
+    fn reset_at_next_send(
+        &mut self,
+        pid: u32,
+        hold_id: u64,
+    ) -> Result<(SocketAddr, SocketAddr), String> {
+        let _ = (pid, hold_id);
+        Err("not supported by this actuator".into())
+    }
 }
+
+/// How long [`Actuator::reset_at_next_send`] waits for the resumed thread's send.
+pub const SEND_TIE_WAIT_NS: u64 = 200_000_000;
 
 /// How long [`Actuator::wait_stopped`] waits for a group stop to complete.
 pub const GROUP_STOP_WAIT_NS: u64 = 5_000_000;
@@ -73,6 +89,24 @@ impl KernelActuator {
             }
         };
         Self { kernel, destroyer }
+    }
+}
+
+impl KernelActuator {
+    /// Resumes the armed process and waits for the kernel to record the fd of its send.
+    fn await_send_tie(&mut self, pid: u32, tid: u32) -> Result<u32, String> {
+        self.signal(pid, libc::SIGCONT)
+            .map_err(|e| format!("SIGCONT: {e}"))?;
+        let t0 = monotonic_ns();
+        loop {
+            if let Some(fd) = self.kernel.send_tie_fd(pid, tid) {
+                return Ok(fd);
+            }
+            if monotonic_ns().saturating_sub(t0) > SEND_TIE_WAIT_NS {
+                return Err("the thread made no send in time".into());
+            }
+            std::thread::sleep(std::time::Duration::from_micros(20));
+        }
     }
 }
 
@@ -132,6 +166,31 @@ impl Actuator for KernelActuator {
     }
     fn now_ns(&self) -> u64 {
         monotonic_ns()
+    }
+    fn reset_at_next_send(
+        &mut self,
+        pid: u32,
+        hold_id: u64,
+    ) -> Result<(SocketAddr, SocketAddr), String> {
+        let tid = self
+            .kernel
+            .hold_tid(pid, hold_id)
+            .ok_or("the hold is gone")?;
+        self.kernel
+            .arm_send_tie(pid, tid)
+            .map_err(|e| e.to_string())?;
+        let fd = self.await_send_tie(pid, tid);
+        self.kernel.clear_send_tie(pid, tid);
+        // A stop that raced the disarm is undone by the hold's release (SIGCONT).
+        let fd = fd?;
+        if !self.wait_stopped(pid) {
+            return Err("the process did not stop at its send".into());
+        }
+        let (local, remote) = crate::conn::procfs::socket_tuple(pid, fd)
+            .ok_or_else(|| format!("fd {fd} of {pid} is not a TCP socket"))?;
+        self.destroy(&local.to_string(), &remote.to_string())
+            .map_err(|e| e.to_string())?;
+        Ok((local, remote))
     }
     fn wait_stopped(&mut self, pid: u32) -> bool {
         let t0 = monotonic_ns();

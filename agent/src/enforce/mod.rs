@@ -123,6 +123,10 @@ pub struct EnforceStats {
     pub reset_failed: u64,
     /// ... of which the verdict had no 4-tuple.
     pub reset_no_socket: u64,
+    /// Held TLS writes with no known socket reset at their thread's next send.
+    pub send_tie_resets: u64,
+    /// ... that could not be (no send in time, not a TCP socket, another hold outstanding).
+    pub send_tie_failed: u64,
     /// Held writes the agent read.
     pub holds_seen: u64,
     /// Holds released (the process resumed, or another hold kept it stopped).
@@ -221,7 +225,7 @@ pub struct Enforcer<A: Actuator> {
     /// Holds released by the fail-open timeout: (pid, kernel time the hold began).
     timed_out: VecDeque<(u32, u64)>,
     mcp_pids: HashSet<u32>,
-    /// Participants seen sending MCP over plaintext, and those not yet handed to the capture
+    /// Participants given the libc hold probes, and those not yet handed to the capture
     /// side for the libc hold probes.
     plain_pids: HashSet<u32>,
     new_plain_pids: Vec<u32>,
@@ -349,7 +353,7 @@ impl<A: Actuator> Enforcer<A> {
                     }
                 }
             }
-            let result = self.reset_first(records, &hold_idx);
+            let result = self.reset_first(records, &hold_idx, pid, hold_id);
             for &i in &hold_idx {
                 if let Record::Verdict(v) = &mut records[i] {
                     v.hold_id = Some(hold_id);
@@ -428,12 +432,13 @@ impl<A: Actuator> Enforcer<A> {
         if !head.windows(9).any(|w| w == b"\"jsonrpc\"") {
             return;
         }
-        self.participant(conn.pid, !conn.is_tls());
+        self.participant(conn.pid);
     }
 
-    /// Marks `pid` as an MCP participant (and, for plaintext, due for the libc probes).
-    fn participant(&mut self, pid: u32, plaintext: bool) {
-        if plaintext && !self.plain_pids.contains(&pid) {
+    /// Marks `pid` as an MCP participant, due for the libc probes: they hold its plaintext
+    /// requests and name the socket of a denied TLS write whose socket was unknown.
+    fn participant(&mut self, pid: u32) {
+        if !self.plain_pids.contains(&pid) {
             if self.plain_pids.len() >= MAX_MCP_PIDS {
                 self.plain_pids.clear();
                 self.stats.mcp_pid_forgets += 1;
@@ -483,16 +488,15 @@ impl<A: Actuator> Enforcer<A> {
         for r in recs {
             if let Record::Message(m) = r {
                 if m.direction == Flow::ClientToServer && m.side == Side::Client {
-                    // TLS connections are named "pid:tls:generation".
-                    self.participant(m.pid, !m.conn_id.contains(":tls:"));
+                    self.participant(m.pid);
                 }
             }
         }
     }
 
-    /// Hold mode: processes newly seen sending MCP over plaintext, for the libc hold probes
+    /// Hold mode: processes newly seen sending MCP, for the libc hold probes
     /// (`Capture::attach_libc_hold`).
-    pub fn take_plaintext_participants(&mut self) -> Vec<u32> {
+    pub fn take_new_participants(&mut self) -> Vec<u32> {
         std::mem::take(&mut self.new_plain_pids)
     }
 
@@ -556,20 +560,65 @@ impl<A: Actuator> Enforcer<A> {
         }
     }
 
-    /// Resets the connection of the first verdict of a hold that names one.
-    fn reset_first(&mut self, records: &[Record], idx: &[usize]) -> Enforcement {
+    /// Resets the connection of the first verdict of a hold that names one. A held TLS
+    /// write with no known socket (a fresh memory-BIO `SSL *`) is reset at its thread's next
+    /// send, when it is the process's only hold (resuming it then lets no other held write
+    /// go); the verdicts then name the socket that was destroyed.
+    fn reset_first(
+        &mut self,
+        records: &mut [Record],
+        idx: &[usize],
+        pid: u32,
+        hold_id: u64,
+    ) -> Enforcement {
         let target = idx.iter().find_map(|&i| match &records[i] {
             Record::Verdict(v) if !v.local.is_empty() => {
                 Some((v.local.clone(), v.remote.clone(), v.ts_ns))
             }
             _ => None,
         });
-        let (l, r, ts) = target.unwrap_or_default();
-        if self.reset(&l, &r, ts) {
-            Enforcement::HeldThenReset
-        } else {
-            Enforcement::ResetFailed
+        if let Some((l, r, ts)) = target {
+            return if self.reset(&l, &r, ts) {
+                Enforcement::HeldThenReset
+            } else {
+                Enforcement::ResetFailed
+            };
         }
+        let seen = idx
+            .iter()
+            .find_map(|&i| match &records[i] {
+                Record::Verdict(v) => Some(v.ts_ns),
+                _ => None,
+            })
+            .unwrap_or_default();
+        if self.act.holds_of(pid) != 1 {
+            return self.reset_failed_no_socket();
+        }
+        match self.act.reset_at_next_send(pid, hold_id) {
+            Ok((local, remote)) => {
+                self.stats.resets += 1;
+                self.stats.send_tie_resets += 1;
+                self.latency.record(self.act.now_ns().saturating_sub(seen));
+                for &i in idx {
+                    if let Record::Verdict(v) = &mut records[i] {
+                        v.local = local.to_string();
+                        v.remote = remote.to_string();
+                    }
+                }
+                Enforcement::HeldThenReset
+            }
+            Err(e) => {
+                tracing::warn!(pid, "reset of a held write at its send failed: {e}");
+                self.stats.send_tie_failed += 1;
+                self.reset_failed_no_socket()
+            }
+        }
+    }
+
+    fn reset_failed_no_socket(&mut self) -> Enforcement {
+        self.stats.reset_failed += 1;
+        self.stats.reset_no_socket += 1;
+        Enforcement::ResetFailed
     }
 
     /// SOCK_DESTROY; records the latency of a success.

@@ -441,9 +441,9 @@ fn participants_are_learned_from_client_requests_in_hold_mode() {
     ];
     e.after_event(None, &mut recs, 0, &no_hints);
     assert_eq!(f.0.borrow().mcp_pids, vec![77]);
-    // Its connection is plaintext ("c" is no TLS connection id): the libc probes are due.
-    assert_eq!(e.take_plaintext_participants(), vec![77]);
-    assert!(e.take_plaintext_participants().is_empty());
+    // The libc probes are due, once.
+    assert_eq!(e.take_new_participants(), vec![77]);
+    assert!(e.take_new_participants().is_empty());
 }
 
 #[test]
