@@ -14,6 +14,8 @@
 //!   keys:                             # without keys, identities are reported unverified
 //!     - file: /etc/mcpwarden/jwks.json       # JWKS, PEM or DER public key (RS256, ES256)
 //!     - hs256_secret_file: /etc/mcpwarden/hs256.key
+//!   issuer: https://idp.example.com   # a verified token's `iss` must be exactly this
+//!   audience: mcp-tools               # its `aud` must name this (or one of a list: [a, b])
 //!   user_header: x-user               # trusted gateway headers (win over the JWT)
 //!   role_header: x-role
 //! content:                            # what was said, in message records
@@ -121,8 +123,70 @@ struct FileIdentity {
     role_claim: Option<String>,
     #[serde(default)]
     keys: Vec<FileKey>,
+    issuer: Option<NonEmptyString>,
+    audience: Option<Audience>,
     user_header: Option<String>,
     role_header: Option<String>,
+}
+
+/// A non-empty string (`issuer:`, and each entry of `audience:`).
+#[derive(Debug)]
+struct NonEmptyString(String);
+
+impl<'de> Deserialize<'de> for NonEmptyString {
+    fn deserialize<D: serde::Deserializer<'de>>(de: D) -> Result<Self, D::Error> {
+        struct V;
+        impl serde::de::Visitor<'_> for V {
+            type Value = NonEmptyString;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a non-empty string")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<NonEmptyString, E> {
+                non_empty(v, &self).map(NonEmptyString)
+            }
+        }
+        de.deserialize_string(V)
+    }
+}
+
+/// `audience:` a non-empty string, or a non-empty list of them.
+#[derive(Debug)]
+struct Audience(Vec<String>);
+
+impl<'de> Deserialize<'de> for Audience {
+    fn deserialize<D: serde::Deserializer<'de>>(de: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = Audience;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a non-empty audience string, or a non-empty list of them")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Audience, E> {
+                non_empty(v, &self).map(|a| Audience(vec![a]))
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<Audience, A::Error> {
+                let mut all = Vec::new();
+                while let Some(a) = seq.next_element::<NonEmptyString>()? {
+                    all.push(a.0);
+                }
+                if all.is_empty() {
+                    return Err(serde::de::Error::invalid_length(0, &self));
+                }
+                Ok(Audience(all))
+            }
+        }
+        de.deserialize_any(V)
+    }
+}
+
+fn non_empty<E: serde::de::Error>(v: &str, exp: &dyn serde::de::Expected) -> Result<String, E> {
+    if v.is_empty() {
+        return Err(E::invalid_value(serde::de::Unexpected::Str(v), exp));
+    }
+    Ok(v.to_string())
 }
 
 /// Exactly one of the two.
@@ -338,6 +402,8 @@ fn identity(
         user_claim: id.user_claim.unwrap_or(defaults.user_claim),
         role_claim: id.role_claim,
         keys,
+        issuer: id.issuer.map(|i| i.0),
+        audience: id.audience.map(|a| a.0).unwrap_or_default(),
         user_header: id.user_header.map(|h| h.to_ascii_lowercase()),
         role_header: id.role_header.map(|h| h.to_ascii_lowercase()),
     })
@@ -396,6 +462,70 @@ mod tests {
         let d = std::env::temp_dir().join(format!("mcpwarden-config-test-{}", std::process::id()));
         std::fs::create_dir_all(&d).unwrap();
         d
+    }
+
+    #[test]
+    fn issuer_and_audience_are_read_globally_and_per_server() {
+        let text = "identity:\n  issuer: https://idp.example.com\n  audience: mcp-tools\n\
+                    servers:\n  - server: \"10.0.0.5:443\"\n    identity:\n\
+                    \x20     issuer: \"https://idp.example.com/tenant\"\n\
+                    \x20     audience: [mcp-a, \"mcp-b\"]\n  - server: \"10.0.0.6:443\"\n\
+                    \x20   identity: { audience: [\"123\"] }\n";
+        let cfg = parse(Path::new("c.yaml"), text).unwrap();
+        assert_eq!(
+            cfg.identity.issuer.as_deref(),
+            Some("https://idp.example.com")
+        );
+        assert_eq!(cfg.identity.audience, vec!["mcp-tools".to_string()]);
+        let per_server: Vec<(Option<&str>, &[String])> = cfg
+            .servers
+            .iter()
+            .filter_map(|s| s.identity.as_ref())
+            .map(|id| (id.issuer.as_deref(), id.audience.as_slice()))
+            .collect();
+        assert_eq!(
+            per_server,
+            vec![
+                (
+                    Some("https://idp.example.com/tenant"),
+                    &["mcp-a".to_string(), "mcp-b".to_string()][..]
+                ),
+                (None, &["123".to_string()][..]),
+            ]
+        );
+        // Not configured: not checked.
+        let cfg = parse(Path::new("c.yaml"), "identity:\n  jwt: true\n").unwrap();
+        assert_eq!(
+            (cfg.identity.issuer, cfg.identity.audience),
+            (None, Vec::new())
+        );
+    }
+
+    #[test]
+    fn a_bad_issuer_or_audience_names_file_line_column_and_field() {
+        for (text, at, field) in [
+            ("identity:\n  issuer: \"\"\n", ":2:", "identity.issuer"),
+            ("identity:\n  issuer: [a]\n", ":2:", "identity.issuer"),
+            ("identity:\n  audience: 3\n", ":2:", "identity.audience"),
+            ("identity:\n  audience: []\n", ":2:", "identity.audience"),
+            (
+                "identity:\n  audience: { a: b }\n",
+                ":2:",
+                "identity.audience",
+            ),
+            (
+                "servers:\n  - server: a\n    identity:\n      audience: [ok, \"\"]\n",
+                ":4:",
+                "servers[0].identity.audience[1]",
+            ),
+        ] {
+            let e = err(text);
+            assert!(
+                e.starts_with(&format!("/etc/mcpwarden.yaml{at}")),
+                "{text:?}: {e}"
+            );
+            assert!(e.contains(&format!("field `{field}`: ")), "{text:?}: {e}");
+        }
     }
 
     #[test]

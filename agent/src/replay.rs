@@ -44,6 +44,9 @@ use std::io::{self, BufRead, Write};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
+use base64::alphabet;
+use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
+use base64::Engine;
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
@@ -130,8 +133,12 @@ pub enum ReplayError {
         #[source]
         source: serde_json::Error,
     },
-    #[error("line {line}: field `b64` is not valid base64 (byte {offset})")]
-    Base64 { line: usize, offset: usize },
+    #[error("line {line}: field `b64` is not valid base64")]
+    Base64 {
+        line: usize,
+        #[source]
+        source: base64::DecodeError,
+    },
 }
 
 /// The line of a recording for `ev`.
@@ -197,7 +204,7 @@ pub fn event_to_line(ev: &KernelEvent) -> String {
             syscall_len: *syscall_len,
             truncated: *truncated,
             sock_fd: *sock_fd,
-            b64: base64_encode(bytes),
+            b64: B64.encode(bytes),
         },
         KernelEvent::Close {
             conn,
@@ -289,9 +296,9 @@ pub fn event_from_line(text: &str, line_no: usize) -> Result<KernelEvent, Replay
             syscall_len,
             truncated,
             sock_fd,
-            bytes: base64_decode(&b64).map_err(|offset| ReplayError::Base64 {
+            bytes: B64.decode(&b64).map_err(|source| ReplayError::Base64 {
                 line: line_no,
-                offset,
+                source,
             })?,
         },
         Line::Close {
@@ -504,61 +511,14 @@ pub fn replay_file_to_stdout(path: &Path) -> Result<(), ReplayError> {
         .map_err(ReplayError::Write)
 }
 
-const B64: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-
-/// Standard base64 with padding.
-pub fn base64_encode(data: &[u8]) -> String {
-    let mut s = String::with_capacity(data.len().div_ceil(3) * 4);
-    for chunk in data.chunks(3) {
-        let b = [
-            chunk[0],
-            chunk.get(1).copied().unwrap_or(0),
-            chunk.get(2).copied().unwrap_or(0),
-        ];
-        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-        for i in 0..4 {
-            if i <= chunk.len() {
-                s.push(B64[((n >> (18 - 6 * i)) & 63) as usize] as char);
-            } else {
-                s.push('=');
-            }
-        }
-    }
-    s
-}
-
-/// Decodes standard base64 (padding required); `Err(offset)` names the first bad byte.
-pub fn base64_decode(text: &str) -> Result<Vec<u8>, usize> {
-    let t = text.as_bytes();
-    if !t.len().is_multiple_of(4) {
-        return Err(t.len());
-    }
-    let val = |c: u8| -> Option<u32> {
-        Some(match c {
-            b'A'..=b'Z' => c - b'A',
-            b'a'..=b'z' => c - b'a' + 26,
-            b'0'..=b'9' => c - b'0' + 52,
-            b'+' => 62,
-            b'/' => 63,
-            _ => return None,
-        } as u32)
-    };
-    let mut out = Vec::with_capacity(t.len() / 4 * 3);
-    for (q, quad) in t.chunks(4).enumerate() {
-        let last = (q + 1) * 4 == t.len();
-        let pad = quad.iter().rev().take_while(|&&c| c == b'=').count();
-        if pad > 2 || (pad > 0 && !last) {
-            return Err(q * 4 + 4 - pad);
-        }
-        let mut n = 0u32;
-        for (i, &c) in quad[..4 - pad].iter().enumerate() {
-            n |= val(c).ok_or(q * 4 + i)? << (18 - 6 * i);
-        }
-        let bytes = [(n >> 16) as u8, (n >> 8) as u8, n as u8];
-        out.extend_from_slice(&bytes[..3 - pad]);
-    }
-    Ok(out)
-}
+/// Standard base64 (RFC 4648 §4) with padding, as the format says. Padding is required on
+/// reading; bits left over in the last symbol are ignored, as this reader always did.
+const B64: GeneralPurpose = GeneralPurpose::new(
+    &alphabet::STANDARD,
+    GeneralPurposeConfig::new()
+        .with_decode_padding_mode(DecodePaddingMode::RequireCanonical)
+        .with_decode_allow_trailing_bits(true),
+);
 
 #[cfg(test)]
 mod tests;

@@ -122,6 +122,12 @@ pub struct IdentityConfig {
     /// Keys that verify the token's signature. Empty: identities from JWTs are reported with
     /// `identity_verified: false`.
     pub keys: Vec<JwtKeySource>,
+    /// The issuer a token's `iss` must be exactly for it to count as verified. `None`: not
+    /// checked. Checked only once a key verified the signature.
+    pub issuer: Option<String>,
+    /// Audiences one of which a token's `aud` (a string or an array) must name for it to count
+    /// as verified. Empty: not checked. Checked only once a key verified the signature.
+    pub audience: Vec<String>,
     /// A header naming the user (e.g. `x-user`), set by a trusted gateway.
     pub user_header: Option<String>,
     /// A header naming the role, read together with `user_header`.
@@ -135,6 +141,8 @@ impl Default for IdentityConfig {
             user_claim: "sub".to_string(),
             role_claim: None,
             keys: Vec::new(),
+            issuer: None,
+            audience: Vec::new(),
             user_header: None,
             role_header: None,
         }

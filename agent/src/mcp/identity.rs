@@ -9,7 +9,7 @@ use serde_json::Value;
 
 use super::config::IdentityConfig;
 use super::header_value;
-use super::jwt::{self, JwtError, JwtKeys, KeyError, Verification};
+use super::jwt::{self, ClaimRules, JwtError, JwtKeys, KeyError, Verification};
 
 /// Longest user or role value kept (longer ones are cut at a char boundary).
 pub const MAX_IDENTITY_BYTES: usize = 256;
@@ -30,8 +30,8 @@ pub struct Identity {
     pub user: Option<String>,
     pub role: Option<String>,
     pub source: IdentitySource,
-    /// A configured key verified the JWT's signature (and its time claims when checked).
-    /// Always `false` for header identities.
+    /// A configured key verified the JWT's signature, its time claims (when checked) and its
+    /// `iss` and `aud` (when configured). Always `false` for header identities.
     pub verified: bool,
 }
 
@@ -65,6 +65,13 @@ impl IdentityResolver {
         (IdentityResolver { cfg, keys }, errors)
     }
 
+    fn claim_rules(&self) -> ClaimRules<'_> {
+        ClaimRules {
+            issuer: self.cfg.issuer.as_deref(),
+            audiences: &self.cfg.audience,
+        }
+    }
+
     /// The request headers that decide the identity (for change detection).
     pub fn inputs<'h>(&self, headers: &'h [(String, String)]) -> [Option<&'h str>; 3] {
         let header = |name: &Option<String>| name.as_deref().and_then(|n| header_value(headers, n));
@@ -79,7 +86,8 @@ impl IdentityResolver {
     }
 
     /// The identity one request's headers carry. `now_unix_s`: when given, JWT `exp`/`nbf`
-    /// are checked against it.
+    /// are checked against it. A token whose signature verifies is then held to the configured
+    /// `issuer` and `audience`.
     pub fn resolve(&self, headers: &[(String, String)], now_unix_s: Option<u64>) -> Resolution {
         let [auth, user_header, role_header] = self.inputs(headers);
         let mut res = Resolution {
@@ -106,7 +114,10 @@ impl IdentityResolver {
                 return res;
             }
         };
-        let verification = self.keys.verify(token, &decoded, now_unix_s);
+        let verification = match self.keys.verify(token, &decoded, now_unix_s) {
+            Verification::Verified => jwt::check_claims(&decoded.claims, self.claim_rules()),
+            other => other,
+        };
         if !matches!(verification, Verification::Verified | Verification::NoKeys) {
             res.unverified = Some(verification);
         }

@@ -4,16 +4,26 @@
 //! Everything here reads bytes a peer sent: sizes are bounded before decoding, every parse
 //! returns an error instead of panicking, and the algorithm must match the key type (an RSA
 //! public key is never used as an HMAC secret). Keys come from PEM, DER or JWKS material
-//! ([`JwtKeySource`]); a JWK's or token's `kid` narrows the keys tried.
+//! ([`JwtKeySource`]; PEM and DER are read in [`public_key`]); a JWK's or token's `kid` narrows
+//! the keys tried. Once the signature is good, [`check_claims`] compares `iss` and `aud` with
+//! what the configuration expects.
 
 use std::fmt;
 
-use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use ring::{hmac, signature};
 use serde_json::{Map, Value};
 
 use super::config::JwtKeySource;
+use public_key::PublicKey;
+
+mod claims;
+mod public_key;
+#[cfg(test)]
+mod tests;
+
+pub use claims::{check as check_claims, ClaimRules};
 
 /// Longest token decoded (header + claims + signature, base64url).
 pub const MAX_TOKEN_BYTES: usize = 16 * 1024;
@@ -104,7 +114,8 @@ fn b64url(s: &str) -> Option<Vec<u8>> {
 /// The outcome of checking a decoded token against the configured keys and time.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Verification {
-    /// A configured key verified the signature (and the time claims, when checked).
+    /// A configured key verified the signature (and the time claims, when checked; and, from
+    /// [`check_claims`], `iss`/`aud` as configured).
     Verified,
     /// No keys are configured: the token is read but not verified.
     NoKeys,
@@ -118,6 +129,10 @@ pub enum Verification {
     Expired,
     /// Signature good, but `nbf` is in the future.
     NotYetValid,
+    /// Signature good, but `iss` is missing or not the configured issuer.
+    IssuerMismatch,
+    /// Signature good, but `aud` is missing or names none of the configured audiences.
+    AudienceMismatch,
 }
 
 impl Verification {
@@ -196,41 +211,14 @@ impl JwtKeys {
         match source {
             JwtKeySource::Hs256Secret(secret) => self.add_secret(None, secret),
             JwtKeySource::Pem(text) => {
-                let blocks = pem_blocks(text)?;
-                for (label, der) in blocks {
-                    match label.as_str() {
-                        "PUBLIC KEY" => self.add_spki(&der)?,
-                        "RSA PUBLIC KEY" => {
-                            let (n, e) = rsa_pkcs1(&der)?;
-                            self.rsa.push(RsaKey { kid: None, n, e });
-                        }
-                        "CERTIFICATE" => {
-                            return Err(KeyError::Pem {
-                                reason: "certificates are not read; extract the key with \
-                                         `openssl x509 -pubkey -noout -in <cert>`"
-                                    .to_string(),
-                            })
-                        }
-                        other => {
-                            return Err(KeyError::Pem {
-                                reason: format!(
-                                    "block `{other}` is not a public key (want `PUBLIC KEY` or \
-                                     `RSA PUBLIC KEY`)"
-                                ),
-                            })
-                        }
-                    }
+                // All blocks are read before any key is kept: a bad block adds nothing.
+                for key in public_key::from_pem(text)? {
+                    self.add_public(key);
                 }
                 Ok(())
             }
             JwtKeySource::Der(der) => {
-                if self.add_spki(der).is_ok() {
-                    return Ok(());
-                }
-                let (n, e) = rsa_pkcs1(der).map_err(|_| KeyError::Der {
-                    reason: "neither a SubjectPublicKeyInfo nor a PKCS#1 RSAPublicKey".to_string(),
-                })?;
-                self.rsa.push(RsaKey { kid: None, n, e });
+                self.add_public(public_key::from_der(der)?);
                 Ok(())
             }
             JwtKeySource::Jwks(text) => self.add_jwks(text),
@@ -248,12 +236,11 @@ impl JwtKeys {
         Ok(())
     }
 
-    fn add_spki(&mut self, der: &[u8]) -> Result<(), KeyError> {
-        match spki(der)? {
+    fn add_public(&mut self, key: PublicKey) {
+        match key {
             PublicKey::Rsa { n, e } => self.rsa.push(RsaKey { kid: None, n, e }),
             PublicKey::P256 { point } => self.ec.push(EcKey { kid: None, point }),
         }
-        Ok(())
     }
 
     fn add_jwks(&mut self, text: &str) -> Result<(), KeyError> {
@@ -388,134 +375,4 @@ fn strip_zeros(mut v: Vec<u8>) -> Vec<u8> {
     let zeros = v.iter().take_while(|b| **b == 0).count();
     v.drain(..zeros);
     v
-}
-
-/// `(label, der)` of every PEM block in `text`.
-fn pem_blocks(text: &str) -> Result<Vec<(String, Vec<u8>)>, KeyError> {
-    let pem_err = |reason: String| KeyError::Pem { reason };
-    let mut blocks = Vec::new();
-    let mut rest = text;
-    while let Some(start) = rest.find("-----BEGIN ") {
-        let after = &rest[start + "-----BEGIN ".len()..];
-        let label_end = after
-            .find("-----")
-            .ok_or_else(|| pem_err("unterminated BEGIN line".to_string()))?;
-        let label = after[..label_end].to_string();
-        let body_and_rest = &after[label_end + 5..];
-        let end_marker = format!("-----END {label}-----");
-        let end = body_and_rest
-            .find(&end_marker)
-            .ok_or_else(|| pem_err(format!("no `{end_marker}`")))?;
-        let body: String = body_and_rest[..end]
-            .chars()
-            .filter(|c| !c.is_ascii_whitespace())
-            .collect();
-        if body.contains(':') {
-            return Err(pem_err(format!(
-                "block `{label}` has headers (encrypted?); want a plain public key"
-            )));
-        }
-        let der = STANDARD
-            .decode(body.as_bytes())
-            .map_err(|e| pem_err(format!("block `{label}` is not base64: {e}")))?;
-        blocks.push((label, der));
-        rest = &body_and_rest[end + end_marker.len()..];
-    }
-    if blocks.is_empty() {
-        return Err(pem_err("no `-----BEGIN ...-----` block".to_string()));
-    }
-    Ok(blocks)
-}
-
-enum PublicKey {
-    Rsa { n: Vec<u8>, e: Vec<u8> },
-    P256 { point: Vec<u8> },
-}
-
-/// rsaEncryption, 1.2.840.113549.1.1.1
-const OID_RSA: &[u8] = &[0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x01];
-/// id-ecPublicKey, 1.2.840.10045.2.1
-const OID_EC: &[u8] = &[0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01];
-/// prime256v1 / P-256, 1.2.840.10045.3.1.7
-const OID_P256: &[u8] = &[0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07];
-
-const SEQUENCE: u8 = 0x30;
-const INTEGER: u8 = 0x02;
-const BIT_STRING: u8 = 0x03;
-const OID: u8 = 0x06;
-
-fn der_err(reason: &str) -> KeyError {
-    KeyError::Der {
-        reason: reason.to_string(),
-    }
-}
-
-/// SubjectPublicKeyInfo: SEQUENCE { SEQUENCE { OID, params }, BIT STRING }.
-fn spki(der: &[u8]) -> Result<PublicKey, KeyError> {
-    let mut outer = der;
-    let mut spki = read_tlv(&mut outer, SEQUENCE)?;
-    let mut alg = read_tlv(&mut spki, SEQUENCE)?;
-    let oid = read_tlv(&mut alg, OID)?;
-    let bits = read_tlv(&mut spki, BIT_STRING)?;
-    let key = match bits.split_first() {
-        Some((0, key)) => key,
-        _ => return Err(der_err("BIT STRING with unused bits")),
-    };
-    if oid == OID_RSA {
-        let (n, e) = rsa_pkcs1(key)?;
-        Ok(PublicKey::Rsa { n, e })
-    } else if oid == OID_EC {
-        let curve = read_tlv(&mut alg, OID)?;
-        if curve != OID_P256 {
-            return Err(der_err("EC key on a curve other than P-256"));
-        }
-        if key.len() != 65 || key.first() != Some(&4) {
-            return Err(der_err("P-256 key is not an uncompressed point"));
-        }
-        Ok(PublicKey::P256 {
-            point: key.to_vec(),
-        })
-    } else {
-        Err(der_err("key algorithm is neither RSA nor EC"))
-    }
-}
-
-/// PKCS#1 RSAPublicKey: SEQUENCE { INTEGER n, INTEGER e }.
-fn rsa_pkcs1(der: &[u8]) -> Result<(Vec<u8>, Vec<u8>), KeyError> {
-    let mut outer = der;
-    let mut seq = read_tlv(&mut outer, SEQUENCE)?;
-    let n = strip_zeros(read_tlv(&mut seq, INTEGER)?.to_vec());
-    let e = strip_zeros(read_tlv(&mut seq, INTEGER)?.to_vec());
-    if n.is_empty() || e.is_empty() {
-        return Err(der_err("RSA key with a zero modulus or exponent"));
-    }
-    Ok((n, e))
-}
-
-/// Reads one TLV with tag `tag` from the front of `input` and returns its contents.
-fn read_tlv<'a>(input: &mut &'a [u8], tag: u8) -> Result<&'a [u8], KeyError> {
-    let (&t, rest) = input.split_first().ok_or_else(|| der_err("truncated"))?;
-    if t != tag {
-        return Err(der_err("unexpected ASN.1 tag"));
-    }
-    let (&first, mut rest) = rest.split_first().ok_or_else(|| der_err("truncated"))?;
-    let len = if first < 0x80 {
-        usize::from(first)
-    } else {
-        let octets = usize::from(first & 0x7f);
-        if octets == 0 || octets > 4 || rest.len() < octets {
-            return Err(der_err("unsupported length encoding"));
-        }
-        let (len_bytes, after) = rest.split_at(octets);
-        rest = after;
-        len_bytes
-            .iter()
-            .fold(0usize, |acc, b| (acc << 8) | usize::from(*b))
-    };
-    if rest.len() < len {
-        return Err(der_err("truncated"));
-    }
-    let (contents, after) = rest.split_at(len);
-    *input = after;
-    Ok(contents)
 }
