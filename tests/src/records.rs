@@ -171,6 +171,50 @@ mod tests {
         assert_eq!(session_ends_of(&records, 7, "s").len(), 1);
     }
 
+    fn final_health(ring_full: u64, misses: u64) -> Vec<Value> {
+        let mut kernel = serde_json::Map::new();
+        let mut conn = serde_json::Map::new();
+        let mut mcp = serde_json::Map::new();
+        for (section, counter) in LOSS_COUNTERS {
+            let m = match *section {
+                "kernel" => &mut kernel,
+                "conn" => &mut conn,
+                _ => &mut mcp,
+            };
+            m.insert((*counter).into(), Value::from(0));
+        }
+        kernel.insert("ring_full_chunks".into(), Value::from(ring_full));
+        vec![
+            serde_json::json!({"type": "message"}),
+            serde_json::json!({
+                "type": "health", "reason": "stop", "kernel": kernel, "conn": conn, "mcp": mcp,
+                "hooks": {"write_bytes": 10, "write_ring_full_bytes": 0},
+                "programs": [{"name": "sock_send_capture", "recursion_misses": misses}]
+            }),
+        ]
+    }
+
+    #[test]
+    fn a_final_health_record_of_zeros_passes_the_loss_check() {
+        let records = final_health(0, 0);
+        assert_eq!(
+            assert_final_health_shows_no_loss(&records)["type"],
+            "health"
+        );
+    }
+
+    #[test]
+    #[should_panic(expected = "kernel.ring_full_chunks = 2")]
+    fn a_lost_chunk_fails_the_loss_check() {
+        assert_final_health_shows_no_loss(&final_health(2, 0));
+    }
+
+    #[test]
+    #[should_panic(expected = "recursion_misses = 1")]
+    fn a_recursion_miss_fails_the_loss_check() {
+        assert_final_health_shows_no_loss(&final_health(0, 1));
+    }
+
     #[test]
     fn split_addr_reads_v4_and_v6() {
         assert_eq!(split_addr("127.0.0.1:8080"), ("127.0.0.1", 8080));
