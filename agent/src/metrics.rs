@@ -21,6 +21,7 @@ use prometheus_client::registry::Registry;
 use serde::Serialize;
 use thiserror::Error;
 
+use crate::capture::progstats::ProgramStats;
 use crate::mcp::Record;
 
 type Labels = Vec<(String, String)>;
@@ -36,7 +37,7 @@ pub enum MetricsError {
 }
 
 /// Stage counters whose value is a level, not a running count.
-const GAUGE_FIELDS: &[&str] = &["sessions", "pending", "open_rounds", "catalog_servers"];
+pub(crate) const GAUGE_FIELDS: &[&str] = &["sessions", "pending", "open_rounds", "catalog_servers"];
 
 /// The agent's metrics.
 pub struct Metrics {
@@ -52,6 +53,7 @@ pub struct Metrics {
     enforcement_seconds: Histogram,
     export: Family<Labels, Counter>,
     export_queue: Gauge,
+    recursion_misses: Family<Labels, Counter>,
     last: Mutex<HashMap<String, u64>>,
     health: Health,
 }
@@ -143,6 +145,12 @@ impl Metrics {
             "Records waiting in the export queues",
             export_queue.clone(),
         );
+        let recursion_misses = Family::<Labels, Counter>::default();
+        registry.register(
+            "program_recursion_misses",
+            "Runs of each loaded eBPF program the kernel skipped because it was already running on that CPU (bpf_prog_info.recursion_misses)",
+            recursion_misses.clone(),
+        );
         Metrics {
             registry,
             kernel,
@@ -156,6 +164,7 @@ impl Metrics {
             enforcement_seconds,
             export,
             export_queue,
+            recursion_misses,
             last: Mutex::new(HashMap::new()),
             health: Health::default(),
         }
@@ -225,6 +234,22 @@ impl Metrics {
         }
     }
 
+    /// The loaded eBPF programs' recursion misses (labels: the program's name and its kernel
+    /// id, as two programs can share the 15 characters of a name the kernel keeps).
+    pub fn observe_programs(&self, programs: &[ProgramStats]) {
+        for p in programs {
+            self.advance(
+                &self.recursion_misses,
+                &format!("p/{}/{}", p.name, p.id),
+                vec![
+                    ("program".into(), p.name.clone()),
+                    ("id".into(), p.id.to_string()),
+                ],
+                p.recursion_misses,
+            );
+        }
+    }
+
     /// Export counters of a sink (`grpc`, `otlp`) and its queue depth.
     pub fn observe_export<S: Serialize>(&self, sink: &str, stats: &S, queue_depth: u64) {
         for (name, v) in numeric_fields(stats) {
@@ -250,6 +275,7 @@ impl Metrics {
             Record::Cancelled(_) => "call_cancelled",
             Record::Verdict(_) => "verdict",
             Record::Catalog(_) => "catalog",
+            Record::Health(_) => "health",
         };
         self.records
             .get_or_create(&vec![("type".into(), kind.into())])
@@ -298,7 +324,7 @@ mod erased {
 }
 
 /// `(field, value)` of every unsigned integer field of a serialisable struct.
-fn numeric_fields<T: Serialize>(v: &T) -> Vec<(String, u64)> {
+pub(crate) fn numeric_fields<T: Serialize>(v: &T) -> Vec<(String, u64)> {
     match serde_json::to_value(v) {
         Ok(serde_json::Value::Object(m)) => m
             .into_iter()
@@ -502,6 +528,35 @@ mod tests {
         assert!(line(
             &text,
             "mcpwarden_conn_events_total{counter=\"http_errors\"} 0"
+        )
+        .is_some());
+    }
+
+    #[test]
+    fn recursion_misses_are_a_counter_per_program_and_id() {
+        let m = Metrics::new();
+        let prog = |id, misses| ProgramStats {
+            name: "sys_enter_write".into(),
+            id,
+            run_count: 0,
+            run_time_ns: 0,
+            recursion_misses: misses,
+        };
+        m.observe_programs(&[prog(10, 0), prog(11, 3)]);
+        m.observe_programs(&[prog(10, 0), prog(11, 5)]);
+        let text = m.render();
+        assert_eq!(
+            line(
+                &text,
+                "mcpwarden_program_recursion_misses_total{program=\"sys_enter_write\",id=\"11\"}"
+            ),
+            Some(
+                "mcpwarden_program_recursion_misses_total{program=\"sys_enter_write\",id=\"11\"} 5"
+            )
+        );
+        assert!(line(
+            &text,
+            "mcpwarden_program_recursion_misses_total{program=\"sys_enter_write\",id=\"10\"} 0"
         )
         .is_some());
     }

@@ -14,6 +14,7 @@ use mcpwarden::capture::{events, Capture};
 use mcpwarden::conn::ConnTable;
 use mcpwarden::control::{CatalogAcceptor, ControlRequest, ControlServer, DEFAULT_CONTROL_SOCKET};
 use mcpwarden::enforce::{EnforceMode, Enforcer, KernelActuator, VerdictHints};
+use mcpwarden::health::{HealthReason, HealthRecord};
 use mcpwarden::http::Limits;
 use mcpwarden::mcp::content::{JsonPath, PayloadMode};
 use mcpwarden::mcp::{McpConfig, McpTracker, Record};
@@ -98,6 +99,10 @@ pub struct RunArgs {
     /// Local control socket for `mcpwarden approve|reject|pending|catalog accept`.
     #[arg(long, default_value = DEFAULT_CONTROL_SOCKET)]
     control_socket: PathBuf,
+    /// Write a `"type": "health"` record (the agent's counters) every SECS seconds; 0: only
+    /// the one written when the agent stops.
+    #[arg(long, value_name = "SECS", default_value_t = 60)]
+    health_interval: u64,
     /// Export to a collector (gRPC) and/or OTLP (see the README, "Export and collector").
     #[command(flatten)]
     export: mcpwarden::export::ExportArgs,
@@ -122,6 +127,7 @@ fn monotonic_ns() -> u64 {
 }
 
 pub fn run(args: RunArgs) -> anyhow::Result<()> {
+    let started_ns = monotonic_ns();
     // Configuration first: a bad file fails before anything is loaded into the kernel.
     let mut mcp_config = match &args.config {
         Some(p) => mcpwarden::config::load(p)?,
@@ -299,6 +305,8 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
     let mut records: Vec<Record> = Vec::new();
     let mut last_tick = monotonic_ns();
     let mut last_tls_scan = last_tick;
+    let mut last_health = last_tick;
+    let health_every_ns = args.health_interval.saturating_mul(1_000_000_000);
     // (due time, pid): TLS rescans scheduled after an exec.
     let mut rescans: Vec<(u64, u32)> = Vec::new();
     loop {
@@ -384,6 +392,16 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
             capture.scan_tls_pid(pid);
         }
         metrics.health().beat(now);
+        if health_every_ns > 0 && now.saturating_sub(last_health) >= health_every_ns {
+            let health = Health {
+                capture: &capture,
+                table: &table,
+                enforce: enforcer.stats(),
+                export: exporter.stats(),
+            };
+            records.push(health.record(HealthReason::Interval, started_ns));
+            last_health = now;
+        }
         let hup = reload.swap(false, Ordering::SeqCst);
         if hup || now.saturating_sub(last_tick) >= 1_000_000_000 {
             if let Some(source) = policy_source.as_mut() {
@@ -395,6 +413,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
             table.on_tick(now, &mut records);
             enforcer.after_event(None, &mut records, from, &hints);
             last_tick = now;
+            metrics.observe_programs(&mcpwarden::capture::progstats::read());
             metrics.observe_stages(
                 &capture.counters(),
                 &capture.hook_counters(),
@@ -436,6 +455,16 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
     write_all(&mut writer, &exporter, &mut records, &metrics)?;
     drop(control);
     let enforce_stats = enforcer.stats();
+    // The last record: the counters after the final drain (export counters before its
+    // shutdown; the stderr line below has those after).
+    let health = Health {
+        capture: &capture,
+        table: &table,
+        enforce: enforce_stats.clone(),
+        export: exporter.stats(),
+    };
+    records.push(health.record(HealthReason::Stop, started_ns));
+    write_all(&mut writer, &exporter, &mut records, &metrics)?;
     eprintln!(
         "mcpwarden: request-seen-to-reset latency over {} resets: p50 {} µs, p99 {} µs",
         enforce_stats.reset_latency_count,
@@ -461,6 +490,36 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
     });
     eprintln!("mcpwarden: stopped; counters {stats}");
     Ok(())
+}
+
+/// What a `health` record is read from.
+struct Health<'a> {
+    capture: &'a Capture,
+    table: &'a ConnTable,
+    enforce: mcpwarden::enforce::EnforceStats,
+    export: mcpwarden::export::SinkStats,
+}
+
+impl Health<'_> {
+    fn record(&self, reason: HealthReason, started_ns: u64) -> Record {
+        let now = monotonic_ns();
+        Record::Health(
+            HealthRecord::new(
+                now,
+                reason,
+                now.saturating_sub(started_ns),
+                mcpwarden::health::rss_bytes(),
+            )
+            .with_kernel(&self.capture.counters(), &self.capture.hook_counters())
+            .with_stages(
+                &self.table.stats,
+                &self.table.tracker().stats(),
+                &self.enforce,
+            )
+            .with_export(&self.export)
+            .with_programs(mcpwarden::capture::progstats::read()),
+        )
+    }
 }
 
 /// `mcpwarden top`'s snapshot: every active session and the message counter.

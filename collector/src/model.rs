@@ -78,6 +78,10 @@ fn message_server(side: &str, local: &str, remote: &str, path: &str) -> String {
     format!("{end}{path}")
 }
 
+/// `comm` and `side` of a `health` record's event: the agent itself.
+static AGENT_COMM: String = String::new();
+static AGENT_SIDE: String = String::new();
+
 /// Why an envelope could not be stored.
 #[derive(Debug, thiserror::Error)]
 pub enum ModelError {
@@ -174,6 +178,8 @@ pub fn normalise(
             &c.comm,
             &c.side,
         ),
+        // The agent's own counters: no session, no server; the observed process is the agent.
+        Some(envelope::Record::Health(h)) => (h.ts_ns, None, None, h.pid, &AGENT_COMM, &AGENT_SIDE),
         None => return Err(RenderError::Empty { seq: env.seq }.into()),
     };
     let session_key = match (&server, &session_id) {
@@ -197,4 +203,78 @@ pub fn normalise(
         },
         obs,
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use mcpwarden_proto::v1::{CounterMap, HealthRecord, ProgramHealth};
+
+    fn health_envelope() -> Envelope {
+        Envelope {
+            seq: 9,
+            agent: None,
+            realtime_offset_ns: 1_000,
+            record: Some(envelope::Record::Health(HealthRecord {
+                ts_ns: 50,
+                reason: "stop".into(),
+                pid: 4242,
+                uptime_ns: 40,
+                rss_bytes: 4096,
+                kernel: [("ring_full_chunks".to_owned(), 0)].into(),
+                sinks: [(
+                    "grpc".to_owned(),
+                    CounterMap {
+                        counters: [("acked".to_owned(), 3)].into(),
+                    },
+                )]
+                .into(),
+                programs: vec![ProgramHealth {
+                    name: "sock_send_capture".into(),
+                    id: 5,
+                    recursion_misses: 1,
+                    ..Default::default()
+                }],
+                ..Default::default()
+            })),
+        }
+    }
+
+    fn agent() -> AgentIdentity {
+        AgentIdentity {
+            agent_id: "a1".into(),
+            hostname: "h".into(),
+            boot_id: "b".into(),
+            agent_version: "t".into(),
+        }
+    }
+
+    #[test]
+    fn a_health_record_is_stored_as_an_event_of_the_agent_outside_any_session() {
+        let (ev, obs) = normalise(&health_envelope(), &agent()).expect("normalises");
+        assert!(obs.is_none());
+        assert_eq!(ev.rtype, "health");
+        assert_eq!(ev.session_key, None);
+        assert_eq!(ev.server, None);
+        assert_eq!(ev.pid, 4242);
+        assert_eq!(ev.ts_unix_ns, 1_050);
+        assert_eq!(ev.record["export"]["grpc"]["acked"], 3);
+        assert_eq!(ev.record["programs"][0]["recursion_misses"], 1);
+    }
+
+    #[test]
+    fn the_sqlite_store_keeps_health_records() {
+        use crate::store::{sqlite::SqliteStore, Store};
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = SqliteStore::open(&dir.path().join("c.db")).expect("open");
+        let (ev, _) = normalise(&health_envelope(), &agent()).expect("normalises");
+        assert_eq!(
+            store
+                .ingest(std::slice::from_ref(&ev), &[])
+                .expect("ingest"),
+            1
+        );
+        let got = store.events_of_types(&["health"]).expect("query");
+        assert_eq!(got, vec![ev]);
+    }
 }

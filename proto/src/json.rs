@@ -7,9 +7,9 @@
 use serde_json::{Map, Number, Value};
 
 use crate::v1::{
-    envelope, session_record, CancelRecord, CatalogRecord, DriftRecord, Envelope, InputRequestList,
-    JsonList, MessageRecord, ProcessIdentity, RpcId, SessionRecord, StringList, VerdictRecord,
-    VerificationFailure,
+    envelope, session_record, CancelRecord, CatalogRecord, DriftRecord, Envelope, HealthRecord,
+    InputRequestList, JsonList, MessageRecord, ProcessIdentity, RpcId, SessionRecord, StringList,
+    VerdictRecord, VerificationFailure,
 };
 
 /// Why a record could not be rendered.
@@ -48,6 +48,7 @@ pub fn record_type(env: &Envelope) -> Option<&'static str> {
         envelope::Record::Cancel(_) => "call_cancelled",
         envelope::Record::Verdict(_) => "verdict",
         envelope::Record::Catalog(_) => "catalog",
+        envelope::Record::Health(_) => "health",
     })
 }
 
@@ -65,6 +66,7 @@ pub fn record_to_json(env: &Envelope) -> Result<Value, RenderError> {
         Some(envelope::Record::Cancel(c)) => cancel(c),
         Some(envelope::Record::Verdict(v)) => verdict(v),
         Some(envelope::Record::Catalog(c)) => catalog(c),
+        Some(envelope::Record::Health(h)) => Ok(health(h)),
     }
 }
 
@@ -427,6 +429,56 @@ fn catalog(c: &CatalogRecord) -> Result<Value, RenderError> {
         )
         .put("prompts", jlist("prompts", &c.prompts)?);
     Ok(o.done())
+}
+
+/// A counter map as a JSON object (keys sorted, as the agent writes them).
+fn counters(m: &std::collections::HashMap<String, u64>) -> Value {
+    let sorted: std::collections::BTreeMap<&String, &u64> = m.iter().collect();
+    Value::Object(
+        sorted
+            .into_iter()
+            .map(|(k, v)| (k.clone(), Value::from(*v)))
+            .collect(),
+    )
+}
+
+fn health(h: &HealthRecord) -> Value {
+    let sinks: std::collections::BTreeMap<&String, Value> = h
+        .sinks
+        .iter()
+        .map(|(k, v)| (k, counters(&v.counters)))
+        .collect();
+    let programs: Vec<Value> = h
+        .programs
+        .iter()
+        .map(|p| {
+            let mut o = Map::new();
+            o.insert("name".into(), Value::from(p.name.as_str()));
+            o.insert("id".into(), Value::from(p.id));
+            o.insert("run_count".into(), Value::from(p.run_count));
+            o.insert("run_time_ns".into(), Value::from(p.run_time_ns));
+            o.insert("recursion_misses".into(), Value::from(p.recursion_misses));
+            Value::Object(o)
+        })
+        .collect();
+    let mut o = Obj::new("health");
+    o.put("ts_ns", h.ts_ns)
+        .put("reason", h.reason.as_str())
+        .put("pid", h.pid)
+        .put("uptime_ns", h.uptime_ns)
+        .put("rss_bytes", h.rss_bytes)
+        .put("kernel", counters(&h.kernel))
+        .put("hooks", counters(&h.hooks))
+        .put("conn", counters(&h.conn))
+        .put("mcp", counters(&h.mcp))
+        .put("tracked", counters(&h.tracked))
+        .put("enforce", counters(&h.enforce))
+        .put(
+            "export",
+            Value::Object(sinks.into_iter().map(|(k, v)| (k.clone(), v)).collect()),
+        )
+        .put("programs", programs);
+    o.done()
 }
 
 #[cfg(test)]

@@ -147,6 +147,7 @@ pub fn stored_records(store_url: &str) -> Vec<(String, Value)> {
         "call_cancelled",
         "verdict",
         "catalog",
+        "health",
     ];
     store
         .events_of_types(&types)

@@ -80,6 +80,76 @@ pub fn outline(records: &[&Value]) -> String {
     out
 }
 
+/// The counters of a `health` record that mean something observed was lost (see the README,
+/// "What is counted"): `(section, counter)`.
+pub const LOSS_COUNTERS: &[(&str, &str)] = &[
+    ("kernel", "ring_full_chunks"),
+    ("kernel", "ring_full_bytes"),
+    ("kernel", "truncated_bytes"),
+    ("kernel", "read_user_failed"),
+    ("kernel", "args_map_full"),
+    ("kernel", "conn_map_full"),
+    ("kernel", "tls_args_map_full"),
+    ("conn", "gaps"),
+    ("conn", "gap_bytes"),
+    ("conn", "bad_records"),
+    ("conn", "conns_evicted"),
+    ("mcp", "evicted_pending"),
+    ("mcp", "evicted_sessions"),
+    ("mcp", "dropped_exchanges"),
+];
+
+/// The agent's last record is its `"reason": "stop"` health record, and it shows no loss: every
+/// [`LOSS_COUNTERS`] entry is present and 0, no hook lost or truncated bytes, and no eBPF
+/// program missed a run by recursion. Returns that record.
+pub fn assert_final_health_shows_no_loss(records: &[Value]) -> &Value {
+    let last = records
+        .last()
+        .unwrap_or_else(|| panic!("the agent wrote no record; want a final health record"));
+    assert!(
+        last["type"] == "health" && last["reason"] == "stop",
+        "the agent's last record should be its final health record, got {last}"
+    );
+    let mut lost = Vec::new();
+    for (section, counter) in LOSS_COUNTERS {
+        match last[section][counter].as_u64() {
+            Some(0) => {}
+            Some(n) => lost.push(format!("{section}.{counter} = {n}")),
+            None => panic!("final health record has no {section}.{counter}: {last}"),
+        }
+    }
+    let hooks = last["hooks"]
+        .as_object()
+        .unwrap_or_else(|| panic!("final health record has no hooks object: {last}"));
+    for (name, v) in hooks {
+        if (name.ends_with("_ring_full_bytes") || name.ends_with("_truncated_bytes"))
+            && v.as_u64() != Some(0)
+        {
+            lost.push(format!("hooks.{name} = {v}"));
+        }
+    }
+    let programs = last["programs"]
+        .as_array()
+        .unwrap_or_else(|| panic!("final health record has no programs list: {last}"));
+    assert!(
+        !programs.is_empty(),
+        "final health record lists no eBPF program: {last}"
+    );
+    for p in programs {
+        if p["recursion_misses"].as_u64() != Some(0) {
+            lost.push(format!(
+                "programs[{}].recursion_misses = {}",
+                p["name"], p["recursion_misses"]
+            ));
+        }
+    }
+    assert!(
+        lost.is_empty(),
+        "the final health record shows loss: {lost:?}\n{last}"
+    );
+    last
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -99,6 +169,50 @@ mod tests {
             .collect();
         assert_eq!(got, ["a", "b"]);
         assert_eq!(session_ends_of(&records, 7, "s").len(), 1);
+    }
+
+    fn final_health(ring_full: u64, misses: u64) -> Vec<Value> {
+        let mut kernel = serde_json::Map::new();
+        let mut conn = serde_json::Map::new();
+        let mut mcp = serde_json::Map::new();
+        for (section, counter) in LOSS_COUNTERS {
+            let m = match *section {
+                "kernel" => &mut kernel,
+                "conn" => &mut conn,
+                _ => &mut mcp,
+            };
+            m.insert((*counter).into(), Value::from(0));
+        }
+        kernel.insert("ring_full_chunks".into(), Value::from(ring_full));
+        vec![
+            serde_json::json!({"type": "message"}),
+            serde_json::json!({
+                "type": "health", "reason": "stop", "kernel": kernel, "conn": conn, "mcp": mcp,
+                "hooks": {"write_bytes": 10, "write_ring_full_bytes": 0},
+                "programs": [{"name": "sock_send_capture", "recursion_misses": misses}]
+            }),
+        ]
+    }
+
+    #[test]
+    fn a_final_health_record_of_zeros_passes_the_loss_check() {
+        let records = final_health(0, 0);
+        assert_eq!(
+            assert_final_health_shows_no_loss(&records)["type"],
+            "health"
+        );
+    }
+
+    #[test]
+    #[should_panic(expected = "kernel.ring_full_chunks = 2")]
+    fn a_lost_chunk_fails_the_loss_check() {
+        assert_final_health_shows_no_loss(&final_health(2, 0));
+    }
+
+    #[test]
+    #[should_panic(expected = "recursion_misses = 1")]
+    fn a_recursion_miss_fails_the_loss_check() {
+        assert_final_health_shows_no_loss(&final_health(0, 1));
     }
 
     #[test]

@@ -9,11 +9,18 @@
 //! SDK's GET stream carries no message here, and leaving the client sends `DELETE /mcp`.
 
 use mcpwarden_tests::conversation::{assert_both_sides, assert_peers_behaved};
+use mcpwarden_tests::records::assert_final_health_shows_no_loss;
 use mcpwarden_tests::{free_port, run_py_client, Agent, PyServer};
 
 #[test]
 fn python_sdk_conversation_over_plain_http_is_reported_exactly_from_both_sides() {
-    conversation(&[]);
+    let records = conversation(&[]);
+    // And nothing was lost on the way: the agent's last record says so.
+    let health = assert_final_health_shows_no_loss(&records);
+    assert!(
+        health["conn"]["conns_opened"].as_u64().unwrap_or(0) >= 2,
+        "the final health record should count both ends' connections: {health}"
+    );
 }
 
 /// The fallback capture mode (sys_enter/sys_exit tracepoints) reports the same, exactly.
@@ -22,7 +29,8 @@ fn the_syscall_capture_mode_reports_the_same_conversation_exactly() {
     conversation(&["--capture-mode", "syscalls"]);
 }
 
-fn conversation(agent_args: &[&str]) {
+/// Runs the conversation, asserts it was reported exactly, and returns every record.
+fn conversation(agent_args: &[&str]) -> Vec<serde_json::Value> {
     let agent = Agent::start(agent_args);
     let server = PyServer::start(free_port());
     let server_comm = server.comm();
@@ -39,4 +47,5 @@ fn conversation(agent_args: &[&str]) {
         &server_comm,
         server.port(),
     );
+    records
 }

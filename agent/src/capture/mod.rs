@@ -8,6 +8,7 @@ pub mod events;
 pub mod kernel_enforce;
 pub mod libc_hold;
 pub mod preflight;
+pub mod progstats;
 pub mod tls;
 
 pub use attach::Capture;

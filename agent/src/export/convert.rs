@@ -9,6 +9,8 @@ use mcpwarden_proto::v1 as pb;
 use serde::Serialize;
 use serde_json::Value;
 
+use crate::capture::progstats::ProgramStats;
+use crate::health::HealthRecord;
 use crate::mcp::{
     CancelRecord, CatalogRecord, DriftRecord, InputRequestSummary, MessageRecord, Record,
     SessionSummary, VerdictRecord, VerificationFailure,
@@ -28,6 +30,63 @@ pub fn record_to_proto(record: &Record) -> pb::envelope::Record {
         Record::Catalog(c) => P::Catalog(catalog(c)),
         Record::Drift(d) => P::Drift(drift(d)),
         Record::Cancelled(c) => P::Cancel(cancel(c)),
+        Record::Health(h) => P::Health(health(h)),
+    }
+}
+
+fn health(h: &HealthRecord) -> pb::HealthRecord {
+    let HealthRecord {
+        ts_ns,
+        reason,
+        pid,
+        uptime_ns,
+        rss_bytes,
+        kernel,
+        hooks,
+        conn,
+        mcp,
+        tracked,
+        enforce,
+        export,
+        programs,
+    } = h;
+    let map = |m: &crate::health::CounterMap| -> std::collections::HashMap<String, u64> {
+        m.iter().map(|(k, v)| (k.clone(), *v)).collect()
+    };
+    pb::HealthRecord {
+        ts_ns: *ts_ns,
+        reason: tag(reason),
+        pid: *pid,
+        uptime_ns: *uptime_ns,
+        rss_bytes: *rss_bytes,
+        kernel: map(kernel),
+        hooks: map(hooks),
+        conn: map(conn),
+        mcp: map(mcp),
+        tracked: map(tracked),
+        enforce: map(enforce),
+        sinks: export
+            .iter()
+            .map(|(k, v)| (k.clone(), pb::CounterMap { counters: map(v) }))
+            .collect(),
+        programs: programs
+            .iter()
+            .map(
+                |ProgramStats {
+                     name,
+                     id,
+                     run_count,
+                     run_time_ns,
+                     recursion_misses,
+                 }| pb::ProgramHealth {
+                    name: name.clone(),
+                    id: *id,
+                    run_count: *run_count,
+                    run_time_ns: *run_time_ns,
+                    recursion_misses: *recursion_misses,
+                },
+            )
+            .collect(),
     }
 }
 

@@ -320,3 +320,54 @@ fn records_from_recorded_sdk_traffic_round_trip() {
         "{seen:?}"
     );
 }
+
+/// A health record with every map filled, and one with every map empty.
+#[test]
+fn health_records_round_trip() {
+    use crate::capture::progstats::ProgramStats;
+    use crate::health::{HealthReason, HealthRecord};
+    let full = HealthRecord::new(10, HealthReason::Interval, 9, 8192)
+        .with_kernel(
+            &[("ring_full_chunks", 0), ("chunks_emitted", 3)],
+            &[("ssl_write_bytes".into(), 40)],
+        )
+        .with_stages(
+            &json!({"gaps": 2, "gap_bytes": 10}),
+            &crate::mcp::McpStats {
+                sessions: 1,
+                messages: 4,
+                ..Default::default()
+            },
+            &json!({"resets": 1, "reset_latency_p50_ns": null}),
+        )
+        .with_export(&crate::export::SinkStats {
+            grpc: Some(crate::export::ExportStats {
+                sent: 5,
+                ..Default::default()
+            }),
+            otlp: Some(Default::default()),
+        })
+        .with_programs(vec![
+            ProgramStats {
+                name: "sock_send_capture".into(),
+                id: 7,
+                run_count: 100,
+                run_time_ns: 2000,
+                recursion_misses: 1,
+            },
+            ProgramStats {
+                name: "sys_enter_write".into(),
+                id: 8,
+                run_count: 0,
+                run_time_ns: 0,
+                recursion_misses: 0,
+            },
+        ]);
+    round_trip(&Record::Health(full));
+    round_trip(&Record::Health(HealthRecord::new(
+        1,
+        HealthReason::Stop,
+        0,
+        0,
+    )));
+}

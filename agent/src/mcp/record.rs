@@ -14,8 +14,8 @@ use crate::process::ProcessIdentity;
 use crate::rpc::RpcId;
 
 /// One reported event. Serialises with a `"type"` field: `"message"`, `"session_start"`,
-/// `"session_update"`, `"session_end"`, `"tool_drift"`, `"call_cancelled"`, `"verdict"` or
-/// `"catalog"`.
+/// `"session_update"`, `"session_end"`, `"tool_drift"`, `"call_cancelled"`, `"verdict"`,
+/// `"catalog"` or `"health"`.
 // Records live briefly in one Vec between the tracker and the sinks; most are messages, so
 // boxing the largest variant would add an allocation to nearly every record.
 #[allow(clippy::large_enum_variant)]
@@ -37,6 +37,8 @@ pub enum Record {
     Drift(DriftRecord),
     #[serde(rename = "call_cancelled")]
     Cancelled(CancelRecord),
+    /// The agent's own counters (periodic, and once at stop); see [`crate::health`].
+    Health(crate::health::HealthRecord),
 }
 
 /// Which protocol era a message belongs to.
