@@ -364,7 +364,11 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
                 Ok(ev) => {
                     let from = records.len();
                     enforcer.observe(&ev);
-                    table.on_event(ev, &mut records);
+                    if held.is_some() {
+                        table.on_held_event(ev, &mut records);
+                    } else {
+                        table.on_event(ev, &mut records);
+                    }
                     enforcer.after_event(held, &mut records, from, &hints);
                 }
                 Err(e) => {
