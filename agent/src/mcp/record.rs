@@ -312,6 +312,9 @@ pub struct SessionSummary {
     /// "fields":[..]}` from the catalogue, `{"kind":"request_verification",..}` from header
     /// verification; the policy stage adds its own.
     pub attacks: Vec<Value>,
+    /// The session was first seen on a connection that predates the agent (started or
+    /// restarted mid-session): what it said before is missing from the counts above.
+    pub joined_mid_stream: bool,
     /// Who the observed process is (see [`MessageRecord::process`]).
     #[serde(flatten)]
     pub process: ProcessIdentity,
