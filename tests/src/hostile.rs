@@ -141,7 +141,10 @@ impl HostileSender {
         );
         let out = self.process.stdout();
         let summary: Value = serde_json::from_str(out.trim()).unwrap_or_else(|e| {
-            panic!("the hostile sender ({}) printed no JSON summary ({e}): {out:?}", self.cmd)
+            panic!(
+                "the hostile sender ({}) printed no JSON summary ({e}): {out:?}",
+                self.cmd
+            )
         });
         assert_eq!(
             summary["pid"].as_u64(),

@@ -108,7 +108,11 @@ fn an_agent_killed_and_restarted_mid_session_adopts_its_connections_and_marks_th
         let got: Vec<(String, String)> = got_records
             .iter()
             .map(|m| {
-                assert_eq!(m["session_id"], session_id.as_str(), "{side}: session of {m}");
+                assert_eq!(
+                    m["session_id"],
+                    session_id.as_str(),
+                    "{side}: session of {m}"
+                );
                 (
                     str_field(m, "kind").to_string(),
                     str_field(m, "method").to_string(),
@@ -119,15 +123,26 @@ fn an_agent_killed_and_restarted_mid_session_adopts_its_connections_and_marks_th
         let ends = session_ends_of(&records, pid, &session_id);
         assert_eq!(ends.len(), 1, "{side}: one session_end");
         let end = ends[0];
-        assert_eq!(end["joined_mid_stream"], true, "{side}: the gap is marked: {end}");
-        assert_eq!(str_field(end, "state"), "new", "{side}: no initialize seen: {end}");
+        assert_eq!(
+            end["joined_mid_stream"], true,
+            "{side}: the gap is marked: {end}"
+        );
+        assert_eq!(
+            str_field(end, "state"),
+            "new",
+            "{side}: no initialize seen: {end}"
+        );
         assert_eq!(str_field(end, "end_reason"), "delete", "{side}: {end}");
         assert_eq!(u64_field(end, "requests"), 5, "{side}: {end}");
         assert_eq!(u64_field(end, "responses"), 5, "{side}: {end}");
     }
     let health = records.last().expect("final health");
     // One session per observed process joined mid-stream.
-    assert_eq!(counter(health, "mcp", "sessions_joined_mid_stream"), 2, "{health}");
+    assert_eq!(
+        counter(health, "mcp", "sessions_joined_mid_stream"),
+        2,
+        "{health}"
+    );
     assert_eq!(counter(health, "conn", "gaps"), 0, "{health}");
     eprintln!(
         "restart: conns_adopted {} of conns_opened {}",
@@ -174,8 +189,15 @@ fn a_burst_into_a_small_ring_buffer_is_counted_as_loss_never_silently() {
         2 * moved,
         "bytes carried + lost (per hook) = bytes the peers moved, both ends\n{health}"
     );
-    assert_eq!(counter(health, "kernel", "ring_full_bytes"), ring_full, "{health}");
-    assert!(ring_full > 0, "the premise: a 64 KiB ring overflowed\n{health}");
+    assert_eq!(
+        counter(health, "kernel", "ring_full_bytes"),
+        ring_full,
+        "{health}"
+    );
+    assert!(
+        ring_full > 0,
+        "the premise: a 64 KiB ring overflowed\n{health}"
+    );
     // What was reported is a subset of what was sent, each request at most once per side.
     for pid in [u64_field(&sent, "pid") as u32, sink.pid()] {
         let ids: Vec<u64> = messages_of(&records, pid)
@@ -186,7 +208,11 @@ fn a_burst_into_a_small_ring_buffer_is_counted_as_loss_never_silently() {
         let mut unique = ids.clone();
         unique.sort_unstable();
         unique.dedup();
-        assert_eq!(unique.len(), ids.len(), "pid {pid}: a request reported twice");
+        assert_eq!(
+            unique.len(),
+            ids.len(),
+            "pid {pid}: a request reported twice"
+        );
         assert!(
             ids.iter().all(|id| (1..=requests).contains(id)),
             "pid {pid}: ids outside 1..={requests}"
@@ -211,10 +237,7 @@ fn a_traced_process_killed_mid_message_ends_its_session_and_leaks_nothing() {
     let output = agent.dir().join("records.jsonl");
     loop {
         let lines = complete_lines(&output);
-        let ended = lines
-            .iter()
-            .filter(|r| r["type"] == "session_end")
-            .count();
+        let ended = lines.iter().filter(|r| r["type"] == "session_end").count();
         let after_end = lines
             .iter()
             .skip_while(|r| r["type"] != "session_end")
@@ -242,7 +265,11 @@ fn a_traced_process_killed_mid_message_ends_its_session_and_leaks_nothing() {
         assert_eq!(str_field(end, "grouping"), "connection", "{end}");
         assert_eq!(str_field(end, "end_reason"), "closed", "{end}");
         assert_eq!(str_field(end, "status"), "ended", "{end}");
-        assert_eq!(u64_field(end, "requests"), 1, "only initialize was whole: {end}");
+        assert_eq!(
+            u64_field(end, "requests"),
+            1,
+            "only initialize was whole: {end}"
+        );
         assert_eq!(u64_field(end, "responses"), 1, "{end}");
         let kinds: Vec<(&str, &str)> = messages_of(&records, pid)
             .iter()

@@ -74,12 +74,13 @@ fn a_100_mb_body_to_the_mcp_path_is_skipped_and_counted_once_per_side() {
     let run = hostile_beside_legit_session("big_body", &[]);
     assert_eq!(u64_field(&run.sent, "body_bytes"), 100_000_000);
     assert_eq!(u64_field(&run.sent, "status"), 413);
-    // Over the 8 MiB body limit: skipped (BodyTooLarge), once per side; nothing lost.
+    // Over the 8 MiB body limit: skipped (BodyTooLarge), once per side; nothing lost. The
+    // sink's `413 text/plain` answer is not JSON-RPC: one decode error per side.
     assert_counters(
         &run,
         &[
             ("conn", "http_errors", 2),
-            ("mcp", "decode_errors", 0),
+            ("mcp", "decode_errors", 2),
             ("conn", "gaps", 0),
             ("kernel", "ring_full_chunks", 0),
             ("kernel", "truncated_bytes", 0),
@@ -92,10 +93,11 @@ fn a_100_mb_body_to_the_mcp_path_is_skipped_and_counted_once_per_side() {
 fn json_nested_10000_deep_is_a_decode_error_not_a_crash() {
     let run = hostile_beside_legit_session("deep_json", &[]);
     assert_eq!(u64_field(&run.sent, "status"), 400);
-    // The body is refused by the depth check before parsing, once per side.
+    // The body is refused by the depth check before parsing, once per side; the sink's
+    // `400 text/plain` answer is not JSON-RPC either: 2 per side.
     assert_counters(
         &run,
-        &[("mcp", "decode_errors", 2), ("conn", "http_errors", 0)],
+        &[("mcp", "decode_errors", 4), ("conn", "http_errors", 0)],
     );
     assert_no_records_for_hostile_pids(&run);
 }
@@ -104,9 +106,10 @@ fn json_nested_10000_deep_is_a_decode_error_not_a_crash() {
 fn invalid_utf8_in_a_json_rpc_body_is_a_decode_error() {
     let run = hostile_beside_legit_session("invalid_utf8", &[]);
     assert_eq!(u64_field(&run.sent, "status"), 400);
+    // The request body (serde refuses invalid UTF-8) and the `400 text/plain` answer, per side.
     assert_counters(
         &run,
-        &[("mcp", "decode_errors", 2), ("conn", "http_errors", 0)],
+        &[("mcp", "decode_errors", 4), ("conn", "http_errors", 0)],
     );
     assert_no_records_for_hostile_pids(&run);
 }
@@ -147,8 +150,16 @@ fn a_fresh_connection_whose_first_request_is_written_one_byte_per_syscall_is_dec
     let run = hostile_beside_legit_session("byte_fresh", &[]);
     for pid in [run.sender_pid(), run.sink_pid] {
         let want = vec![
-            ("request".to_string(), "initialize".to_string(), Value::from(1)),
-            ("response".to_string(), "initialize".to_string(), Value::from(1)),
+            (
+                "request".to_string(),
+                "initialize".to_string(),
+                Value::from(1),
+            ),
+            (
+                "response".to_string(),
+                "initialize".to_string(),
+                Value::from(1),
+            ),
         ];
         assert_eq!(messages(&run, pid), want, "pid {pid}");
     }
@@ -182,7 +193,16 @@ fn ten_thousand_abandoned_connections_are_counted_and_leave_nothing_behind() {
 fn non_mcp_http_at_a_high_rate_makes_no_session_and_no_message() {
     let run = hostile_beside_legit_session("non_mcp_rate", &[]);
     assert_eq!(u64_field(&run.sent, "requests"), 2000);
-    assert_counters(&run, &[("conn", "http_errors", 0), ("conn", "gaps", 0)]);
+    // Every body of these exchanges is tried as JSON-RPC and counted when it is not: per side,
+    // 1,000 `{"item": n}` request bodies and 2,000 `ok` answers (text/plain) = 3,000.
+    assert_counters(
+        &run,
+        &[
+            ("conn", "http_errors", 0),
+            ("conn", "gaps", 0),
+            ("mcp", "decode_errors", 6000),
+        ],
+    );
     assert_no_records_for_hostile_pids(&run);
 }
 
@@ -248,8 +268,17 @@ fn payloads_over_16_kib_and_over_the_truncation_sizes_are_reported_or_counted() 
         vec![1.into(), 2.into(), 3.into()]
     };
     assert_eq!(sender_ids, want_ids, "sender side request ids");
+    // The untransmitted tail is the last thing the sender wrote: no later chunk reveals it as
+    // a gap, so userspace sees the body cut at close (one http error) and the answer to id 3
+    // unpaired; the loss itself is in kernel.truncated_bytes.
+    assert_eq!(counter(health, "conn", "gaps"), 0, "{health}");
     assert_eq!(
-        counter(health, "conn", "gaps"),
+        counter(health, "conn", "http_errors"),
+        u64::from(over > 0),
+        "{health}"
+    );
+    assert_eq!(
+        counter(health, "mcp", "unpaired_answers"),
         u64::from(over > 0),
         "{health}"
     );
