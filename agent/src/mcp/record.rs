@@ -312,8 +312,9 @@ pub struct SessionSummary {
     /// "fields":[..]}` from the catalogue, `{"kind":"request_verification",..}` from header
     /// verification; the policy stage adds its own.
     pub attacks: Vec<Value>,
-    /// The session was first seen on a connection that predates the agent (started or
-    /// restarted mid-session): what it said before is missing from the counts above.
+    /// The agent joined the session late (started or restarted while it was open): a
+    /// handshake-era session whose `initialize` was not seen, or one first seen on a
+    /// connection that predates the agent. What it said before is missing from the counts.
     pub joined_mid_stream: bool,
     /// Who the observed process is (see [`MessageRecord::process`]).
     #[serde(flatten)]

@@ -101,8 +101,8 @@ pub struct McpSession {
     pub side: Side,
     /// `"ip:port/path"` of the server end.
     pub server: String,
-    /// First seen on a connection the agent adopted mid-stream (it predates the agent): the
-    /// session's earlier messages were not seen.
+    /// First seen on a connection the agent adopted mid-stream (it predates the agent); with
+    /// a handshake-era session that never showed `initialize`, reported as `joined_mid_stream`.
     pub joined_mid_stream: bool,
     pub state: SessionState,
     pub client: Implementation,
@@ -533,7 +533,10 @@ impl McpSession {
             supported_versions: self.supported_versions.clone(),
             verification_failures: self.verification_failures,
             attacks: self.attacks.clone(),
-            joined_mid_stream: self.joined_mid_stream,
+            // A handshake-era session still `new` never showed its `initialize`: the agent
+            // joined it late (started or restarted while it was open).
+            joined_mid_stream: self.joined_mid_stream
+                || (self.key.era() == Era::Handshake && self.state == SessionState::New),
         }
     }
 }

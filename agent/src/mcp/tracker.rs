@@ -129,7 +129,8 @@ pub struct McpStats {
     pub evicted_rounds: u64,
     /// Connection exchanges forgotten because too many connections were open at once.
     pub dropped_exchanges: u64,
-    /// Sessions first seen on a connection that predates the agent (`joined_mid_stream`).
+    /// Ended sessions (`session_end` records) whose start the agent did not see
+    /// (`joined_mid_stream`).
     pub sessions_joined_mid_stream: u64,
     /// Client→server messages judged by the policy.
     pub judged: u64,
@@ -575,6 +576,7 @@ impl McpTracker {
         for (_, _, s) in open {
             let mut summary = s.summary(SessionStatus::Active, Some(EndReason::Shutdown), now_ns);
             summary.process = self.identity_of(s.pid, &s.comm);
+            self.counters.sessions_joined_mid_stream += u64::from(summary.joined_mid_stream);
             out.push(Record::SessionEnd(summary));
         }
         self.exchanges.clear();
@@ -1536,10 +1538,7 @@ impl McpTracker {
                 self.cfg.max_pending_per_session,
             );
             session.id_in_query = id_in_query;
-            if self.adopted_conns.contains(&(ep.pid, ep.conn_id.clone())) {
-                session.joined_mid_stream = true;
-                self.counters.sessions_joined_mid_stream += 1;
-            }
+            session.joined_mid_stream = self.adopted_conns.contains(&(ep.pid, ep.conn_id.clone()));
             self.sessions.insert(full_key.clone(), session);
         }
         let session = self.sessions.get_mut(&full_key)?;
@@ -1589,6 +1588,7 @@ impl McpTracker {
         }
         let mut summary = s.summary(status, Some(reason), ended_ns);
         summary.process = self.identity_of(s.pid, &s.comm);
+        self.counters.sessions_joined_mid_stream += u64::from(summary.joined_mid_stream);
         out.push(Record::SessionEnd(summary));
     }
 
