@@ -162,24 +162,26 @@ pub fn send_case(case: &str, port: u16) -> Value {
 
 /// What a hostile run gives the test to check.
 pub struct HostileRun {
+    /// Everything the main agent (all processes) wrote.
     pub records: Vec<Value>,
+    /// Everything the witness agent (`--pid` the sink) wrote: its counters are the sink's
+    /// side of the case alone, whatever else runs on the host.
+    pub witness: Vec<Value>,
     /// The sender's summary (`pid`, what it sent).
     pub sent: Value,
     pub sink_pid: u32,
 }
 
 impl HostileRun {
-    /// The agent's final health record (`reason: "stop"`, its last line).
+    /// The witness agent's final health record (`reason: "stop"`, its last line): the sink's
+    /// side only.
     pub fn final_health(&self) -> &Value {
-        let last = self
-            .records
-            .last()
-            .unwrap_or_else(|| panic!("the agent wrote no record"));
-        assert!(
-            last["type"] == "health" && last["reason"] == "stop",
-            "the agent's last record should be its final health record, got {last}"
-        );
-        last
+        final_health_of(&self.witness)
+    }
+
+    /// The main agent's final health record (host-wide counters).
+    pub fn main_health(&self) -> &Value {
+        final_health_of(&self.records)
     }
 
     pub fn sender_pid(&self) -> u32 {
@@ -193,6 +195,18 @@ impl HostileRun {
             .filter(|r| r["type"] == ty && r["pid"].as_u64() == Some(u64::from(pid)))
             .collect()
     }
+}
+
+/// The last record, which must be the final health record.
+pub fn final_health_of(records: &[Value]) -> &Value {
+    let last = records
+        .last()
+        .unwrap_or_else(|| panic!("the agent wrote no record"));
+    assert!(
+        last["type"] == "health" && last["reason"] == "stop",
+        "the agent's last record should be its final health record, got {last}"
+    );
+    last
 }
 
 /// A counter of the final health record: `section.name` (e.g. `conn.http_errors`).
@@ -219,17 +233,22 @@ pub fn assert_rss_bounded(records: &[Value]) -> u64 {
 }
 
 /// The agent (with `--health-interval 1` and `extra_args`), the official Python SDK server and
-/// client, and the hostile sink. The client initializes and pauses; `case` runs to completion
+/// client, the hostile sink, and a witness agent that traces only the sink (`--pid`), so the
+/// case's counters can be checked exactly while other tests use the host. The client initializes and pauses; `case` runs to completion
 /// against the sink; the client then finishes its conversation. The agent must still be
 /// running (stop() fails otherwise), report the SDK conversation exactly from both sides, and
 /// stay under [`RSS_BOUND_BYTES`].
 pub fn hostile_beside_legit_session(case: &str, extra_args: &[&str]) -> HostileRun {
     let mut args = vec!["--health-interval", "1"];
     args.extend_from_slice(extra_args);
+    let sink = HostileSink::start();
+    let sink_pid = sink.pid().to_string();
+    let mut witness_args = args.clone();
+    witness_args.extend_from_slice(&["--pid", &sink_pid]);
+    let witness = Agent::start(&witness_args);
     let agent = Agent::start(&args);
     let server = PyServer::start(free_port());
     let server_comm = server.comm();
-    let sink = HostileSink::start();
     let mut client = SdkClient::spawn(
         &server.url(),
         &ClientOptions {
@@ -245,6 +264,8 @@ pub fn hostile_beside_legit_session(case: &str, extra_args: &[&str]) -> HostileR
     let summary = client.finish();
     let session_id = assert_peers_behaved(&summary, &server);
     let records = agent.stop();
+    let witness = witness.stop();
+    assert_rss_bounded(&witness);
     assert_both_sides(
         &records,
         &summary,
@@ -256,11 +277,12 @@ pub fn hostile_beside_legit_session(case: &str, extra_args: &[&str]) -> HostileR
     let rss = assert_rss_bounded(&records);
     let run = HostileRun {
         records,
+        witness,
         sent,
         sink_pid: sink.pid(),
     };
     eprintln!(
-        "hostile case {case}: sent {}; max rss {rss} bytes; final health {}",
+        "hostile case {case}: sent {}; max rss {rss} bytes; witness final health {}",
         run.sent,
         run.final_health()
     );

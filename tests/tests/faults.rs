@@ -142,13 +142,17 @@ fn an_agent_killed_and_restarted_mid_session_adopts_its_connections_and_marks_th
         assert_eq!(u64_field(end, "responses"), 5, "{side}: {end}");
     }
     let health = records.last().expect("final health");
-    // One session per observed process joined mid-stream.
+    // The counter counts exactly the session_end records that carry the mark (host-wide
+    // counters: other sessions on the host may add to both sides alike).
+    let marked = records
+        .iter()
+        .filter(|r| r["type"] == "session_end" && r["joined_mid_stream"] == true)
+        .count() as u64;
     assert_eq!(
         counter(health, "mcp", "sessions_joined_mid_stream"),
-        2,
+        marked,
         "{health}"
     );
-    assert_eq!(counter(health, "conn", "gaps"), 0, "{health}");
     eprintln!(
         "restart: conns_adopted {} of conns_opened {}",
         counter(health, "conn", "conns_adopted"),
@@ -162,16 +166,18 @@ fn an_agent_killed_and_restarted_mid_session_adopts_its_connections_and_marks_th
 
 #[test]
 fn a_burst_into_a_small_ring_buffer_is_counted_as_loss_never_silently() {
-    let agent = Agent::start(&["--ring-bytes", "65536"]);
+    // Traces only the sink, so the byte count below is exact whatever else runs on the host.
     let sink = HostileSink::start();
+    let sink_pid = sink.pid().to_string();
+    let agent = Agent::start(&["--ring-bytes", "65536", "--pid", &sink_pid]);
     let sent = HostileSender::spawn("burst", sink.port()).finish();
     let records = agent.stop();
     assert_rss_bounded(&records);
     let health = records.last().expect("final health");
     let requests = u64_field(&sent, "requests");
     assert_eq!(u64_field(&sent, "responses"), requests, "{sent}");
-    // Every byte the two processes moved was either carried to userspace or counted lost:
-    // each byte once at its writer and once at its reader.
+    // Every byte the sink moved (read the requests, wrote the answers) was either carried to
+    // userspace or counted lost.
     let moved = u64_field(&sent, "sent_bytes") + u64_field(&sent, "received_bytes");
     let hooks = health["hooks"].as_object().expect("hooks");
     let sum = |suffix: &str| -> u64 {
@@ -188,10 +194,10 @@ fn a_burst_into_a_small_ring_buffer_is_counted_as_loss_never_silently() {
     let carried = sum("_bytes");
     let ring_full = sum("_ring_full_bytes");
     let truncated = sum("_truncated_bytes");
-    eprintln!("burst: moved {moved} x2, carried {carried}, ring_full {ring_full}, truncated {truncated}\n{health}");
+    eprintln!("burst: moved {moved}, carried {carried}, ring_full {ring_full}, truncated {truncated}\n{health}");
     assert_eq!(
         carried + ring_full + truncated,
-        2 * moved,
+        moved,
         "bytes carried + lost (per hook) = bytes the peers moved, both ends\n{health}"
     );
     assert_eq!(
@@ -204,7 +210,8 @@ fn a_burst_into_a_small_ring_buffer_is_counted_as_loss_never_silently() {
         "the premise: a 64 KiB ring overflowed\n{health}"
     );
     // What was reported is a subset of what was sent, each request at most once per side.
-    for pid in [u64_field(&sent, "pid") as u32, sink.pid()] {
+    {
+        let pid = sink.pid();
         let ids: Vec<u64> = messages_of(&records, pid)
             .iter()
             .filter(|m| m["kind"] == "request")
@@ -231,8 +238,11 @@ fn a_burst_into_a_small_ring_buffer_is_counted_as_loss_never_silently() {
 
 #[test]
 fn a_traced_process_killed_mid_message_ends_its_session_and_leaks_nothing() {
-    let agent = Agent::start(&["--health-interval", "1"]);
     let sink = HostileSink::start();
+    let sink_pid = sink.pid().to_string();
+    // The witness traces only the sink: its counters are exact whatever else runs.
+    let witness = Agent::start(&["--pid", &sink_pid]);
+    let agent = Agent::start(&["--health-interval", "1"]);
     let mut sender = HostileSender::spawn("killed_mid_message", sink.port());
     sender.wait_for_stderr("\"half_sent\":true");
     let sender_pid = sender.pid();
@@ -259,6 +269,7 @@ fn a_traced_process_killed_mid_message_ends_its_session_and_leaks_nothing() {
         std::thread::sleep(Duration::from_millis(100));
     }
     let records = agent.stop();
+    let witnessed = witness.stop();
     assert_rss_bounded(&records);
     for pid in [sender_pid, sink.pid()] {
         let ends: Vec<&Value> = records
@@ -294,9 +305,9 @@ fn a_traced_process_killed_mid_message_ends_its_session_and_leaks_nothing() {
         .expect("a health record after the session_end records");
     assert_eq!(after["tracked"]["sessions"], 0, "{after}");
     assert_eq!(after["tracked"]["pending"], 0, "{after}");
-    let health = records.last().expect("final health");
-    // The half request was cut by the close, once per side.
-    assert_eq!(counter(health, "conn", "http_errors"), 2, "{health}");
+    let health = witnessed.last().expect("final health");
+    // The half request was cut by the close (the sink's side).
+    assert_eq!(counter(health, "conn", "http_errors"), 1, "{health}");
     assert_eq!(
         counter(health, "conn", "conns_opened"),
         counter(health, "conn", "conns_closed"),
