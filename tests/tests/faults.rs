@@ -241,7 +241,7 @@ fn a_traced_process_killed_mid_message_ends_its_session_and_leaks_nothing() {
     let sink = HostileSink::start();
     let sink_pid = sink.pid().to_string();
     // The witness traces only the sink: its counters are exact whatever else runs.
-    let witness = Agent::start(&["--pid", &sink_pid]);
+    let witness = Agent::start(&["--pid", &sink_pid, "--health-interval", "1"]);
     let agent = Agent::start(&["--health-interval", "1"]);
     let mut sender = HostileSender::spawn("killed_mid_message", sink.port());
     sender.wait_for_stderr("\"half_sent\":true");
@@ -250,10 +250,18 @@ fn a_traced_process_killed_mid_message_ends_its_session_and_leaks_nothing() {
     // Let the agent see both ends close and tick at least twice.
     let t0 = Instant::now();
     let output = agent.dir().join("records.jsonl");
+    let witness_output = witness.dir().join("records.jsonl");
     loop {
-        let lines = complete_lines(&output);
-        let ended = lines.iter().filter(|r| r["type"] == "session_end").count();
-        let after_end = lines
+        let ended = complete_lines(&output)
+            .iter()
+            .filter(|r| {
+                r["type"] == "session_end"
+                    && [sender_pid, sink.pid()]
+                        .iter()
+                        .any(|p| r["pid"].as_u64() == Some(u64::from(*p)))
+            })
+            .count();
+        let after_end = complete_lines(&witness_output)
             .iter()
             .skip_while(|r| r["type"] != "session_end")
             .filter(|r| r["type"] == "health")
@@ -297,8 +305,9 @@ fn a_traced_process_killed_mid_message_ends_its_session_and_leaks_nothing() {
             "pid {pid}"
         );
     }
-    // The first health record after both ends: nothing tracked, nothing pending.
-    let after: &Value = records
+    // The witness's first health record after the sink's session ended: nothing tracked,
+    // nothing pending.
+    let after: &Value = witnessed
         .iter()
         .skip_while(|r| r["type"] != "session_end")
         .find(|r| r["type"] == "health")
