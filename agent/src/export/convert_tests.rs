@@ -186,9 +186,9 @@ fn summary(status: SessionStatus, end: Option<EndReason>) -> SessionSummary {
         supported_versions: None,
         verification_failures: 2,
         attacks: vec![
-        joined_mid_stream: false,
             json!({"kind": "tool_definition_drift", "tool": "add", "fields": ["description"]}),
         ],
+        joined_mid_stream: false,
         process: crate::process::ProcessIdentity {
             exe: Some("/usr/bin/node".into()),
             uid: Some(0),
@@ -208,7 +208,6 @@ fn hand_built_records_of_every_type_round_trip() {
         Record::SessionEnd(SessionSummary {
             supported_versions: Some(vec![]),
             attacks: vec![],
-            joined_mid_stream: false,
             ..summary(SessionStatus::Ended, Some(EndReason::Idle))
         }),
         Record::Drift(DriftRecord {

@@ -315,6 +315,8 @@ pub struct SessionSummary {
     /// The agent joined the session late (started or restarted while it was open): a
     /// handshake-era session whose `initialize` was not seen, or one first seen on a
     /// connection that predates the agent. What it said before is missing from the counts.
+    /// Written only when `true`.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub joined_mid_stream: bool,
     /// Who the observed process is (see [`MessageRecord::process`]).
     #[serde(flatten)]
