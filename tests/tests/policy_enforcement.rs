@@ -80,13 +80,17 @@ fn minimal_policy_denies_explode(sdk: Sdk) {
         [call("explode", json!({"why": "test"}))]
     ]);
     let client = run_policy_client(sdk, &server.url(), &script, None);
+    let client_pid = client["pid"].clone();
+    let records = agent.stop();
+    let seen: Vec<&Value> = records
+        .iter()
+        .filter(|r| r["type"] == "verdict" || r["type"] == "health")
+        .collect();
     assert_eq!(
         outcomes(&client),
         vec![vec!["ok"], vec!["connection_error"]],
-        "add succeeds, explode gets a connection error (not a tool result): {client}"
+        "add succeeds, explode gets a connection error (not a tool result): {client}\nagent: {seen:?}"
     );
-    let client_pid = client["pid"].clone();
-    let records = agent.stop();
     // (Calls made without a prior tools/list are also audited as unverifiable.)
     let verdicts: Vec<&Value> = of_type(&records, "verdict")
         .into_iter()
