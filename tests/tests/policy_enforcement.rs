@@ -322,13 +322,11 @@ fn hold_stops_50_denied_calls_of_the_python_client_over_tls() {
 }
 
 #[test]
-#[ignore = "flaky: about 1 run in 8 lets one of the 50 denied calls reach the server although every verdict says held_then_reset (issue 14 stays open; see the session note)"]
 fn hold_stops_50_denied_calls_of_the_node_client_in_plaintext() {
     hold_stops_denied_calls(Sdk::Node, false);
 }
 
 #[test]
-#[ignore = "flaky: about 1 run in 8 lets one of the 50 denied calls reach the server although every verdict says held_then_reset (issue 14 stays open; see the session note)"]
 fn hold_stops_50_denied_calls_of_the_node_client_over_tls() {
     hold_stops_denied_calls(Sdk::Node, true);
 }
