@@ -250,8 +250,22 @@ impl Metrics {
         }
     }
 
-    /// Export counters of a sink (`grpc`, `otlp`) and its queue depth.
-    pub fn observe_export<S: Serialize>(&self, sink: &str, stats: &S, queue_depth: u64) {
+    /// Export counters of the sinks that are on, and the records still waiting in them.
+    pub fn observe_exports(&self, sinks: &crate::export::SinkStats) {
+        let mut waiting = 0u64;
+        if let Some(g) = &sinks.grpc {
+            self.observe_sink("grpc", g);
+            waiting += g.waiting();
+        }
+        if let Some(o) = &sinks.otlp {
+            self.observe_sink("otlp", o);
+            waiting += o.waiting();
+        }
+        self.export_queue
+            .set(i64::try_from(waiting).unwrap_or(i64::MAX));
+    }
+
+    fn observe_sink<S: Serialize>(&self, sink: &str, stats: &S) {
         for (name, v) in numeric_fields(stats) {
             self.advance(
                 &self.export,
@@ -260,8 +274,6 @@ impl Metrics {
                 v,
             );
         }
-        self.export_queue
-            .set(i64::try_from(queue_depth).unwrap_or(i64::MAX));
     }
 
     /// One record as it is written.
@@ -559,6 +571,47 @@ mod tests {
             "mcpwarden_program_recursion_misses_total{program=\"sys_enter_write\",id=\"10\"} 0"
         )
         .is_some());
+    }
+
+    #[test]
+    fn export_counters_and_the_waiting_records_of_both_sinks() {
+        let m = Metrics::new();
+        let grpc = crate::export::ExportStats {
+            queued: 10,
+            acked: 6,
+            dropped_full: 1,
+            ..Default::default()
+        };
+        let otlp = crate::export::otlp::OtlpStats {
+            spans: 4,
+            exported: 2,
+            failed: 1,
+            dropped_queue: 0,
+        };
+        m.observe_exports(&crate::export::SinkStats {
+            grpc: Some(grpc),
+            otlp: Some(otlp),
+        });
+        let text = m.render();
+        assert_eq!(
+            line(
+                &text,
+                "mcpwarden_export_events_total{sink=\"grpc\",counter=\"acked\"}"
+            ),
+            Some("mcpwarden_export_events_total{sink=\"grpc\",counter=\"acked\"} 6")
+        );
+        assert_eq!(
+            line(
+                &text,
+                "mcpwarden_export_events_total{sink=\"otlp\",counter=\"exported\"}"
+            ),
+            Some("mcpwarden_export_events_total{sink=\"otlp\",counter=\"exported\"} 2")
+        );
+        // 10 - 6 - 1 waiting in gRPC, 4 - 2 - 1 in OTLP.
+        assert_eq!(
+            line(&text, "mcpwarden_export_queue_depth"),
+            Some("mcpwarden_export_queue_depth 4")
+        );
     }
 
     #[test]

@@ -430,6 +430,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
             enforcer.after_event(None, &mut records, from, &hints);
             last_tick = now;
             metrics.observe_programs(&mcpwarden::capture::progstats::read());
+            metrics.observe_exports(&exporter.stats());
             metrics.observe_stages(
                 &capture.counters(),
                 &capture.hook_counters(),

@@ -320,6 +320,9 @@ fn session(ty: &str, r: &SessionRecord) -> Result<Value, RenderError> {
         )
         .put("verification_failures", r.verification_failures)
         .put("attacks", attacks);
+    if r.joined_mid_stream {
+        o.put("joined_mid_stream", true);
+    }
     identity(&mut o, &r.process);
     Ok(o.done())
 }

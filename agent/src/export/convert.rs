@@ -325,8 +325,7 @@ fn session(kind: pb::session_record::Kind, s: &SessionSummary) -> pb::SessionRec
         supported_versions,
         verification_failures,
         attacks,
-        // Not in the wire contract yet (proto/): JSON-lines output only.
-        joined_mid_stream: _,
+        joined_mid_stream,
         process,
     } = s;
     pb::SessionRecord {
@@ -369,6 +368,7 @@ fn session(kind: pb::session_record::Kind, s: &SessionSummary) -> pb::SessionRec
         verification_failures: *verification_failures,
         attacks_json: attacks.iter().map(json).collect(),
         process: Some(identity(process)),
+        joined_mid_stream: *joined_mid_stream,
     }
 }
 

@@ -210,6 +210,10 @@ fn hand_built_records_of_every_type_round_trip() {
             attacks: vec![],
             ..summary(SessionStatus::Ended, Some(EndReason::Idle))
         }),
+        Record::SessionEnd(SessionSummary {
+            joined_mid_stream: true,
+            ..summary(SessionStatus::Ended, Some(EndReason::Closed))
+        }),
         Record::Drift(DriftRecord {
             ts_ns: 3,
             pid: 2,

@@ -56,6 +56,13 @@ pub struct OtlpStats {
     pub failed: u64,
 }
 
+impl OtlpStats {
+    /// Spans built and not yet accepted or failed.
+    pub fn waiting(&self) -> u64 {
+        self.spans.saturating_sub(self.exported + self.failed)
+    }
+}
+
 #[derive(Debug, Default)]
 struct Counters {
     dropped_queue: AtomicU64,

@@ -44,6 +44,15 @@ pub struct ExportStats {
     pub lost_at_shutdown: u64,
 }
 
+impl ExportStats {
+    /// Records handed over and not yet acknowledged, dropped or lost (in memory or spooled).
+    pub fn waiting(&self) -> u64 {
+        self.queued.saturating_sub(
+            self.acked + self.dropped_overflow + self.dropped_full + self.lost_at_shutdown,
+        )
+    }
+}
+
 impl ExportCounters {
     /// The current values.
     pub fn snapshot(&self) -> ExportStats {
