@@ -236,6 +236,7 @@ fn message(m: &MessageRecord) -> Result<Value, RenderError> {
         .opt("error_data", oj("error_data_json", &m.error_data_json)?)
         .flag("truncated", m.truncated)
         .opt("payload_bytes", m.payload_bytes.map(Value::from))
+        .opt("capture_lost_bytes", m.capture_lost_bytes.map(Value::from))
         .opt("traceparent", os(&m.traceparent));
     if !m.headers.is_empty() {
         let h: Map<String, Value> = m

@@ -614,6 +614,35 @@ fn handle(
                 let m = meta(req, resp, Transport::Sse);
                 tracker.on_payload(&c.ep, &m, flow, ev.data.as_bytes(), ev.ts_ns, out);
             }
+            HttpEvent::Partial {
+                data,
+                size,
+                lost,
+                sse,
+                ts_ns,
+            } => {
+                let req = if is_request_dir {
+                    c.cur_request.as_ref()
+                } else {
+                    c.cur_response.as_ref().map(|(req, _)| req)
+                };
+                let Some(req) = req else {
+                    continue;
+                };
+                let resp = c
+                    .cur_response
+                    .as_ref()
+                    .map(|(_, r)| r)
+                    .filter(|_| !is_request_dir);
+                let flow = if is_request_dir {
+                    Flow::ClientToServer
+                } else {
+                    Flow::ServerToClient
+                };
+                let transport = if sse { Transport::Sse } else { Transport::Json };
+                let m = meta(req, resp, transport);
+                tracker.on_partial_payload(&c.ep, &m, flow, &data, (size, lost), ts_ns, out);
+            }
             HttpEvent::End { .. } => {
                 if is_request_dir {
                     c.cur_request = None;

@@ -122,6 +122,52 @@ fn a_gap_is_counted_and_the_next_message_still_decodes() {
 }
 
 #[test]
+fn an_answer_whose_middle_the_capture_lost_is_reported_paired_and_marked_cut() {
+    let mut t = table();
+    let mut out = Vec::new();
+    let c = ConnIdent {
+        pid: 1,
+        fd: 5,
+        start_ns: 10,
+    };
+    t.on_event(data(c, Direction::Egress, 0, REQ, 1_000), &mut out);
+    // A 600 000-byte result: the first 1000 bytes arrive, the next 500 000 are lost (a write
+    // above the capture limit), then the rest.
+    let text = "a".repeat(600_000);
+    let body = format!(
+        r#"{{"jsonrpc":"2.0","id":7,"result":{{"content":[{{"type":"text","text":"{text}"}}]}}}}"#
+    );
+    let head = format!(
+        "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    );
+    let wire = [head.as_bytes(), body.as_bytes()].concat();
+    let cut = head.len() + 1000;
+    t.on_event(
+        data(c, Direction::Ingress, 0, &wire[..cut], 4_000),
+        &mut out,
+    );
+    let rest = cut + 500_000;
+    t.on_event(
+        data(c, Direction::Ingress, rest as u64, &wire[rest..], 9_000),
+        &mut out,
+    );
+    let m = messages(&out);
+    assert_eq!(m.len(), 2, "{out:?}");
+    let answer = &m[1];
+    assert_eq!(answer["kind"], "response");
+    assert_eq!(answer["id"], 7);
+    assert_eq!(answer["method"], "tools/call");
+    assert_eq!(answer["latency_ns"], 8_000);
+    assert_eq!(answer["truncated"], true);
+    assert_eq!(answer["payload_bytes"], body.len());
+    assert_eq!(answer["capture_lost_bytes"], 500_000);
+    assert!(answer.get("result").is_none(), "{answer}");
+    assert_eq!(t.stats.gap_bytes, 500_000);
+    assert_eq!(t.tracker().stats().partial_messages, 1);
+}
+
+#[test]
 fn bytes_delivered_twice_are_trimmed_and_counted() {
     let mut t = table();
     let mut out = Vec::new();

@@ -426,6 +426,7 @@ fn participants_are_learned_from_client_requests_in_hold_mode() {
         error_data: None,
         truncated: false,
         payload_bytes: None,
+        capture_lost_bytes: None,
         traceparent: None,
         headers: None,
         process: Default::default(),

@@ -205,6 +205,7 @@ fn message(m: &MessageRecord) -> pb::MessageRecord {
         error_data,
         truncated,
         payload_bytes,
+        capture_lost_bytes,
         traceparent,
         headers,
         process,
@@ -256,6 +257,7 @@ fn message(m: &MessageRecord) -> pb::MessageRecord {
         error_data_json: ojson(error_data),
         truncated: *truncated,
         payload_bytes: *payload_bytes,
+        capture_lost_bytes: *capture_lost_bytes,
         traceparent: traceparent.clone(),
         process: Some(identity(process)),
         headers: headers

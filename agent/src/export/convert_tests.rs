@@ -85,6 +85,7 @@ fn full_message() -> MessageRecord {
         error_data: Some(json!("d")),
         truncated: true,
         payload_bytes: Some(5000),
+        capture_lost_bytes: Some(1234),
         traceparent: Some("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01".into()),
         headers: Some(
             [("x-request-id".to_string(), "r-1".to_string())]
@@ -138,6 +139,7 @@ fn empty_message() -> MessageRecord {
         error_data: None,
         truncated: false,
         payload_bytes: None,
+        capture_lost_bytes: None,
         traceparent: None,
         headers: None,
         process: Default::default(),

@@ -78,6 +78,10 @@ pub struct SseEvent {
     pub ts_ns: u64,
 }
 
+/// Most bytes kept of a message that cannot be decoded whole ([`HttpEvent::Partial`]): enough
+/// for the members that come before its payload.
+pub const PARTIAL_HEAD_BYTES: usize = 64 * 1024;
+
 /// What the parser found, in stream order.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum HttpEvent {
@@ -97,6 +101,21 @@ pub enum HttpEvent {
     },
     /// One complete event of a `text/event-stream` body, as soon as it is complete.
     Sse(SseEvent),
+    /// A message the capture or a size limit cut (bytes lost inside its body, a body or SSE
+    /// event over the size limit): its first decoded bytes, so that its identity (id,
+    /// method, status) is still reported. Comes instead of its `Body` or `Sse`.
+    Partial {
+        /// The first decoded bytes (at most [`PARTIAL_HEAD_BYTES`]).
+        data: Bytes,
+        /// Its size in bytes on the wire as far as known (declared, or seen plus lost).
+        size: u64,
+        /// Bytes of it the capture lost (0 when only a size limit cut it).
+        lost: u64,
+        /// It was one event of a `text/event-stream` body.
+        sse: bool,
+        /// Kernel time of the piece that completed (or cut) it.
+        ts_ns: u64,
+    },
     /// The current message is complete (after its `Body` or last `Sse`).
     End {
         /// Kernel time of the piece (or close) that completed the message.

@@ -35,5 +35,7 @@ mod tests;
 
 pub use error::{HttpError, MessagePart};
 pub use headers::Headers;
-pub use message::{HttpEvent, Limits, MessageKind, RequestHead, ResponseHead, SseEvent};
+pub use message::{
+    HttpEvent, Limits, MessageKind, RequestHead, ResponseHead, SseEvent, PARTIAL_HEAD_BYTES,
+};
 pub use parser::HttpParser;

@@ -22,7 +22,7 @@ use super::decode::{BodyDecoder, DecodeError};
 use super::error::{HttpError, MessagePart};
 use super::framing::{request_plan, response_plan, BodyLength, BodyPlan};
 use super::head::{check_field_line, check_first_line, parse_head, Head, HeadParse};
-use super::message::{HttpEvent, Limits, MessageKind};
+use super::message::{HttpEvent, Limits, MessageKind, PARTIAL_HEAD_BYTES};
 use super::resync::{find_message_start, Scan};
 use super::sse::SseParser;
 
@@ -96,12 +96,20 @@ struct BodyContent {
     dropped: bool,
     /// A body delimited by close outgrew the limit: report its full size at its end.
     too_large_at_end: bool,
+    /// Bytes of this body the capture lost (gaps a kept head survived).
+    lost: u64,
 }
 
 #[derive(Debug)]
 enum Sink {
     Whole(Vec<u8>),
     Sse(Box<SseParser>),
+    /// A body too large to keep whole: its first [`PARTIAL_HEAD_BYTES`] decoded bytes, for a
+    /// [`HttpEvent::Partial`] at its end.
+    Head(Vec<u8>),
+    /// The decoded bytes before a capture gap (at most [`PARTIAL_HEAD_BYTES`]); what follows
+    /// the gap does not continue them and is not kept.
+    Cut(Vec<u8>),
     Discard,
 }
 
@@ -184,7 +192,7 @@ impl HttpParser {
                     self.resync_after_gap();
                     return;
                 }
-                body.content.damage();
+                body.content.damage(lost);
                 if matches!(body.framing, Framing::Length { remaining: 0, .. }) {
                     body.content.finish(ts_ns, &self.limits, out);
                     self.state = State::Head(HeadScan::default());
@@ -222,6 +230,8 @@ impl HttpParser {
                         body.content.finish(ts_ns, &self.limits, out);
                     }
                     Some(expected) => {
+                        let size = expected.unwrap_or(body.content.received + body.content.lost);
+                        body.content.emit_partial(size, ts_ns, out);
                         if !body.content.dropped {
                             out.push(HttpEvent::Error(HttpError::Truncated {
                                 part: MessagePart::Body,
@@ -458,6 +468,7 @@ impl HttpParser {
             last_ts: head_end_ts,
             dropped: false,
             too_large_at_end: false,
+            lost: 0,
         };
         if let Framing::Length { declared, .. } = framing {
             if !plan.is_sse && declared > self.limits.max_body_bytes as u64 {
@@ -465,7 +476,7 @@ impl HttpParser {
                     declared,
                     limit: self.limits.max_body_bytes,
                 }));
-                content.sink = Sink::Discard;
+                content.sink = Sink::Head(Vec::new());
             }
         }
         if !matches!(content.sink, Sink::Discard) {
@@ -524,7 +535,7 @@ impl HttpParser {
                                 declared: dec.declared(),
                                 limit: limits.max_body_bytes,
                             }));
-                            body.content.discard();
+                            body.content.keep_head();
                         }
                         body.content.take(
                             &input[start..end],
@@ -579,10 +590,13 @@ impl BodyContent {
             // their announced size). The decoder still sees exactly the bytes up to the
             // limit, so what it reports does not depend on how the stream was cut.
             // room < raw.len(), a usize.
-            self.decode(Some(&raw[..room as usize]), ts, limits, out);
+            let (fits, rest) = raw.split_at(room as usize);
+            self.decode(Some(fits), ts, limits, out);
             if !matches!(self.sink, Sink::Discard) {
                 self.too_large_at_end = true;
-                self.discard();
+                self.keep_head();
+                // The head goes on to `PARTIAL_HEAD_BYTES` whatever the pieces.
+                self.decode(Some(rest), ts, limits, out);
             }
             return;
         }
@@ -638,10 +652,31 @@ impl BodyContent {
         self.decoder = None;
     }
 
-    /// Bytes inside the body were lost.
-    fn damage(&mut self) {
+    /// From now on only the first [`PARTIAL_HEAD_BYTES`] of the body are kept.
+    fn keep_head(&mut self) {
+        if let Sink::Whole(buf) = &mut self.sink {
+            let mut head = std::mem::take(buf);
+            head.truncate(PARTIAL_HEAD_BYTES);
+            self.sink = Sink::Head(head);
+        }
+    }
+
+    /// `lost` bytes inside the body were lost. What was decoded before them is kept (a
+    /// `Partial` at the end: the message is still reported, as truncated); a body with
+    /// nothing decoded yet is dropped.
+    fn damage(&mut self, lost: u64) {
+        self.lost += lost;
         match &mut self.sink {
-            Sink::Sse(sse) if self.decoder.is_none() => sse.after_gap(),
+            Sink::Sse(sse) if self.decoder.is_none() => sse.after_gap(lost),
+            Sink::Whole(buf) | Sink::Head(buf) if !buf.is_empty() => {
+                let mut head = std::mem::take(buf);
+                head.truncate(PARTIAL_HEAD_BYTES);
+                self.sink = Sink::Cut(head);
+                // Bytes after the gap cannot be decoded without those before it.
+                self.decoder = None;
+                self.decode_error = None;
+            }
+            Sink::Cut(_) => {}
             _ => {
                 self.discard();
                 self.dropped = true;
@@ -651,11 +686,28 @@ impl BodyContent {
         }
     }
 
+    /// A kept head (body too large, or cut by a gap) as a `Partial` of `size` bytes.
+    fn emit_partial(&mut self, size: u64, ts_ns: u64, out: &mut Vec<HttpEvent>) {
+        if let Sink::Head(head) | Sink::Cut(head) = &mut self.sink {
+            if !head.is_empty() {
+                out.push(HttpEvent::Partial {
+                    data: Bytes::from(std::mem::take(head)),
+                    size,
+                    lost: self.lost,
+                    sse: false,
+                    ts_ns,
+                });
+            }
+            self.sink = Sink::Discard;
+        }
+    }
+
     /// The body is complete (or the stream closed): emits what it holds, then `End`.
     fn finish(&mut self, end_ts: u64, limits: &Limits, out: &mut Vec<HttpEvent>) {
         if self.received > 0 {
             self.decode(None, end_ts, limits, out);
         }
+        self.emit_partial(self.received + self.lost, end_ts, out);
         if self.too_large_at_end && !self.dropped {
             out.push(HttpEvent::Error(HttpError::BodyTooLarge {
                 declared: self.received,
@@ -669,6 +721,9 @@ impl BodyContent {
                 last_ts_ns: self.last_ts,
             }),
             Sink::Sse(mut sse) => {
+                if let Some(p) = sse.take_cut(end_ts) {
+                    out.push(p);
+                }
                 if let Some(received) = sse.finish() {
                     out.push(HttpEvent::Error(HttpError::Truncated {
                         part: MessagePart::SseEvent,
@@ -705,6 +760,12 @@ fn accept(
             sse.feed(data, ts, out);
             true
         }
+        Sink::Head(buf) => {
+            let room = PARTIAL_HEAD_BYTES.saturating_sub(buf.len());
+            buf.extend_from_slice(&data[..data.len().min(room)]);
+            true
+        }
+        Sink::Cut(_) => true,
         Sink::Discard => false,
     }
 }

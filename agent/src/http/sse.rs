@@ -6,7 +6,7 @@
 //! exceed the size limit is reported and skipped up to its blank line.
 
 use super::error::HttpError;
-use super::message::{HttpEvent, SseEvent};
+use super::message::{HttpEvent, SseEvent, PARTIAL_HEAD_BYTES};
 
 const BOM: [u8; 3] = [0xEF, 0xBB, 0xBF];
 
@@ -32,6 +32,19 @@ pub(crate) struct SseParser {
     retry_ms: Option<u64>,
     data: String,
     data_lines: usize,
+    /// The event being skipped was cut (a capture gap, or over the size limit): its data
+    /// so far, reported as a `Partial` at its blank line.
+    cut: Option<CutEvent>,
+}
+
+#[derive(Debug, Clone)]
+struct CutEvent {
+    /// The `data:` so far (at most [`PARTIAL_HEAD_BYTES`]).
+    data: String,
+    /// Bytes of the event seen or lost so far.
+    size: u64,
+    /// Bytes of it the capture lost.
+    lost: u64,
 }
 
 impl SseParser {
@@ -51,6 +64,7 @@ impl SseParser {
             retry_ms: None,
             data: String::new(),
             data_lines: 0,
+            cut: None,
         }
     }
 
@@ -86,8 +100,9 @@ impl SseParser {
 
     /// Bytes of the stream were lost: whatever event was in progress is damaged. Drop it
     /// and skip up to the next blank line.
-    pub(crate) fn after_gap(&mut self) {
-        self.reset_event();
+    pub(crate) fn after_gap(&mut self, lost: u64) {
+        let size = self.event_bytes as u64 + lost;
+        self.cut_here(size, lost);
         self.line.clear();
         self.line_is_comment = false;
         self.after_cr = false;
@@ -110,6 +125,43 @@ impl SseParser {
         self.line.clear();
         self.line_started = false;
         (pending_line || pending_fields).then_some(size)
+    }
+
+    /// The event in progress is cut here: keeps its data so far (with the current line's, if
+    /// a `data:` line) for a `Partial`; `size` and `lost` add to a cut already pending.
+    fn cut_here(&mut self, size: u64, lost: u64) {
+        if let Some(c) = &mut self.cut {
+            c.size += lost;
+            c.lost += lost;
+        } else {
+            let mut data = std::mem::take(&mut self.data);
+            if let Some(v) = data_value(&self.line).filter(|_| !self.line_is_comment) {
+                if self.data_lines > 0 {
+                    data.push('\n');
+                }
+                data.push_str(&v);
+            }
+            if !data.is_empty() {
+                let mut end = data.len().min(PARTIAL_HEAD_BYTES);
+                while !data.is_char_boundary(end) {
+                    end -= 1;
+                }
+                data.truncate(end);
+                self.cut = Some(CutEvent { data, size, lost });
+            }
+        }
+        self.reset_event();
+    }
+
+    /// A cut event's `Partial`, once (at its blank line, or when the stream ends).
+    pub(crate) fn take_cut(&mut self, ts_ns: u64) -> Option<HttpEvent> {
+        self.cut.take().map(|c| HttpEvent::Partial {
+            data: c.data.into_bytes().into(),
+            size: c.size,
+            lost: c.lost,
+            sse: true,
+            ts_ns,
+        })
     }
 
     fn strip_bom<'a>(&mut self, input: &'a [u8], ts_ns: u64, out: &mut Vec<HttpEvent>) -> &'a [u8] {
@@ -140,7 +192,13 @@ impl SseParser {
             self.line_is_comment = true;
         }
         self.line_started = true;
-        if self.skipping || self.line_is_comment {
+        if self.skipping {
+            if let Some(c) = &mut self.cut {
+                c.size += bytes.len() as u64;
+            }
+            return;
+        }
+        if self.line_is_comment {
             return;
         }
         self.event_bytes += bytes.len();
@@ -148,7 +206,11 @@ impl SseParser {
             out.push(HttpEvent::Error(HttpError::SseEventTooLarge {
                 limit: self.max_event_bytes,
             }));
-            self.reset_event();
+            // Keep exactly the event's first `max_event_bytes` (the same whatever the pieces).
+            let fit = bytes.len() - (self.event_bytes - self.max_event_bytes).min(bytes.len());
+            let room = PARTIAL_HEAD_BYTES.saturating_sub(self.line.len());
+            self.line.extend_from_slice(&bytes[..fit.min(room)]);
+            self.cut_here(self.event_bytes as u64, 0);
             self.line.clear();
             self.skipping = true;
             return;
@@ -161,6 +223,9 @@ impl SseParser {
         if self.skipping {
             if blank {
                 self.skipping = false;
+                if let Some(p) = self.take_cut(ts_ns) {
+                    out.push(p);
+                }
             }
         } else if blank {
             self.dispatch(ts_ns, out);
@@ -227,6 +292,17 @@ impl SseParser {
     }
 }
 
+/// The value of a `data:` field line (`data` alone is an empty value), lossy UTF-8.
+fn data_value(line: &[u8]) -> Option<String> {
+    let rest = line.strip_prefix(b"data")?;
+    let value = match rest.first() {
+        None => &[][..],
+        Some(b':') => rest[1..].strip_prefix(b" ").unwrap_or(&rest[1..]),
+        Some(_) => return None,
+    };
+    Some(String::from_utf8_lossy(value).into_owned())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -239,6 +315,16 @@ mod tests {
             retry_ms,
             ts_ns: 0,
         })
+    }
+
+    fn partial(data: &str, size: u64, lost: u64) -> HttpEvent {
+        HttpEvent::Partial {
+            data: data.as_bytes().to_vec().into(),
+            size,
+            lost,
+            sse: true,
+            ts_ns: 0,
+        }
     }
 
     /// Parses `input` whole, split at every offset, and byte by byte; all must agree.
@@ -339,6 +425,8 @@ mod tests {
             parse(input, 20),
             vec![
                 HttpEvent::Error(HttpError::SseEventTooLarge { limit: 20 }),
+                // Still reported, from its first 20 bytes, with its real size.
+                partial("0123456789\n", 32, 0),
                 ev(None, None, "next", None)
             ]
         );
@@ -349,9 +437,13 @@ mod tests {
         let mut p = SseParser::new(100);
         let mut out = Vec::new();
         p.feed(b"data: par", 0, &mut out);
-        p.after_gap();
+        p.after_gap(5);
         p.feed(b"tial\n\ndata: whole\n\n", 0, &mut out);
-        assert_eq!(out, vec![ev(None, None, "whole", None)]);
+        // "data: par" (9), 5 lost, "tial" (4): reported as cut, from what came before.
+        assert_eq!(
+            out,
+            vec![partial("par", 18, 5), ev(None, None, "whole", None)]
+        );
     }
 
     #[test]

@@ -88,6 +88,17 @@ fn describe(events: &[HttpEvent]) -> Vec<String> {
                 s.retry_ms.map_or("-".to_string(), |r| r.to_string()),
                 s.data
             ),
+            HttpEvent::Partial {
+                data,
+                size,
+                lost,
+                sse,
+                ..
+            } => format!(
+                "partial{} size={size} lost={lost} {}",
+                if *sse { " sse" } else { "" },
+                String::from_utf8_lossy(data)
+            ),
             HttpEvent::End { .. } => "end".to_string(),
             HttpEvent::Error(e) => format!("error {e:?}"),
         })
@@ -723,7 +734,7 @@ fn endless_garbage_stays_bounded() {
 }
 
 #[test]
-fn an_oversized_body_is_skipped_and_parsing_goes_on() {
+fn an_oversized_body_is_reported_by_its_head_and_parsing_goes_on() {
     let limits = Limits {
         max_body_bytes: 8,
         ..Limits::default()
@@ -741,14 +752,17 @@ fn an_oversized_body_is_skipped_and_parsing_goes_on() {
         vec![
             "response 200",
             "error BodyTooLarge { declared: 10, limit: 8 }",
+            "partial size=10 lost=0 0123456789",
             "end",
             "response 200",
             "error BodyTooLarge { declared: 10, limit: 8 }",
+            "partial size=12 lost=0 0123456789ab",
             "end",
             "response 200",
             "body 01234567",
             "end",
             "response 200",
+            "partial size=13 lost=0 0123456789abc",
             "error BodyTooLarge { declared: 13, limit: 8 }",
             "end",
         ]
@@ -885,6 +899,8 @@ fn an_oversized_sse_event_is_skipped_and_the_stream_goes_on() {
         vec![
             "response 200",
             "error SseEventTooLarge { limit: 32 }",
+            // Still reported from its first 32 bytes, with its real size.
+            "partial sse size=46 lost=0 xxxxxxxxxxxxxxxxxxxxxxxxxx",
             "sse event=- id=- retry=- data=small",
             "end"
         ]
@@ -930,7 +946,7 @@ fn a_gap_between_messages_resynchronises_silently() {
 }
 
 #[test]
-fn a_gap_inside_a_length_body_drops_only_that_message() {
+fn a_gap_inside_a_length_body_reports_that_message_cut_and_goes_on() {
     let ev = check(
         REQ,
         &[
@@ -944,6 +960,8 @@ fn a_gap_inside_a_length_body_drops_only_that_message() {
         vec![
             "request POST /mcp",
             "error Gap { lost: 5 }",
+            "partial size=21 lost=5 {\"jsonrpc\"",
+            "end",
             "request GET /next",
             "end"
         ]

@@ -215,13 +215,19 @@ pub struct MessageRecord {
     /// Errors: `error.data`, bounded and redacted.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error_data: Option<Value>,
-    /// The content above was cut to the configured size (`payload_bytes` is the original).
+    /// The content above was cut to the configured size (`payload_bytes` is the original),
+    /// or the message itself was cut (see `capture_lost_bytes`).
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub truncated: bool,
     /// Size in bytes of the serialised content (`params`, `result` or `error.data`) before
     /// bounding, when content is reported.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub payload_bytes: Option<u64>,
+    /// Bytes of the message the capture lost (a write above the capture limit, ring
+    /// overflow): it is reported from its first bytes, `truncated`, with `payload_bytes` its
+    /// real size.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub capture_lost_bytes: Option<u64>,
     /// W3C trace context of the request: its `traceparent` header, else
     /// `params._meta.traceparent`.
     #[serde(skip_serializing_if = "Option::is_none")]

@@ -98,6 +98,13 @@ pub struct McpStats {
     pub evicted_sessions: u64,
     /// Payloads (or batch elements) that were not JSON-RPC.
     pub decode_errors: u64,
+    /// Messages the capture or a size limit cut, reported from their first bytes
+    /// (`truncated`, with `payload_bytes` their real size).
+    pub partial_messages: u64,
+    /// Cut messages whose first bytes did not say what they were (not counted as messages).
+    pub partial_unreadable: u64,
+    /// Cut client→server requests not judged by the policy (their arguments are missing).
+    pub partial_unjudged: u64,
     /// `notifications/cancelled` that named a pending request.
     pub cancelled: u64,
     /// Requests whose `MCP-Protocol-Version` differed from their session's version.
@@ -440,6 +447,101 @@ impl McpTracker {
         self.observe_exchange(ep, http, &key, flow == Flow::ClientToServer, ts_ns);
         if !self.to_judge.is_empty() {
             self.judge_pending(ep, http, payload.len(), ts_ns, out);
+        }
+    }
+
+    /// A message the capture or a size limit cut ([`crate::http::HttpEvent::Partial`]): it is
+    /// reported from what its first bytes say (id, method, error code and message), marked
+    /// `truncated`, with `payload_bytes` its real size and `capture_lost_bytes` what the
+    /// capture missed. An answer whose id came after the cut takes its HTTP exchange's
+    /// request id. Not judged by the policy: its arguments are not all there.
+    #[allow(clippy::too_many_arguments)]
+    pub fn on_partial_payload(
+        &mut self,
+        ep: &Endpoint,
+        http: &HttpMeta,
+        flow: Flow,
+        head: &[u8],
+        (size, lost): (u64, u64),
+        ts_ns: u64,
+        out: &mut Vec<Record>,
+    ) {
+        let conn = (ep.pid, ep.conn_id.clone());
+        let exchange_request = || self.exchanges.get(&conn).and_then(|x| x.request.clone());
+        let message = crate::rpc::salvage(head).and_then(|s| match (s.method, s.id) {
+            (Some(method), Some(id)) => Some(RpcMessage::Request {
+                id,
+                method,
+                params: None,
+            }),
+            // Without an id only a notification is certain (MCP names them all
+            // `notifications/…`); a request whose id came after the cut (node writes it
+            // last) cannot be paired and is counted as unreadable.
+            (Some(method), None) if method.starts_with("notifications/") => {
+                Some(RpcMessage::Notification {
+                    method,
+                    params: None,
+                })
+            }
+            (None, id) if s.error => Some(RpcMessage::Error {
+                id: id.or_else(exchange_request),
+                code: s.error_code.unwrap_or_default(),
+                message: s.error_message.unwrap_or_default(),
+                data: None,
+            }),
+            (None, id) if s.result => id.or_else(exchange_request).map(|id| RpcMessage::Response {
+                id,
+                result: Value::Null,
+            }),
+            _ => None,
+        });
+        let Some(message) = message else {
+            self.counters.partial_unreadable += 1;
+            tracing::debug!(pid = ep.pid, conn = %ep.conn_id, size, "a cut message says nothing readable");
+            return;
+        };
+        self.counters.partial_messages += 1;
+        let sid = self.exchange_session_id(ep, http);
+        let messages = [Ok(message)];
+        let (key, era) = self.group_key(ep, http, flow, sid.as_ref(), &messages);
+        let [Ok(message)] = messages else {
+            return;
+        };
+        if flow == Flow::ClientToServer {
+            let request = match &message {
+                RpcMessage::Request { id, .. } => Some(id.clone()),
+                _ => None,
+            };
+            self.begin_exchange(ep, &key, era, request);
+        }
+        let from = out.len();
+        self.counters.messages += 1;
+        self.on_message(
+            ep,
+            http,
+            flow,
+            (&key, era),
+            sid.as_ref(),
+            message,
+            false,
+            ts_ns,
+            out,
+        );
+        self.observe_exchange(ep, http, &key, flow == Flow::ClientToServer, ts_ns);
+        if !self.to_judge.is_empty() {
+            self.counters.partial_unjudged += self.to_judge.len() as u64;
+            self.to_judge.clear();
+        }
+        for r in &mut out[from..] {
+            if let Record::Message(m) = r {
+                if m.direction == flow && m.ts_ns == ts_ns {
+                    m.truncated = true;
+                    m.payload_bytes = Some(size);
+                    m.capture_lost_bytes = (lost > 0).then_some(lost);
+                    m.params = None;
+                    m.result = None;
+                }
+            }
         }
     }
 
@@ -1070,6 +1172,7 @@ impl McpTracker {
             error_data: None,
             truncated: false,
             payload_bytes: None,
+            capture_lost_bytes: None,
             traceparent: None,
             headers: None,
             process: ProcessIdentity::default(),

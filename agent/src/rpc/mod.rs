@@ -9,8 +9,10 @@ mod decode;
 mod error;
 mod id;
 mod message;
+mod salvage;
 
 pub use decode::{decode, decode_with, DecodeLimits, DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_DEPTH};
 pub use error::RpcError;
 pub use id::RpcId;
 pub use message::{RpcMessage, RpcPayload};
+pub use salvage::{salvage, Salvaged};
