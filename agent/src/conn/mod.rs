@@ -309,10 +309,29 @@ impl ConnTable {
                 );
             }
             KernelEvent::Exec { .. } => {}
-            KernelEvent::Close { conn, ts_ns, .. } => {
+            KernelEvent::Close {
+                conn,
+                ts_ns,
+                egress_bytes,
+                ingress_bytes,
+            } => {
                 self.release(conn, out);
                 if let Some(mut c) = self.conns.remove(&conn) {
                     self.stats.conns_closed += 1;
+                    for (dir, total) in [
+                        (Direction::Egress, egress_bytes),
+                        (Direction::Ingress, ingress_bytes),
+                    ] {
+                        tail_gap(
+                            &mut c,
+                            &mut self.tracker,
+                            &mut self.stats,
+                            dir,
+                            total,
+                            ts_ns,
+                            out,
+                        );
+                    }
                     close(&mut c, &mut self.tracker, &mut self.stats, ts_ns, out);
                 }
             }
@@ -552,6 +571,36 @@ fn feed(
         // Bytes held while the request side was undecided (now decided): feed them.
         feed(c, tracker, stats, limits, d, p, &held, ts_ns, out);
     }
+}
+
+/// At close: bytes the kernel counted in direction `dir` (`total`) beyond the last byte
+/// userspace received were lost at the end of the stream (the tail of a write above the
+/// capture limit, ring overflow): a gap, so that the message they cut is reported as cut.
+#[allow(clippy::too_many_arguments)]
+fn tail_gap(
+    c: &mut Conn,
+    tracker: &mut McpTracker,
+    stats: &mut ConnStats,
+    dir: Direction,
+    total: u64,
+    ts_ns: u64,
+    out: &mut Vec<Record>,
+) {
+    let mut events = Vec::new();
+    {
+        let s = stream(c, dir);
+        let Some(next) = s.next_pos.filter(|&n| total > n) else {
+            return;
+        };
+        let Some(parser) = s.parser.as_mut() else {
+            return;
+        };
+        stats.gaps += 1;
+        stats.gap_bytes += total - next;
+        parser.gap(total - next, ts_ns, &mut events);
+        s.next_pos = Some(total);
+    }
+    handle(c, tracker, stats, dir, events, out);
 }
 
 fn handle(

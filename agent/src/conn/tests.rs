@@ -168,6 +168,43 @@ fn an_answer_whose_middle_the_capture_lost_is_reported_paired_and_marked_cut() {
 }
 
 #[test]
+fn a_tail_the_capture_lost_shows_at_close_and_its_message_is_reported_cut() {
+    let mut t = table();
+    let mut out = Vec::new();
+    let c = ConnIdent {
+        pid: 1,
+        fd: 5,
+        start_ns: 10,
+    };
+    t.on_event(data(c, Direction::Egress, 0, REQ, 1_000), &mut out);
+    // The answer's last 3 bytes never came; the close says how many there were.
+    let cut = RESP.len() - 3;
+    t.on_event(
+        data(c, Direction::Ingress, 0, &RESP[..cut], 4_000),
+        &mut out,
+    );
+    assert_eq!(messages(&out).len(), 1, "the answer waits for its end");
+    t.on_event(
+        KernelEvent::Close {
+            conn: c,
+            ts_ns: 6_000,
+            egress_bytes: REQ.len() as u64,
+            ingress_bytes: RESP.len() as u64,
+        },
+        &mut out,
+    );
+    let m = messages(&out);
+    assert_eq!(m.len(), 2, "{out:?}");
+    assert_eq!(m[1]["kind"], "response");
+    assert_eq!(m[1]["id"], 7);
+    assert_eq!(m[1]["method"], "tools/call");
+    assert_eq!(m[1]["truncated"], true);
+    assert_eq!(m[1]["payload_bytes"], 36);
+    assert_eq!(m[1]["capture_lost_bytes"], 3);
+    assert_eq!((t.stats.gaps, t.stats.gap_bytes), (1, 3));
+}
+
+#[test]
 fn bytes_delivered_twice_are_trimmed_and_counted() {
     let mut t = table();
     let mut out = Vec::new();
