@@ -63,12 +63,16 @@ pub enum Counter {
     HoldSendTie = 26,
     /// `SSL *` states dropped at `SSL_free` (the address may be reused by a new connection).
     TlsFreed = 27,
+    /// A socket used by more fds than remembered (shared across fork or `SCM_RIGHTS`): the
+    /// oldest one's connection no longer ends with the socket's TCP_CLOSE. (Slots 28-31 are
+    /// kept for the kernel-loss counters.)
+    SkOwnersFull = 32,
 }
 
-pub const COUNTER_SLOTS: u32 = 32;
+pub const COUNTER_SLOTS: u32 = 48;
 
 impl Counter {
-    pub const ALL: [Counter; 28] = [
+    pub const ALL: [Counter; 29] = [
         Counter::RingFull,
         Counter::BytesTruncated,
         Counter::ArgsMapFull,
@@ -97,6 +101,7 @@ impl Counter {
         Counter::HoldFreshConn,
         Counter::HoldSendTie,
         Counter::TlsFreed,
+        Counter::SkOwnersFull,
     ];
     /// Metric-style name.
     pub fn name(self) -> &'static str {
@@ -129,6 +134,7 @@ impl Counter {
             Counter::HoldFreshConn => "hold_fresh_conn",
             Counter::HoldSendTie => "hold_send_tie",
             Counter::TlsFreed => "tls_freed",
+            Counter::SkOwnersFull => "sk_owners_full",
         }
     }
 }

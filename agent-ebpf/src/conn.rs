@@ -13,7 +13,7 @@ use mcpwarden_common::{
 
 use crate::{
     ctx::{field, skip_tgid},
-    maps::{SyscallArgs, ARGS, CONNS, EVENTS, SK_OWNER, SOURCE_CONNECT, TLS_CONNS},
+    maps::{remove_owner, SyscallArgs, ARGS, CONNS, EVENTS, SOURCE_CONNECT, TLS_CONNS},
     syscalls::new_conn,
 };
 
@@ -129,7 +129,7 @@ pub fn sys_enter_close(ctx: TracePointContext) -> u32 {
 #[inline(always)]
 pub fn close_conn(key: &ConnKey, tid: u32, c: &ConnState) {
     let _ = CONNS.remove(key);
-    let _ = SK_OWNER.remove(&c.sk);
+    remove_owner(c.sk, key);
     emit_close(key, tid, c);
 }
 

@@ -71,10 +71,77 @@ pub struct TlsArgs {
     pub held_len: u64,
 }
 
-/// `struct sock *` → the (tgid, fd) using it, so a TCP state change (which may run in
-/// softirq context) can find the connection to close.
+/// Most fds (of any processes) remembered per socket: a socket shared across `fork` or
+/// `SCM_RIGHTS` is streamed by each process that does I/O on it.
+pub const SK_OWNERS: usize = 4;
+
+/// The (tgid, fd)s using one socket (`tgid == 0`: a free slot).
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct SkOwners {
+    pub keys: [ConnKey; SK_OWNERS],
+}
+
+/// `struct sock *` → the (tgid, fd)s using it, so a TCP state change (which may run in
+/// softirq context) can find every connection to close.
 #[map]
-pub static SK_OWNER: LruHashMap<u64, ConnKey> = LruHashMap::with_max_entries(65536, 0);
+pub static SK_OWNER: LruHashMap<u64, SkOwners> = LruHashMap::with_max_entries(65536, 0);
+
+/// Remembers that `key` uses socket `sk`. With every slot taken the first is replaced
+/// (counted): that fd's connection then ends only when its fd is reused or its process exits.
+#[inline(always)]
+pub fn add_owner(sk: u64, key: &ConnKey) {
+    if sk == 0 {
+        return;
+    }
+    let Some(o) = SK_OWNER.get_ptr_mut(&sk) else {
+        let mut o = SkOwners {
+            keys: [ConnKey { tgid: 0, fd: 0 }; SK_OWNERS],
+        };
+        o.keys[0] = *key;
+        let _ = SK_OWNER.insert(&sk, &o, 0);
+        return;
+    };
+    // SAFETY: map value valid for this run.
+    let o = unsafe { &mut *o };
+    let mut free = SK_OWNERS;
+    for i in 0..SK_OWNERS {
+        let k = o.keys[i];
+        if k.tgid == key.tgid && k.fd == key.fd {
+            return;
+        }
+        if k.tgid == 0 && free == SK_OWNERS {
+            free = i;
+        }
+    }
+    if free == SK_OWNERS {
+        count(Counter::SkOwnersFull, 1);
+        free = 0;
+    }
+    o.keys[free] = *key;
+}
+
+/// Forgets that `key` uses socket `sk` (its connection ended).
+#[inline(always)]
+pub fn remove_owner(sk: u64, key: &ConnKey) {
+    let Some(o) = SK_OWNER.get_ptr_mut(&sk) else {
+        return;
+    };
+    // SAFETY: map value valid for this run.
+    let o = unsafe { &mut *o };
+    let mut left = 0;
+    for i in 0..SK_OWNERS {
+        let k = o.keys[i];
+        if k.tgid == key.tgid && k.fd == key.fd {
+            o.keys[i].tgid = 0;
+        } else if k.tgid != 0 {
+            left += 1;
+        }
+    }
+    if left == 0 {
+        let _ = SK_OWNER.remove(&sk);
+    }
+}
 
 /// Per-CPU scratch record a chunk is assembled in (too large for the 512-byte stack).
 #[map]

@@ -77,13 +77,19 @@ pub fn inet_sock_set_state(ctx: TracePointContext) -> u32 {
         // Both directions are finished (or the connection was reset): the connection ends.
         // This may run in softirq context: find the owner by the socket, not the task.
         let _ = SOCKS.remove(&sk);
+        // Every fd that uses the socket (shared across fork or SCM_RIGHTS) ends.
         // SAFETY: copy out.
-        if let Some(key) = unsafe { SK_OWNER.get(&sk) }.copied() {
+        if let Some(owners) = unsafe { SK_OWNER.get(&sk) }.copied() {
             let _ = SK_OWNER.remove(&sk);
-            // SAFETY: copy out.
-            if let Some(c) = unsafe { CONNS.get(&key) }.copied() {
-                if c.sk == sk {
-                    close_conn(&key, 0, &c);
+            for key in owners.keys {
+                if key.tgid == 0 {
+                    continue;
+                }
+                // SAFETY: copy out.
+                if let Some(c) = unsafe { CONNS.get(&key) }.copied() {
+                    if c.sk == sk {
+                        close_conn(&key, 0, &c);
+                    }
                 }
             }
         }

@@ -23,7 +23,7 @@ use crate::{
     conn::{close_conn, emit_close},
     ctx::{field, skip_tgid},
     emit::{emit_conn_open, emit_payload, first_bytes, looks_like_http, Payload},
-    maps::{config, count, SyscallArgs, ARGS, CONNS, PLAIN_HELD, SK_OWNER, SOCKS},
+    maps::{add_owner, config, count, SyscallArgs, ARGS, CONNS, PLAIN_HELD, SOCKS},
     sock::is_tcp,
     tls::{in_ssl_call, tie_ssl_to_fd, uses_tls},
 };
@@ -234,7 +234,7 @@ pub fn on_socket_io(io: &SocketIo) {
                 count(Counter::ConnMapFull, 1);
                 return;
             }
-            let _ = SK_OWNER.insert(&io.sk, &key, 0);
+            add_owner(io.sk, &key);
             match CONNS.get_ptr_mut(&key) {
                 Some(c) => c,
                 None => return,
@@ -246,13 +246,13 @@ pub fn on_socket_io(io: &SocketIo) {
     let c = unsafe { &mut *conn };
     if c.sk == 0 {
         c.sk = io.sk;
-        let _ = SK_OWNER.insert(&io.sk, &key, 0);
+        add_owner(io.sk, &key);
     } else if c.sk != io.sk {
         // The fd now names another socket (a close not seen yet, e.g. a TCP_CLOSE still to
         // come after FIN_WAIT2, or dup2): the old connection ends here, a new one starts.
         emit_close(&key, id as u32, c);
         *c = new_conn(role_of(io.sk), CONN_SNIFFING, io.sk);
-        let _ = SK_OWNER.insert(&io.sk, &key, 0);
+        add_owner(io.sk, &key);
     }
     let source = io.source;
     let egress = source_direction(source) == DIR_EGRESS;
@@ -332,7 +332,7 @@ fn held_plain_write(id: u64, key: &ConnKey, io: &SocketIo) -> bool {
             if c.role == ROLE_UNKNOWN {
                 c.role = role_of(io.sk);
             }
-            let _ = SK_OWNER.insert(&io.sk, key, 0);
+            add_owner(io.sk, key);
         }
     }
     let moved = if io.ret > 0 { io.ret as u64 } else { 0 };

@@ -31,7 +31,8 @@ use crate::{
     emit::{emit_open, emit_payload, first_bytes, looks_like_http, Payload},
     hold::{hold_candidate, maybe_hold_tls_write},
     maps::{
-        count, TlsArgs, CONNS, LAST_READ_FD, PENDING_WRITE, SK_OWNER, TLS_ARGS, TLS_CONNS, TLS_PIDS,
+        add_owner, count, TlsArgs, CONNS, LAST_READ_FD, PENDING_WRITE, TLS_ARGS, TLS_CONNS,
+        TLS_PIDS,
     },
     syscalls::{new_conn, role_of},
 };
@@ -226,7 +227,7 @@ fn mark_socket_tls(tgid: u32, fd: u32, sk: u64, ssl: u64) {
                 // from now on. A stale `sk` would give this connection the 4-tuple of
                 // whatever socket reuses that address next (on loopback: the peer's).
                 *c = new_conn(role_of(sk), CONN_TLS, sk);
-                let _ = SK_OWNER.insert(&sk, &key, 0);
+                add_owner(sk, &key);
             }
             c.state = CONN_TLS;
             c.ssl = ssl;
@@ -236,7 +237,7 @@ fn mark_socket_tls(tgid: u32, fd: u32, sk: u64, ssl: u64) {
             c.ssl = ssl;
             let _ = CONNS.insert(&key, &c, 0);
             if sk != 0 {
-                let _ = SK_OWNER.insert(&sk, &key, 0);
+                add_owner(sk, &key);
             }
         }
     }
