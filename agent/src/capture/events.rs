@@ -72,6 +72,10 @@ pub enum KernelEvent {
         tls: bool,
         /// Socket fd, when known.
         sock_fd: Option<u32>,
+        /// `(local, remote)` read from `/proc` when the event was taken off the ring, for a
+        /// connection the kernel gave no 4-tuple (see [`resolve_from_proc`]). Recorded, so a
+        /// replay never reads `/proc`.
+        proc_tuple: Option<(SocketAddr, SocketAddr)>,
     },
     /// The socket of a TLS connection became known.
     TlsTie {
@@ -80,6 +84,8 @@ pub enum KernelEvent {
         remote: Option<SocketAddr>,
         connector: Option<bool>,
         sock_fd: u32,
+        /// As for `Open`.
+        proc_tuple: Option<(SocketAddr, SocketAddr)>,
     },
     Close {
         conn: ConnIdent,
@@ -89,6 +95,62 @@ pub enum KernelEvent {
     },
     /// A process exec'd (userspace looks for TLS symbols in it).
     Exec { pid: u32, ts_ns: u64 },
+    /// A process's dynamic loader changed its link map (`dlopen`/`dlclose`): userspace looks
+    /// at its mappings again for TLS libraries.
+    LinkMapChange { pid: u32, ts_ns: u64 },
+}
+
+impl KernelEvent {
+    /// Fills `proc_tuple` of an `Open` or `TlsTie` that carries no kernel 4-tuple but names
+    /// its socket fd, from `/proc/PID/fd` and `/proc/PID/net/tcp{,6}`. Called when the event
+    /// is taken off the ring (the fd may name another socket by the time the pipeline sees
+    /// it). Returns true when a tuple was found.
+    pub fn resolve_from_proc(&mut self) -> bool {
+        self.resolve_with(crate::conn::procfs::socket_tuple)
+    }
+
+    /// [`Self::resolve_from_proc`] with the lookup given (tests).
+    pub fn resolve_with(
+        &mut self,
+        lookup: impl FnOnce(u32, u32) -> Option<(SocketAddr, SocketAddr)>,
+    ) -> bool {
+        let (pid, fd, slot) = match self {
+            KernelEvent::Open {
+                conn,
+                local: None,
+                sock_fd: Some(fd),
+                proc_tuple,
+                ..
+            }
+            | KernelEvent::Open {
+                conn,
+                remote: None,
+                sock_fd: Some(fd),
+                proc_tuple,
+                ..
+            } => (conn.pid, *fd, proc_tuple),
+            KernelEvent::TlsTie {
+                conn,
+                local: None,
+                sock_fd: fd,
+                proc_tuple,
+                ..
+            }
+            | KernelEvent::TlsTie {
+                conn,
+                remote: None,
+                sock_fd: fd,
+                proc_tuple,
+                ..
+            } => (conn.pid, *fd, proc_tuple),
+            _ => return false,
+        };
+        if slot.is_some() {
+            return true;
+        }
+        *slot = lookup(pid, fd);
+        slot.is_some()
+    }
 }
 
 #[derive(Debug, Error, PartialEq, Eq)]
@@ -219,6 +281,7 @@ pub fn decode(rec: &[u8]) -> Result<KernelEvent, EventDecodeError> {
                 comm: comm_str(&o.comm),
                 tls: o.tls != 0,
                 sock_fd: (o.sock_fd != NO_FD).then_some(o.sock_fd),
+                proc_tuple: None,
             })
         }
         Some(EventKind::TlsTie) => {
@@ -229,6 +292,7 @@ pub fn decode(rec: &[u8]) -> Result<KernelEvent, EventDecodeError> {
                 remote: addr(o.family, &o.raddr, o.rport),
                 connector: role(o.role),
                 sock_fd: o.sock_fd,
+                proc_tuple: None,
             })
         }
         Some(EventKind::ConnClose) => {
@@ -241,6 +305,10 @@ pub fn decode(rec: &[u8]) -> Result<KernelEvent, EventDecodeError> {
             })
         }
         Some(EventKind::ProcessExec) => Ok(KernelEvent::Exec {
+            pid: h.tgid,
+            ts_ns: h.ts_ns,
+        }),
+        Some(EventKind::LinkMapChange) => Ok(KernelEvent::LinkMapChange {
             pid: h.tgid,
             ts_ns: h.ts_ns,
         }),
@@ -384,5 +452,50 @@ mod tests {
             decode(&bytes_of(&h)),
             Err(EventDecodeError::UnknownKind { kind: 77 })
         );
+    }
+
+    #[test]
+    fn only_an_open_without_a_kernel_tuple_is_resolved_from_proc() {
+        let conn = ConnIdent {
+            pid: 9,
+            fd: 5,
+            start_ns: 1,
+        };
+        let t: (SocketAddr, SocketAddr) = (
+            "127.0.0.1:1".parse().unwrap(),
+            "127.0.0.1:2".parse().unwrap(),
+        );
+        let mut open = KernelEvent::Open {
+            conn,
+            ts_ns: 1,
+            local: None,
+            remote: None,
+            connector: None,
+            comm: String::new(),
+            tls: false,
+            sock_fd: Some(5),
+            proc_tuple: None,
+        };
+        let mut asked = None;
+        assert!(open.resolve_with(|pid, fd| {
+            asked = Some((pid, fd));
+            Some(t)
+        }));
+        assert_eq!(asked, Some((9, 5)));
+        assert!(matches!(open, KernelEvent::Open { proc_tuple: Some(x), .. } if x == t));
+        // Already resolved, or a kernel tuple: /proc is not asked.
+        assert!(open.resolve_with(|_, _| panic!("asked twice")));
+        let mut known = KernelEvent::Open {
+            conn,
+            ts_ns: 1,
+            local: Some(t.0),
+            remote: Some(t.1),
+            connector: None,
+            comm: String::new(),
+            tls: false,
+            sock_fd: Some(5),
+            proc_tuple: None,
+        };
+        assert!(!known.resolve_with(|_, _| panic!("the kernel's tuple is enough")));
     }
 }
