@@ -378,13 +378,13 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
                         let from = records.len();
                         enforcer.observe(&ev);
                         let is_open = matches!(ev, events::KernelEvent::Open { .. });
-                        table.on_event(ev, &mut records);
-                        enforcer.after_event(
-                            if is_open { None } else { held },
-                            &mut records,
-                            from,
-                            &hints,
-                        );
+                        let held = if is_open { None } else { held };
+                        if held.is_some() {
+                            table.on_held_event(ev, &mut records);
+                        } else {
+                            table.on_event(ev, &mut records);
+                        }
+                        enforcer.after_event(held, &mut records, from, &hints);
                     }
                 }
                 Err(e) => {

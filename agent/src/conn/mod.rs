@@ -42,6 +42,9 @@ pub struct ConnStats {
     pub tls_ties: u64,
     /// TLS connections whose socket never became known (released without a 4-tuple).
     pub tls_untied: u64,
+    /// TLS connections judged before their socket was known because a write was held
+    /// (hold mode; the tie fills the 4-tuple of later records).
+    pub tls_judged_untied: u64,
 }
 
 struct DirStream {
@@ -327,6 +330,33 @@ impl ConnTable {
                     self.stats.conns_closed += 1;
                     close(&mut c, &mut self.tracker, &mut self.stats, ts_ns, out);
                 }
+            }
+        }
+    }
+
+    /// Like [`ConnTable::on_event`]; a data event whose write is held (its process stopped
+    /// until the agent decides) is judged now even on a TLS connection whose socket is not
+    /// known yet: waiting for the tie would wait for the write to leave. Its records then
+    /// name no 4-tuple (the tie fills it for the records after).
+    pub fn on_held_event(&mut self, ev: KernelEvent, out: &mut Vec<Record>) {
+        let held_conn = match &ev {
+            KernelEvent::Data { conn, .. } => Some(*conn),
+            _ => None,
+        };
+        let start = out.len();
+        self.on_event(ev, out);
+        let Some(id) = held_conn else {
+            return;
+        };
+        if self
+            .conns
+            .get(&id)
+            .is_some_and(|c| c.awaiting_tie.is_some())
+        {
+            self.stats.tls_judged_untied += 1;
+            self.release(id, out);
+            if let Some(new) = out.get_mut(start..) {
+                self.link_peers(new);
             }
         }
     }

@@ -861,7 +861,7 @@ impl McpTracker {
             return;
         };
         // The request travelled client→server; its answer would have come the other way.
-        let Some(p) = s.pending.take(Flow::ServerToClient, &id) else {
+        let Some(p) = s.pending.take(Flow::ServerToClient, ep.side, &id) else {
             return;
         };
         if status.is_some_and(|st| !(200..300).contains(&st)) {
@@ -1182,7 +1182,7 @@ impl McpTracker {
                         }
                     }
                     s.on_verification(&rec.verification, &method, Some(&id));
-                    displaced = s.pending.insert(flow, id.clone(), pending);
+                    displaced = s.pending.insert(flow, ep.side, id.clone(), pending);
                 }
                 rec.id = Some(id);
                 rec.method = Some(method);
@@ -1204,7 +1204,7 @@ impl McpTracker {
                         // Progress flows opposite to the request that asked for it.
                         rec.related_id = s
                             .pending
-                            .request_for_token(flow.opposite(), &token)
+                            .request_for_token(flow.opposite(), ep.side, &token)
                             .cloned();
                     }
                     if let Some(id) = rec
@@ -1213,7 +1213,7 @@ impl McpTracker {
                         .filter(|_| method == "notifications/cancelled")
                     {
                         // The cancelled request was sent in the same direction.
-                        if s.pending.cancel(flow, id) {
+                        if s.pending.cancel(flow, ep.side, id) {
                             s.on_cancelled();
                             effects.cancelled = true;
                         }
@@ -1223,7 +1223,7 @@ impl McpTracker {
                         rec.related_id = rec
                             .subscription_id
                             .clone()
-                            .filter(|sub| s.pending.contains(flow.opposite(), sub));
+                            .filter(|sub| s.pending.contains(flow.opposite(), ep.side, sub));
                     }
                     // A stateless response stream carries only its own request's
                     // notifications.
@@ -1244,7 +1244,8 @@ impl McpTracker {
                             .and(rec.related_id.clone())
                             .filter(|_| flow == Flow::ServerToClient)
                     });
-                    if let Some(p) = counted.and_then(|id| s.pending.get_mut(flow.opposite(), &id))
+                    if let Some(p) =
+                        counted.and_then(|id| s.pending.get_mut(flow.opposite(), ep.side, &id))
                     {
                         p.notifications += 1;
                         if method == "notifications/progress" {
@@ -1264,7 +1265,7 @@ impl McpTracker {
                 rec.cache_scope = stateless::cache_scope(&result);
                 rec.subscription_id = stateless::subscription_id(Some(&result));
                 if let Some(s) = session {
-                    paired = s.pending.take(flow, &id);
+                    paired = s.pending.take(flow, ep.side, &id);
                     s.on_result(paired.as_ref().map(|p| p.method.as_str()), &result);
                     if let Some(p) = paired.as_ref() {
                         if p.method == "server/discover" && flow == Flow::ServerToClient {
@@ -1345,7 +1346,9 @@ impl McpTracker {
                         (None, false) => exchange_request,
                         (None, true) => None,
                     };
-                    paired = answered.as_ref().and_then(|a| s.pending.take(flow, a));
+                    paired = answered
+                        .as_ref()
+                        .and_then(|a| s.pending.take(flow, ep.side, a));
                     if paired.is_some() {
                         if id.is_none() {
                             rec.related_id = answered.clone();
