@@ -45,6 +45,9 @@ pub struct ConnStats {
     /// TLS connections judged before their socket was known because a write was held
     /// (hold mode; the tie fills the 4-tuple of later records).
     pub tls_judged_untied: u64,
+    /// Plaintext connections first seen mid-stream: the kernel had not seen them established
+    /// (they predate the agent, e.g. after a restart); what they carried before is not seen.
+    pub conns_adopted: u64,
 }
 
 struct DirStream {
@@ -241,11 +244,18 @@ impl ConnTable {
                 if self.conns.contains_key(&conn) {
                     return;
                 }
+                // A plaintext connection whose establishment the kernel did not see predates
+                // the agent: it is adopted mid-stream.
+                let adopted = !conn.is_tls() && local.is_none();
                 let (local, remote) = match (local, remote) {
                     (Some(l), Some(r)) => (Some(l), Some(r)),
                     _ => proc_tuple.unzip(),
                 };
                 self.insert(conn, comm, local, remote, side_of(connector), ts_ns, out);
+                if adopted {
+                    self.stats.conns_adopted += 1;
+                    self.tracker.on_conn_adopted(conn.pid, &conn.to_string());
+                }
                 if conn.is_tls() && local.is_none() {
                     if let Some(c) = self.conns.get_mut(&conn) {
                         c.awaiting_tie = Some(HeldData {

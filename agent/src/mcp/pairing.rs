@@ -73,6 +73,11 @@ type Key = (Flow, Side, RpcId);
 
 const SIDES: [Side; 3] = [Side::Client, Side::Server, Side::Unknown];
 
+/// `side` first, then the other sides (a request seen before its connection's side was known).
+fn sides_from(side: Side) -> impl Iterator<Item = Side> {
+    std::iter::once(side).chain(SIDES.into_iter().filter(move |s| *s != side))
+}
+
 /// What an insertion displaced.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Displaced {
@@ -127,8 +132,7 @@ impl PendingTable {
     /// The key of the pending request sent in `flow` with `id`: the one seen on `side` first,
     /// else one seen on another side (a side learned only after the request).
     fn find(&self, flow: Flow, side: Side, id: &RpcId) -> Option<Key> {
-        std::iter::once(side)
-            .chain(SIDES.into_iter().filter(|s| *s != side))
+        sides_from(side)
             .map(|s| (flow, s, id.clone()))
             .find(|k| self.entries.contains_key(k))
     }
@@ -156,9 +160,7 @@ impl PendingTable {
         side: Side,
         token: &RpcId,
     ) -> Option<&RpcId> {
-        std::iter::once(side)
-            .chain(SIDES.into_iter().filter(|s| *s != side))
-            .find_map(|s| self.tokens.get(&(request_flow, s, token.clone())))
+        sides_from(side).find_map(|s| self.tokens.get(&(request_flow, s, token.clone())))
     }
 
     fn remove(&mut self, key: &Key) -> Option<(u64, Pending)> {
