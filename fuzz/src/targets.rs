@@ -230,8 +230,11 @@ pub mod record_formats {
     }
 }
 
+/// A fuzz target's body: takes the raw input, panics on a finding.
+pub type Target = fn(&[u8]);
+
 /// Every target by name (the names of `cargo fuzz list`).
-pub const TARGETS: &[(&str, fn(&[u8]))] = &[
+pub const TARGETS: &[(&str, Target)] = &[
     ("conn_table", conn_table::run),
     ("record_formats", record_formats::run),
     ("http_chunked", http_chunked::run),

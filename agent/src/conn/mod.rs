@@ -251,7 +251,7 @@ impl ConnTable {
                     (Some(l), Some(r)) => (Some(l), Some(r)),
                     _ => proc_tuple.unzip(),
                 };
-                self.insert(conn, comm, local, remote, side_of(connector), ts_ns, out);
+                self.insert(conn, comm, (local, remote), side_of(connector), ts_ns, out);
                 if adopted {
                     self.stats.conns_adopted += 1;
                     self.tracker.on_conn_adopted(conn.pid, &conn.to_string());
@@ -302,7 +302,7 @@ impl ConnTable {
                 if !self.conns.contains_key(&conn) {
                     // Its open record was lost (the live agent puts an `Open` resolved from
                     // /proc before such data, see `run`): the connection starts unnamed.
-                    self.insert(conn, String::new(), None, None, Side::Unknown, ts_ns, out);
+                    self.insert(conn, String::new(), (None, None), Side::Unknown, ts_ns, out);
                 }
                 let Some(c) = self.conns.get_mut(&conn) else {
                     return;
@@ -432,8 +432,7 @@ impl ConnTable {
         &mut self,
         id: ConnIdent,
         comm: String,
-        local: Option<std::net::SocketAddr>,
-        remote: Option<std::net::SocketAddr>,
+        (local, remote): (Option<std::net::SocketAddr>, Option<std::net::SocketAddr>),
         side: Side,
         ts_ns: u64,
         out: &mut Vec<Record>,
