@@ -374,7 +374,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
             let orphan_open = decoded
                 .as_ref()
                 .ok()
-                .and_then(|ev| open_for_orphan(ev, &table));
+                .and_then(|ev| ev.open_for_orphan(|c| table.contains(c)));
             for ev in orphan_open.iter().chain(decoded.as_ref().ok()) {
                 if let Some(r) = recorder.as_mut() {
                     record(r, &mut record_mask, ev)?;
@@ -540,37 +540,6 @@ fn record<W: Write>(
         _ => r.record(ev)?,
     }
     Ok(())
-}
-
-/// The `Open` the kernel's lost open record would have been, for data of a connection the
-/// table does not know: `comm` and 4-tuple read from /proc now, at capture time, and
-/// recorded, so a replay needs no /proc.
-fn open_for_orphan(ev: &events::KernelEvent, table: &ConnTable) -> Option<events::KernelEvent> {
-    let events::KernelEvent::Data {
-        conn,
-        ts_ns,
-        sock_fd,
-        ..
-    } = ev
-    else {
-        return None;
-    };
-    if table.contains(conn) {
-        return None;
-    }
-    let mut open = events::KernelEvent::Open {
-        conn: *conn,
-        ts_ns: *ts_ns,
-        local: None,
-        remote: None,
-        connector: None,
-        comm: mcpwarden::conn::procfs::comm(conn.pid).unwrap_or_default(),
-        tls: conn.is_tls(),
-        sock_fd: *sock_fd,
-        proc_tuple: None,
-    };
-    open.resolve_from_proc();
-    Some(open)
 }
 
 /// What a `health` record is read from.

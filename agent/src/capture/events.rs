@@ -151,6 +151,52 @@ impl KernelEvent {
         *slot = lookup(pid, fd);
         slot.is_some()
     }
+
+    /// The `Open` the kernel's lost open record would have been, for `Data` of a connection
+    /// the pipeline does not know (`known` says whether it does): `comm` and 4-tuple read
+    /// from `/proc` now, at capture time. The capture loop feeds it (and records it) before
+    /// the data, so a replay needs no `/proc`. `None` for other events and known connections.
+    pub fn open_for_orphan(&self, known: impl FnOnce(&ConnIdent) -> bool) -> Option<KernelEvent> {
+        self.open_for_orphan_with(
+            known,
+            crate::conn::procfs::comm,
+            crate::conn::procfs::socket_tuple,
+        )
+    }
+
+    /// [`Self::open_for_orphan`] with the `/proc` lookups given (tests).
+    pub fn open_for_orphan_with(
+        &self,
+        known: impl FnOnce(&ConnIdent) -> bool,
+        comm: impl FnOnce(u32) -> Option<String>,
+        lookup: impl FnOnce(u32, u32) -> Option<(SocketAddr, SocketAddr)>,
+    ) -> Option<KernelEvent> {
+        let KernelEvent::Data {
+            conn,
+            ts_ns,
+            sock_fd,
+            ..
+        } = self
+        else {
+            return None;
+        };
+        if known(conn) {
+            return None;
+        }
+        let mut open = KernelEvent::Open {
+            conn: *conn,
+            ts_ns: *ts_ns,
+            local: None,
+            remote: None,
+            connector: None,
+            comm: comm(conn.pid).unwrap_or_default(),
+            tls: conn.is_tls(),
+            sock_fd: *sock_fd,
+            proc_tuple: None,
+        };
+        open.resolve_with(lookup);
+        Some(open)
+    }
 }
 
 #[derive(Debug, Error, PartialEq, Eq)]
@@ -500,5 +546,58 @@ mod tests {
             proc_tuple: None,
         };
         assert!(!known.resolve_with(|_, _| panic!("the kernel's tuple is enough")));
+    }
+
+    #[test]
+    fn data_of_an_unknown_connection_gets_the_open_it_lost_named_from_proc() {
+        let conn = ConnIdent {
+            pid: 9,
+            fd: 5,
+            start_ns: 1,
+        };
+        let t: (SocketAddr, SocketAddr) = (
+            "127.0.0.1:1".parse().unwrap(),
+            "127.0.0.1:2".parse().unwrap(),
+        );
+        let data = KernelEvent::Data {
+            conn,
+            tid: 10,
+            ts_ns: 7,
+            direction: Direction::Egress,
+            pos: 0,
+            syscall_len: 4,
+            truncated: false,
+            sock_fd: Some(5),
+            bytes: b"POST".to_vec(),
+        };
+        let open = data.open_for_orphan_with(
+            |_| false,
+            |pid| Some(format!("p{pid}")),
+            |pid, fd| (pid == 9 && fd == 5).then_some(t),
+        );
+        assert_eq!(
+            open,
+            Some(KernelEvent::Open {
+                conn,
+                ts_ns: 7,
+                local: None,
+                remote: None,
+                connector: None,
+                comm: "p9".into(),
+                tls: false,
+                sock_fd: Some(5),
+                proc_tuple: Some(t),
+            })
+        );
+        // A known connection, or another event: nothing, and /proc is not read.
+        assert_eq!(
+            data.open_for_orphan_with(|c| *c == conn, |_| panic!("comm"), |_, _| panic!("tuple")),
+            None
+        );
+        let exec = KernelEvent::Exec { pid: 9, ts_ns: 7 };
+        assert_eq!(
+            exec.open_for_orphan_with(|_| false, |_| panic!("comm"), |_, _| panic!("tuple")),
+            None
+        );
     }
 }
