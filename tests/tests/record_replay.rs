@@ -6,14 +6,18 @@ use std::process::Command;
 use mcpwarden_tests::{free_port, run_py_client, test_env, Agent, PyServer};
 use serde_json::Value;
 
-/// Fields only the live agent can know (read from /proc or the clock when it ran).
+/// Fields only the live agent can know: who the process is, read from `/proc/PID` when the
+/// record is written (README, message records: `exe`, `uid`, `cgroup`, `container_id`,
+/// `pod_name`, `pod_namespace`); a replay must not read this host's `/proc`
+/// (`McpConfig::process_identity`), so it writes none of them. Everything else, the
+/// 4-tuples included (recorded at capture time), must be equal.
 const LIVE_ONLY: &[&str] = &[
-    "process",
-    "peer_process",
     "exe",
+    "uid",
     "cgroup",
-    "container",
-    "pod",
+    "container_id",
+    "pod_name",
+    "pod_namespace",
 ];
 
 fn normalized(records: &[Value]) -> Vec<String> {
