@@ -19,6 +19,9 @@ pub enum EventKind {
     TlsTie = 100,
     /// A process called exec (an [`EventHeader`] alone): look for TLS symbols in it.
     ProcessExec = 200,
+    /// A process's dynamic loader changed its link map (`_dl_debug_state`, called by glibc
+    /// on every `dlopen`/`dlclose`; an [`EventHeader`] alone): look at its mappings again.
+    LinkMapChange = 201,
 }
 
 impl EventKind {
@@ -29,6 +32,7 @@ impl EventKind {
             3 => Some(Self::ConnClose),
             100 => Some(Self::TlsTie),
             200 => Some(Self::ProcessExec),
+            201 => Some(Self::LinkMapChange),
             _ => None,
         }
     }

@@ -16,6 +16,8 @@ mod hold;
 #[cfg(target_arch = "bpf")]
 mod libc_send;
 #[cfg(target_arch = "bpf")]
+mod loader;
+#[cfg(target_arch = "bpf")]
 mod maps;
 #[cfg(target_arch = "bpf")]
 mod process;

@@ -13,6 +13,8 @@
 //! {"kind":"tls_tie","pid":7,"fd":4294967295,"start_ns":95,"local":"127.0.0.1:8443","remote":"127.0.0.1:50313","connector":false,"sock_fd":6}
 //! {"kind":"close","pid":7,"fd":5,"start_ns":90,"ts_ns":300,"egress_bytes":0,"ingress_bytes":4}
 //! {"kind":"exec","pid":8,"ts_ns":400}
+//! {"kind":"link_map_change","pid":8,"ts_ns":450}
+//! {"kind":"open","pid":9,"fd":4,"start_ns":500,"ts_ns":510,"local":null,"remote":null,"connector":null,"comm":"node","tls":false,"sock_fd":4,"proc_local":"127.0.0.1:9000","proc_remote":"127.0.0.1:41000"}
 //! ```
 //!
 //! * `local`, `remote`: `"ip:port"` (`"[v6]:port"`), or `null` when the kernel did not see
@@ -25,6 +27,12 @@
 //! * `sock_fd` (`open`, `data`; omitted when unknown): the socket fd the bytes went through.
 //!   TLS connections are named by `fd` 4294967295 and their generation; `tls_tie` says
 //!   which socket (and 4-tuple) such a connection turned out to use.
+//! * `proc_local`, `proc_remote` (`open`, `tls_tie`; omitted when not resolved; added in
+//!   0.2, older readers ignore them): the 4-tuple the live agent read from `/proc` when the
+//!   kernel gave none (a connection established before the agent started), at the moment
+//!   the event came off the ring. A replay uses them and never reads `/proc` itself.
+//! * `link_map_change`: a process's dynamic loader mapped or unmapped a library (`dlopen`);
+//!   the live agent looked at its mappings for TLS libraries. The pipeline ignores it.
 //! * `b64`: the payload bytes, standard base64 (RFC 4648 §4, `+/`, `=`-padded, no line
 //!   breaks). Base64 rather than hex keeps fixtures a third larger than the raw bytes
 //!   instead of twice as large.
@@ -37,8 +45,8 @@
 //! carry: housekeeping ticks are emulated from those timestamps (every
 //! [`ReplayConfig::tick_ns`] of event time, as the live agent ticks once a second), and the
 //! end of the run is the latest timestamp seen. Nothing reads the clock, so a replay gives
-//! the same records every time. (The connection table still asks `/proc` for the 4-tuple
-//! of a connection whose `open` event is missing or carries no addresses.)
+//! the same records every time, on any host: the pipeline reads neither the clock nor
+//! `/proc` (a connection whose `open` is missing starts without a 4-tuple or `comm`).
 
 use std::io::{self, BufRead, Write};
 use std::net::SocketAddr;
@@ -71,6 +79,10 @@ enum Line {
         tls: bool,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         sock_fd: Option<u32>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        proc_local: Option<SocketAddr>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        proc_remote: Option<SocketAddr>,
     },
     TlsTie {
         pid: u32,
@@ -80,6 +92,10 @@ enum Line {
         remote: Option<SocketAddr>,
         connector: Option<bool>,
         sock_fd: u32,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        proc_local: Option<SocketAddr>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        proc_remote: Option<SocketAddr>,
     },
     Data {
         pid: u32,
@@ -107,6 +123,15 @@ enum Line {
         pid: u32,
         ts_ns: u64,
     },
+    LinkMapChange {
+        pid: u32,
+        ts_ns: u64,
+    },
+}
+
+/// Both halves of a resolved tuple, or none.
+fn both(l: Option<SocketAddr>, r: Option<SocketAddr>) -> Option<(SocketAddr, SocketAddr)> {
+    l.zip(r)
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -153,6 +178,7 @@ pub fn event_to_line(ev: &KernelEvent) -> String {
             comm,
             tls,
             sock_fd,
+            proc_tuple,
         } => Line::Open {
             pid: conn.pid,
             fd: conn.fd,
@@ -164,6 +190,8 @@ pub fn event_to_line(ev: &KernelEvent) -> String {
             comm: comm.clone(),
             tls: *tls,
             sock_fd: *sock_fd,
+            proc_local: proc_tuple.map(|t| t.0),
+            proc_remote: proc_tuple.map(|t| t.1),
         },
         KernelEvent::TlsTie {
             conn,
@@ -171,6 +199,7 @@ pub fn event_to_line(ev: &KernelEvent) -> String {
             remote,
             connector,
             sock_fd,
+            proc_tuple,
         } => Line::TlsTie {
             pid: conn.pid,
             fd: conn.fd,
@@ -179,6 +208,8 @@ pub fn event_to_line(ev: &KernelEvent) -> String {
             remote: *remote,
             connector: *connector,
             sock_fd: *sock_fd,
+            proc_local: proc_tuple.map(|t| t.0),
+            proc_remote: proc_tuple.map(|t| t.1),
         },
         KernelEvent::Data {
             conn,
@@ -223,6 +254,10 @@ pub fn event_to_line(ev: &KernelEvent) -> String {
             pid: *pid,
             ts_ns: *ts_ns,
         },
+        KernelEvent::LinkMapChange { pid, ts_ns } => Line::LinkMapChange {
+            pid: *pid,
+            ts_ns: *ts_ns,
+        },
     };
     // Plain data: serialising it cannot fail.
     serde_json::to_string(&line).unwrap_or_default()
@@ -247,6 +282,8 @@ pub fn event_from_line(text: &str, line_no: usize) -> Result<KernelEvent, Replay
             comm,
             tls,
             sock_fd,
+            proc_local,
+            proc_remote,
         } => KernelEvent::Open {
             conn: ident(pid, fd, start_ns),
             ts_ns,
@@ -256,6 +293,7 @@ pub fn event_from_line(text: &str, line_no: usize) -> Result<KernelEvent, Replay
             comm,
             tls,
             sock_fd,
+            proc_tuple: both(proc_local, proc_remote),
         },
         Line::TlsTie {
             pid,
@@ -265,12 +303,15 @@ pub fn event_from_line(text: &str, line_no: usize) -> Result<KernelEvent, Replay
             remote,
             connector,
             sock_fd,
+            proc_local,
+            proc_remote,
         } => KernelEvent::TlsTie {
             conn: ident(pid, fd, start_ns),
             local,
             remote,
             connector,
             sock_fd,
+            proc_tuple: both(proc_local, proc_remote),
         },
         Line::Data {
             pid,
@@ -315,6 +356,7 @@ pub fn event_from_line(text: &str, line_no: usize) -> Result<KernelEvent, Replay
             ingress_bytes,
         },
         Line::Exec { pid, ts_ns } => KernelEvent::Exec { pid, ts_ns },
+        Line::LinkMapChange { pid, ts_ns } => KernelEvent::LinkMapChange { pid, ts_ns },
     })
 }
 
@@ -420,7 +462,8 @@ pub fn event_ts(ev: &KernelEvent) -> Option<u64> {
         KernelEvent::Data { ts_ns, .. }
         | KernelEvent::Open { ts_ns, .. }
         | KernelEvent::Close { ts_ns, .. }
-        | KernelEvent::Exec { ts_ns, .. } => Some(*ts_ns),
+        | KernelEvent::Exec { ts_ns, .. }
+        | KernelEvent::LinkMapChange { ts_ns, .. } => Some(*ts_ns),
         KernelEvent::TlsTie { .. } => None,
     }
 }
@@ -432,7 +475,7 @@ pub fn event_pid(ev: &KernelEvent) -> u32 {
         | KernelEvent::Open { conn, .. }
         | KernelEvent::TlsTie { conn, .. }
         | KernelEvent::Close { conn, .. } => conn.pid,
-        KernelEvent::Exec { pid, .. } => *pid,
+        KernelEvent::Exec { pid, .. } | KernelEvent::LinkMapChange { pid, .. } => *pid,
     }
 }
 

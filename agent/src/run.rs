@@ -10,6 +10,8 @@ use std::time::Duration;
 
 use anyhow::Context;
 use mcpwarden::capture::attach::{CaptureMode, CaptureOptions};
+use mcpwarden::capture::discovery::{Discovery, Request};
+use mcpwarden::capture::drain::{drain_bounded, DRAIN_BUDGET};
 use mcpwarden::capture::{events, Capture};
 use mcpwarden::conn::ConnTable;
 use mcpwarden::control::{CatalogAcceptor, ControlRequest, ControlServer, DEFAULT_CONTROL_SOCKET};
@@ -113,9 +115,6 @@ pub struct RunArgs {
     export: mcpwarden::export::ExportArgs,
 }
 
-/// When to look again at a freshly exec'd process for TLS libraries (ms after the exec).
-const TLS_RESCAN_AFTER_EXEC_MS: [u64; 4] = [20, 100, 400, 1500];
-
 fn clock_ns(clock: libc::clockid_t) -> u64 {
     let mut ts = libc::timespec {
         tv_sec: 0,
@@ -192,6 +191,10 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
             .context("dropping capabilities")?;
         tracing::info!(kept = ?d.kept, dropped = ?d.dropped, "capabilities dropped after attach");
     }
+    // TLS discovery (reading /proc, parsing ELF symbols) runs on its own thread; the attaching
+    // stays on this one, which owns the eBPF object.
+    let discovery = Discovery::start(capture.take_scanner().unwrap_or_default())
+        .context("starting the TLS discovery thread")?;
     // Exports start once the capabilities are dropped (their threads inherit the reduced
     // sets); a bad URL or certificate still fails before the agent says it is ready.
     let exporter = args.export.start(realtime_offset_ns).context("export")?;
@@ -296,10 +299,11 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
     });
 
     eprintln!(
-        "mcpwarden: {} programs attached ({} capture mode), TLS uprobes on {} files, enforce {} (connect block {}); printing MCP traffic as JSON lines",
+        "mcpwarden: {} programs attached ({} capture mode), TLS uprobes on {} files, loader probes on {}, enforce {} (connect block {}); printing MCP traffic as JSON lines",
         capture.attached,
         capture.mode,
-        capture.tls.targets.len(),
+        capture.tls.count(mcpwarden::capture::tls::TargetKind::Ssl),
+        capture.tls.count(mcpwarden::capture::tls::TargetKind::Loader),
         args.enforce,
         if connect_block { "on" } else { "unavailable" },
     );
@@ -316,11 +320,10 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
     let fd = capture.ring.as_raw_fd();
     let mut records: Vec<Record> = Vec::new();
     let mut last_tick = monotonic_ns();
-    let mut last_tls_scan = last_tick;
     let mut last_health = last_tick;
     let health_every_ns = args.health_interval.saturating_mul(1_000_000_000);
-    // (due time, pid): TLS rescans scheduled after an exec.
-    let mut rescans: Vec<(u64, u32)> = Vec::new();
+    // Records were left on the ring last turn: look again without waiting.
+    let mut more = false;
     loop {
         let stopping = stop.load(Ordering::SeqCst);
         let mut pfds = [
@@ -334,79 +337,85 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
                 events: libc::POLLIN,
                 revents: 0,
             },
+            libc::pollfd {
+                fd: discovery.wake_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            },
         ];
         if !stopping {
-            let wait_ms = rescans
-                .first()
-                .map(|(due, _)| due.saturating_sub(monotonic_ns()) / 1_000_000)
-                .into_iter()
-                .chain(enforcer.next_deadline_ms())
-                .min()
-                .map_or(200, |ms| ms.min(200) as i32);
-            // SAFETY: two valid pollfds (a negative fd is ignored by poll).
-            unsafe { libc::poll(pfds.as_mut_ptr(), 2, wait_ms) };
+            let now = monotonic_ns();
+            let wait_ms = if more {
+                0
+            } else {
+                capture
+                    .tls
+                    .next_retry_ns()
+                    .map(|due| due.saturating_sub(now) / 1_000_000)
+                    .into_iter()
+                    .chain(enforcer.next_deadline_ms())
+                    .min()
+                    .map_or(200, |ms| ms.min(200) as i32)
+            };
+            // SAFETY: three valid pollfds (a negative fd is ignored by poll).
+            unsafe { libc::poll(pfds.as_mut_ptr(), 3, wait_ms) };
         }
-        let mut exec_pids = Vec::new();
-        while let Some(item) = capture.ring.next() {
-            let decoded = events::decode(&item);
-            if let (Some(r), Ok(ev)) = (recorder.as_mut(), &decoded) {
-                match (&mut record_mask, ev) {
-                    (
-                        Some(mask),
-                        events::KernelEvent::Data {
-                            conn, direction, ..
-                        },
-                    ) => {
-                        let mut masked = ev.clone();
-                        if let events::KernelEvent::Data { bytes, .. } = &mut masked {
-                            mask.mask(conn, *direction, bytes);
-                        }
-                        r.record(&masked)?;
-                    }
-                    (Some(mask), events::KernelEvent::Close { conn, .. }) => {
-                        mask.forget(conn);
-                        r.record(ev)?;
-                    }
-                    _ => r.record(ev)?,
+        // At most DRAIN_BUDGET records per turn (all of them when stopping): ticks, control
+        // requests, attachments and the stop flag get their turn on a busy host.
+        let budget = if stopping { usize::MAX } else { DRAIN_BUDGET };
+        let drained = drain_bounded(&mut capture.ring, budget, |item| {
+            let held = events::hold_of(item);
+            let decoded = events::decode(item).map(|mut ev| {
+                // Capture time: the fd still names the socket the kernel saw.
+                ev.resolve_from_proc();
+                ev
+            });
+            // Data of a connection whose open record was lost: name it from /proc now.
+            let orphan_open = decoded
+                .as_ref()
+                .ok()
+                .and_then(|ev| ev.open_for_orphan(|c| table.contains(c)));
+            for ev in orphan_open.iter().chain(decoded.as_ref().ok()) {
+                if let Some(r) = recorder.as_mut() {
+                    record(r, &mut record_mask, ev)?;
                 }
             }
-            let held = events::hold_of(&item);
             match decoded {
-                Ok(events::KernelEvent::Exec { pid, .. }) => exec_pids.push(pid),
+                Ok(events::KernelEvent::Exec { pid, .. }) => discovery.request(Request::Exec(pid)),
+                Ok(events::KernelEvent::LinkMapChange { pid, .. }) => {
+                    discovery.request(Request::LinkMap(pid))
+                }
                 Ok(ev) => {
-                    let from = records.len();
-                    enforcer.observe(&ev);
-                    if held.is_some() {
-                        table.on_held_event(ev, &mut records);
-                    } else {
-                        table.on_event(ev, &mut records);
+                    for ev in orphan_open.into_iter().chain(std::iter::once(ev)) {
+                        let from = records.len();
+                        enforcer.observe(&ev);
+                        let is_open = matches!(ev, events::KernelEvent::Open { .. });
+                        let held = if is_open { None } else { held };
+                        if held.is_some() {
+                            table.on_held_event(ev, &mut records);
+                        } else {
+                            table.on_event(ev, &mut records);
+                        }
+                        enforcer.after_event(held, &mut records, from, &hints);
                     }
-                    enforcer.after_event(held, &mut records, from, &hints);
                 }
                 Err(e) => {
                     table.stats.bad_records += 1;
                     tracing::warn!("{e}");
                 }
             }
-            drop(item);
             if records.len() > 256 {
                 write_all(&mut writer, &exporter, &mut records, &metrics)?;
             }
-        }
+            Ok::<(), anyhow::Error>(())
+        })?;
+        more = drained.more;
         let now = monotonic_ns();
-        for pid in exec_pids {
-            // Libraries are mapped shortly after exec (the loader, then dlopen of e.g.
-            // Python's _ssl): look now and a few times more.
-            capture.scan_tls_pid(pid);
-            for delay_ms in TLS_RESCAN_AFTER_EXEC_MS {
-                rescans.push((now + delay_ms * 1_000_000, pid));
-            }
+        let found = discovery.take_found();
+        if !found.is_empty() {
+            capture.attach_tls(&found, now);
         }
-        rescans.sort_unstable();
-        while rescans.first().is_some_and(|(due, _)| *due <= now) {
-            let (_, pid) = rescans.remove(0);
-            capture.scan_tls_pid(pid);
-        }
+        capture.retry_tls(now);
         metrics.health().beat(now);
         if health_every_ns > 0 && now.saturating_sub(last_health) >= health_every_ns {
             let health = Health {
@@ -453,10 +462,6 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
                 }
             });
         }
-        if now.saturating_sub(last_tls_scan) >= 2_000_000_000 {
-            capture.scan_tls_all();
-            last_tls_scan = now;
-        }
         write_all(&mut writer, &exporter, &mut records, &metrics)?;
         if let Some(r) = recorder.as_mut() {
             r.flush()?;
@@ -471,6 +476,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
     enforcer.shutdown(&mut records);
     write_all(&mut writer, &exporter, &mut records, &metrics)?;
     drop(control);
+    drop(discovery);
     let enforce_stats = enforcer.stats();
     // The last record: the counters after the final drain (export counters before its
     // shutdown; the stderr line below has those after).
@@ -506,6 +512,34 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
         "export": export,
     });
     eprintln!("mcpwarden: stopped; counters {stats}");
+    Ok(())
+}
+
+/// Appends one event to the recording, credentials masked unless `--record-unredacted`.
+fn record<W: Write>(
+    r: &mut EventRecorder<W>,
+    mask: &mut Option<mcpwarden::record_mask::RecordMask>,
+    ev: &events::KernelEvent,
+) -> anyhow::Result<()> {
+    match (mask, ev) {
+        (
+            Some(mask),
+            events::KernelEvent::Data {
+                conn, direction, ..
+            },
+        ) => {
+            let mut masked = ev.clone();
+            if let events::KernelEvent::Data { bytes, .. } = &mut masked {
+                mask.mask(conn, *direction, bytes);
+            }
+            r.record(&masked)?;
+        }
+        (Some(mask), events::KernelEvent::Close { conn, .. }) => {
+            mask.forget(conn);
+            r.record(ev)?;
+        }
+        _ => r.record(ev)?,
+    }
     Ok(())
 }
 

@@ -4,11 +4,5 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use mcpwarden::http::MessageKind;
-use mcpwarden_fuzz::{check_http, HttpInput};
 
-fuzz_target!(|data: &[u8]| {
-    if let Some(input) = HttpInput::parse(data) {
-        check_http(MessageKind::Request, &input);
-    }
-});
+fuzz_target!(|data: &[u8]| mcpwarden_fuzz::targets::http_request::run(data));

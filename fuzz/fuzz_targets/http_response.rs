@@ -5,11 +5,5 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use mcpwarden::http::MessageKind;
-use mcpwarden_fuzz::{check_http, HttpInput};
 
-fuzz_target!(|data: &[u8]| {
-    if let Some(input) = HttpInput::parse(data) {
-        check_http(MessageKind::Response, &input);
-    }
-});
+fuzz_target!(|data: &[u8]| mcpwarden_fuzz::targets::http_response::run(data));

@@ -12,6 +12,9 @@
 
 use std::collections::HashMap;
 
+pub mod seeds;
+pub mod targets;
+
 use mcpwarden::capture::events::{ConnIdent, Direction, KernelEvent};
 use mcpwarden::http::{HttpEvent, HttpParser, Limits, MessageKind};
 
@@ -228,6 +231,7 @@ pub fn program(mut data: &[u8]) -> Vec<Step> {
                     comm: format!("peer{}", c / 4),
                     tls: false,
                     sock_fd: Some(3 + c as u32),
+                    proc_tuple: None,
                 }));
             }
             1 => {

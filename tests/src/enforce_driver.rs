@@ -283,14 +283,34 @@ fn run_loop(
         // machine) would stall the loop the holds wait on.
         while let Some(item) = capture.ring.next() {
             let held = events::hold_of(&item);
-            match events::decode(&item) {
-                Ok(events::KernelEvent::Exec { .. }) => {}
+            // As the agent's loop: a 4-tuple the kernel did not give is read from /proc now
+            // (the table reads no /proc), and data of a connection whose open record was
+            // lost gets the open it would have been first.
+            let decoded = events::decode(&item).map(|mut ev| {
+                ev.resolve_from_proc();
+                ev
+            });
+            let orphan_open = decoded
+                .as_ref()
+                .ok()
+                .and_then(|ev| ev.open_for_orphan(|c| table.contains(c)));
+            match decoded {
+                Ok(
+                    events::KernelEvent::Exec { .. } | events::KernelEvent::LinkMapChange { .. },
+                ) => {}
                 Ok(ev) => {
-                    let from = records.len();
-                    enforcer.observe(&ev);
-                    table.on_event(ev, &mut records);
-                    judge_records(judge, server_port, &mut records, from);
-                    enforcer.after_event(held, &mut records, from, &hints);
+                    for ev in orphan_open.into_iter().chain(std::iter::once(ev)) {
+                        let from = records.len();
+                        enforcer.observe(&ev);
+                        let held = if matches!(ev, events::KernelEvent::Open { .. }) {
+                            None
+                        } else {
+                            held
+                        };
+                        table.on_event(ev, &mut records);
+                        judge_records(judge, server_port, &mut records, from);
+                        enforcer.after_event(held, &mut records, from, &hints);
+                    }
                 }
                 Err(_) => {}
             }

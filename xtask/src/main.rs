@@ -61,7 +61,7 @@ enum Cmd {
     /// Record the replay fixtures in tests/fixtures/ from real SDK traffic (root).
     RecordFixtures,
     /// Run every cargo-fuzz target in fuzz/ (or those named) N seconds each (nightly;
-    /// installs cargo-fuzz when missing).
+    /// installs cargo-fuzz when missing). `--seconds 600`: the 10-minute run per target.
     Fuzz {
         /// Seconds per target.
         #[arg(long, default_value_t = 60)]

@@ -138,7 +138,46 @@ impl std::fmt::Display for CaptureMode {
     }
 }
 
+/// Checks the record layout of every tracepoint of `specs` against the kernel's format files.
+fn check_layouts(specs: &[ProgramSpec]) -> Result<(), CaptureError> {
+    let tracefs = std::path::Path::new(preflight::TRACEFS);
+    specs
+        .iter()
+        .try_for_each(|p| super::tpformat::check_event(tracefs, p.category, p.event))
+}
+
+/// The sock capture mode's programs hard-code x86_64 syscall numbers and `struct pt_regs`
+/// slots (`agent-ebpf/src/sockio.rs`; the BPF target has no `cfg(target_arch)` of the
+/// host): elsewhere only the syscall mode is correct.
+pub fn sock_mode_supported(arch: &'static str) -> Result<(), CaptureError> {
+    if arch == "x86_64" {
+        Ok(())
+    } else {
+        Err(CaptureError::SockModeArch { arch })
+    }
+}
+
+/// The mode to try first for a request on a host (`None`: the syscall mode, decided).
+/// `Sock` on a host that cannot run it is an error; `Auto` there means the syscall mode.
+pub fn first_choice(
+    requested: CaptureMode,
+    arch: &'static str,
+) -> Result<CaptureMode, CaptureError> {
+    match requested {
+        CaptureMode::Syscalls => Ok(CaptureMode::Syscalls),
+        CaptureMode::Sock => sock_mode_supported(arch).map(|()| CaptureMode::Sock),
+        CaptureMode::Auto => match sock_mode_supported(arch) {
+            Ok(()) => Ok(CaptureMode::Auto),
+            Err(e) => {
+                tracing::info!("{e}; using the syscall capture mode");
+                Ok(CaptureMode::Syscalls)
+            }
+        },
+    }
+}
+
 fn attach_all(ebpf: &mut Ebpf, specs: &[ProgramSpec]) -> Result<usize, CaptureError> {
+    check_layouts(specs)?;
     for p in specs {
         load_one(ebpf, p)?;
     }
@@ -193,6 +232,8 @@ pub struct Capture {
     /// The mode in use (never `Auto`).
     pub mode: CaptureMode,
     pub tls: super::tls::TlsAttacher,
+    /// The scanner of the start-up scan, for the discovery thread ([`Capture::take_scanner`]).
+    scanner: Option<super::tls::Scanner>,
     /// The enforcement maps and the connect-time block programs (taken with
     /// [`Capture::take_enforce`]).
     enforce: Option<super::kernel_enforce::KernelEnforce>,
@@ -219,16 +260,18 @@ impl Capture {
             .load(EBPF_OBJECT)
             .map_err(Box::new)?;
         let mut attached = attach_all(&mut ebpf, COMMON_PROGRAMS)?;
-        let mode = match opts.mode {
+        let mode = match first_choice(opts.mode, std::env::consts::ARCH)? {
             CaptureMode::Syscalls => CaptureMode::Syscalls,
             CaptureMode::Sock => CaptureMode::Sock,
             CaptureMode::Auto => {
                 // Runtime capability check: the kernel must accept bpf_task_pt_regs in a
-                // tracepoint program.
-                match SOCK_MODE_PROGRAMS
-                    .iter()
-                    .try_for_each(|p| load_one(&mut ebpf, p))
-                {
+                // tracepoint program, and lay the sock tracepoints out as the programs read
+                // them.
+                match check_layouts(SOCK_MODE_PROGRAMS).and_then(|()| {
+                    SOCK_MODE_PROGRAMS
+                        .iter()
+                        .try_for_each(|p| load_one(&mut ebpf, p))
+                }) {
                     Ok(()) => CaptureMode::Sock,
                     Err(e) => {
                         tracing::info!("sock capture mode unavailable, using syscall mode: {e}");
@@ -251,15 +294,21 @@ impl Capture {
         })?;
         super::tls::load_programs(&mut ebpf)?;
         let enforce = Some(super::kernel_enforce::KernelEnforce::new(&mut ebpf)?);
+        // The start-up scan runs here, before the agent says it is ready; later scans run on
+        // the discovery thread (see `take_scanner`).
         let mut tls = super::tls::TlsAttacher::default();
-        tls.scan_system(&mut ebpf);
-        tls.scan_all(&mut ebpf);
+        let mut scanner = super::tls::Scanner::default();
+        let now = super::discovery::monotonic_ns();
+        for cand in scanner.scan_system().into_iter().chain(scanner.scan_all()) {
+            tls.attach(&mut ebpf, &cand, now);
+        }
         Ok(Self {
             ebpf,
             ring,
             attached,
             mode,
             tls,
+            scanner: Some(scanner),
             enforce,
             libc_hold: Default::default(),
         })
@@ -282,14 +331,23 @@ impl Capture {
         }
     }
 
-    /// Looks for TLS libraries in one process (after its exec).
-    pub fn scan_tls_pid(&mut self, pid: u32) {
-        self.tls.scan_pid(&mut self.ebpf, pid);
+    /// The start-up scan's scanner (once), to hand to the discovery thread.
+    pub fn take_scanner(&mut self) -> Option<super::tls::Scanner> {
+        self.scanner.take()
     }
 
-    /// Looks for TLS libraries in every process.
-    pub fn scan_tls_all(&mut self) {
-        self.tls.scan_all(&mut self.ebpf);
+    /// Attaches files the discovery thread found.
+    pub fn attach_tls(&mut self, found: &[super::tls::Candidate], now_ns: u64) {
+        for cand in found {
+            self.tls.attach(&mut self.ebpf, cand, now_ns);
+        }
+    }
+
+    /// Retries failed TLS attachments that are due.
+    pub fn retry_tls(&mut self, now_ns: u64) {
+        if self.tls.next_retry_ns().is_some_and(|t| t <= now_ns) {
+            self.tls.retry_due(&mut self.ebpf, now_ns);
+        }
     }
 
     /// Kernel counters summed over CPUs, by name.
@@ -300,7 +358,16 @@ impl Capture {
         let Ok(arr) = PerCpuArray::<_, u64>::try_from(map) else {
             return Vec::new();
         };
-        super::counters::read(&arr)
+        let mut c = super::counters::read(&arr);
+        // The capture stage's own (userspace) counters.
+        let t = self.tls.stats;
+        c.extend([
+            ("tls_attach_errors", t.attach_errors),
+            ("tls_attach_retries", t.attach_retries),
+            ("tls_attach_recovered", t.attach_recovered),
+            ("tls_attach_gave_up", t.attach_gave_up),
+        ]);
+        c
     }
 
     /// Per-hook chunk, byte, loss and truncation counters.
@@ -312,5 +379,32 @@ impl Capture {
             return Vec::new();
         };
         super::counters::read_hooks(&arr)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sock_mode_is_refused_off_x86_64_and_auto_falls_back_to_the_syscall_mode() {
+        assert!(matches!(
+            first_choice(CaptureMode::Sock, "aarch64"),
+            Err(CaptureError::SockModeArch { arch: "aarch64" })
+        ));
+        assert_eq!(
+            first_choice(CaptureMode::Auto, "aarch64").ok(),
+            Some(CaptureMode::Syscalls)
+        );
+        assert_eq!(
+            first_choice(CaptureMode::Auto, "x86_64").ok(),
+            Some(CaptureMode::Auto)
+        );
+        assert_eq!(
+            first_choice(CaptureMode::Sock, "x86_64").ok(),
+            Some(CaptureMode::Sock)
+        );
+        let msg = CaptureError::SockModeArch { arch: "aarch64" }.to_string();
+        assert!(msg.contains("--capture-mode syscalls"), "{msg}");
     }
 }

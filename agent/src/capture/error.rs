@@ -33,6 +33,22 @@ pub enum CaptureError {
         event: &'static str,
         source: Box<aya::programs::ProgramError>,
     },
+    #[error("cannot read the layout of tracepoint {category}/{event} ({path}): {source}")]
+    TracepointFormat {
+        category: &'static str,
+        event: &'static str,
+        path: String,
+        source: Box<std::io::Error>,
+    },
+    #[error("tracepoint {category}/{event} has a record layout this agent does not know ({path}): {mismatch}; the eBPF programs would read the wrong bytes, so they are not attached (report the kernel version)")]
+    TracepointLayout {
+        category: &'static str,
+        event: &'static str,
+        path: String,
+        mismatch: super::tpformat::LayoutMismatch,
+    },
+    #[error("the sock capture mode reads x86_64 syscall numbers and registers, and this host is {arch}: use `--capture-mode syscalls` (or `auto`, which picks it)")]
+    SockModeArch { arch: &'static str },
     #[error("map {map}: {source}")]
     Map {
         map: &'static str,

@@ -72,6 +72,10 @@ pub enum KernelEvent {
         tls: bool,
         /// Socket fd, when known.
         sock_fd: Option<u32>,
+        /// `(local, remote)` read from `/proc` when the event was taken off the ring, for a
+        /// connection the kernel gave no 4-tuple (see [`resolve_from_proc`]). Recorded, so a
+        /// replay never reads `/proc`.
+        proc_tuple: Option<(SocketAddr, SocketAddr)>,
     },
     /// The socket of a TLS connection became known.
     TlsTie {
@@ -80,6 +84,8 @@ pub enum KernelEvent {
         remote: Option<SocketAddr>,
         connector: Option<bool>,
         sock_fd: u32,
+        /// As for `Open`.
+        proc_tuple: Option<(SocketAddr, SocketAddr)>,
     },
     Close {
         conn: ConnIdent,
@@ -89,6 +95,108 @@ pub enum KernelEvent {
     },
     /// A process exec'd (userspace looks for TLS symbols in it).
     Exec { pid: u32, ts_ns: u64 },
+    /// A process's dynamic loader changed its link map (`dlopen`/`dlclose`): userspace looks
+    /// at its mappings again for TLS libraries.
+    LinkMapChange { pid: u32, ts_ns: u64 },
+}
+
+impl KernelEvent {
+    /// Fills `proc_tuple` of an `Open` or `TlsTie` that carries no kernel 4-tuple but names
+    /// its socket fd, from `/proc/PID/fd` and `/proc/PID/net/tcp{,6}`. Called when the event
+    /// is taken off the ring (the fd may name another socket by the time the pipeline sees
+    /// it). Returns true when a tuple was found.
+    pub fn resolve_from_proc(&mut self) -> bool {
+        self.resolve_with(crate::conn::procfs::socket_tuple)
+    }
+
+    /// [`Self::resolve_from_proc`] with the lookup given (tests).
+    pub fn resolve_with(
+        &mut self,
+        lookup: impl FnOnce(u32, u32) -> Option<(SocketAddr, SocketAddr)>,
+    ) -> bool {
+        let (pid, fd, slot) = match self {
+            KernelEvent::Open {
+                conn,
+                local: None,
+                sock_fd: Some(fd),
+                proc_tuple,
+                ..
+            }
+            | KernelEvent::Open {
+                conn,
+                remote: None,
+                sock_fd: Some(fd),
+                proc_tuple,
+                ..
+            } => (conn.pid, *fd, proc_tuple),
+            KernelEvent::TlsTie {
+                conn,
+                local: None,
+                sock_fd: fd,
+                proc_tuple,
+                ..
+            }
+            | KernelEvent::TlsTie {
+                conn,
+                remote: None,
+                sock_fd: fd,
+                proc_tuple,
+                ..
+            } => (conn.pid, *fd, proc_tuple),
+            _ => return false,
+        };
+        if slot.is_some() {
+            return true;
+        }
+        *slot = lookup(pid, fd);
+        slot.is_some()
+    }
+
+    /// The `Open` the kernel's lost open record would have been, for `Data` of a connection
+    /// the pipeline does not know (`known` says whether it does): `comm` and 4-tuple read
+    /// from `/proc` now, at capture time. The capture loop feeds it (and records it) before
+    /// the data, so a replay needs no `/proc`. `None` for other events and known connections.
+    pub fn open_for_orphan(&self, known: impl FnOnce(&ConnIdent) -> bool) -> Option<KernelEvent> {
+        self.open_for_orphan_with(
+            known,
+            crate::conn::procfs::comm,
+            crate::conn::procfs::socket_tuple,
+        )
+    }
+
+    /// [`Self::open_for_orphan`] with the `/proc` lookups given (tests).
+    pub fn open_for_orphan_with(
+        &self,
+        known: impl FnOnce(&ConnIdent) -> bool,
+        comm: impl FnOnce(u32) -> Option<String>,
+        lookup: impl FnOnce(u32, u32) -> Option<(SocketAddr, SocketAddr)>,
+    ) -> Option<KernelEvent> {
+        let KernelEvent::Data {
+            conn,
+            ts_ns,
+            sock_fd,
+            ..
+        } = self
+        else {
+            return None;
+        };
+        if known(conn) {
+            return None;
+        }
+        let mut open = KernelEvent::Open {
+            conn: *conn,
+            ts_ns: *ts_ns,
+            local: None,
+            remote: None,
+            connector: None,
+            comm: comm(conn.pid).unwrap_or_default(),
+            tls: conn.is_tls(),
+            sock_fd: *sock_fd,
+            proc_tuple: None,
+        };
+        open.resolve_with(lookup);
+        Some(open)
+    }
 }
 
 #[derive(Debug, Error, PartialEq, Eq)]
@@ -222,6 +330,7 @@ pub fn decode(rec: &[u8]) -> Result<KernelEvent, EventDecodeError> {
                 comm: comm_str(&o.comm),
                 tls: o.tls != 0,
                 sock_fd: (o.sock_fd != NO_FD).then_some(o.sock_fd),
+                proc_tuple: None,
             })
         }
         Some(EventKind::TlsTie) => {
@@ -232,6 +341,7 @@ pub fn decode(rec: &[u8]) -> Result<KernelEvent, EventDecodeError> {
                 remote: addr(o.family, &o.raddr, o.rport),
                 connector: role(o.role),
                 sock_fd: o.sock_fd,
+                proc_tuple: None,
             })
         }
         Some(EventKind::ConnClose) => {
@@ -244,6 +354,10 @@ pub fn decode(rec: &[u8]) -> Result<KernelEvent, EventDecodeError> {
             })
         }
         Some(EventKind::ProcessExec) => Ok(KernelEvent::Exec {
+            pid: h.tgid,
+            ts_ns: h.ts_ns,
+        }),
+        Some(EventKind::LinkMapChange) => Ok(KernelEvent::LinkMapChange {
             pid: h.tgid,
             ts_ns: h.ts_ns,
         }),
@@ -386,6 +500,104 @@ mod tests {
         assert_eq!(
             decode(&bytes_of(&h)),
             Err(EventDecodeError::UnknownKind { kind: 77 })
+        );
+    }
+
+    #[test]
+    fn only_an_open_without_a_kernel_tuple_is_resolved_from_proc() {
+        let conn = ConnIdent {
+            pid: 9,
+            fd: 5,
+            start_ns: 1,
+        };
+        let t: (SocketAddr, SocketAddr) = (
+            "127.0.0.1:1".parse().unwrap(),
+            "127.0.0.1:2".parse().unwrap(),
+        );
+        let mut open = KernelEvent::Open {
+            conn,
+            ts_ns: 1,
+            local: None,
+            remote: None,
+            connector: None,
+            comm: String::new(),
+            tls: false,
+            sock_fd: Some(5),
+            proc_tuple: None,
+        };
+        let mut asked = None;
+        assert!(open.resolve_with(|pid, fd| {
+            asked = Some((pid, fd));
+            Some(t)
+        }));
+        assert_eq!(asked, Some((9, 5)));
+        assert!(matches!(open, KernelEvent::Open { proc_tuple: Some(x), .. } if x == t));
+        // Already resolved, or a kernel tuple: /proc is not asked.
+        assert!(open.resolve_with(|_, _| panic!("asked twice")));
+        let mut known = KernelEvent::Open {
+            conn,
+            ts_ns: 1,
+            local: Some(t.0),
+            remote: Some(t.1),
+            connector: None,
+            comm: String::new(),
+            tls: false,
+            sock_fd: Some(5),
+            proc_tuple: None,
+        };
+        assert!(!known.resolve_with(|_, _| panic!("the kernel's tuple is enough")));
+    }
+
+    #[test]
+    fn data_of_an_unknown_connection_gets_the_open_it_lost_named_from_proc() {
+        let conn = ConnIdent {
+            pid: 9,
+            fd: 5,
+            start_ns: 1,
+        };
+        let t: (SocketAddr, SocketAddr) = (
+            "127.0.0.1:1".parse().unwrap(),
+            "127.0.0.1:2".parse().unwrap(),
+        );
+        let data = KernelEvent::Data {
+            conn,
+            tid: 10,
+            ts_ns: 7,
+            direction: Direction::Egress,
+            pos: 0,
+            syscall_len: 4,
+            truncated: false,
+            sock_fd: Some(5),
+            bytes: b"POST".to_vec(),
+        };
+        let open = data.open_for_orphan_with(
+            |_| false,
+            |pid| Some(format!("p{pid}")),
+            |pid, fd| (pid == 9 && fd == 5).then_some(t),
+        );
+        assert_eq!(
+            open,
+            Some(KernelEvent::Open {
+                conn,
+                ts_ns: 7,
+                local: None,
+                remote: None,
+                connector: None,
+                comm: "p9".into(),
+                tls: false,
+                sock_fd: Some(5),
+                proc_tuple: Some(t),
+            })
+        );
+        // A known connection, or another event: nothing, and /proc is not read.
+        assert_eq!(
+            data.open_for_orphan_with(|c| *c == conn, |_| panic!("comm"), |_, _| panic!("tuple")),
+            None
+        );
+        let exec = KernelEvent::Exec { pid: 9, ts_ns: 7 };
+        assert_eq!(
+            exec.open_for_orphan_with(|_| false, |_| panic!("comm"), |_, _| panic!("tuple")),
+            None
         );
     }
 }

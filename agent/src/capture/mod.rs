@@ -3,6 +3,8 @@
 
 pub mod attach;
 pub mod counters;
+pub mod discovery;
+pub mod drain;
 pub mod error;
 pub mod events;
 pub mod kernel_enforce;
@@ -10,6 +12,7 @@ pub mod libc_hold;
 pub mod preflight;
 pub mod progstats;
 pub mod tls;
+pub mod tpformat;
 
 pub use attach::Capture;
 pub use error::CaptureError;

@@ -4,8 +4,15 @@
 //! file, now or later: one attachment per distinct (device, inode). Targets are found
 //! - at start: the standard system library directories (`libssl.so*`), and every process's
 //!   mappings and main executable (`/proc/*/maps`, `/proc/*/exe`);
-//! - later: on every exec (sched:sched_process_exec event) and by a periodic rescan of
-//!   `/proc/*/maps` (libraries loaded after exec, e.g. Python's `import ssl`).
+//! - later: on every exec (sched:sched_process_exec event), on every change of a process's
+//!   link map (a uprobe on the dynamic loader's `_dl_debug_state`, which glibc calls on every
+//!   `dlopen`/`dlclose`: Python's `import ssl` is seen at once), and by a periodic rescan of
+//!   `/proc/*/maps` (whatever the others missed).
+//!
+//! The scanning (reading `/proc`, parsing ELF symbol tables) is done by a [`Scanner`] on the
+//! discovery thread ([`super::discovery`]); it hands [`Candidate`]s to the thread that owns
+//! the `Ebpf` object, where [`TlsAttacher`] attaches them (aya needs `&mut Ebpf`). A failed
+//! attachment is retried with backoff, a bounded number of times, and counted.
 //!
 //! Paths are opened through `/proc/PID/root`, so libraries inside other mount namespaces
 //! (containers) are the files those processes really map.
@@ -15,6 +22,7 @@
 //! without exported symbols, GnuTLS, NSS.
 
 use std::collections::HashSet;
+use std::fs::File;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
@@ -79,14 +87,53 @@ pub const TLS_PROBES: &[TlsProbe] = &[
     },
 ];
 
+/// The dynamic loader's hook: `void _dl_debug_state(void)` (glibc `elf/dl-debug.c`, every
+/// version; musl `ldso/dynlink.c`), the function debuggers break on; called after each
+/// change of the link map (`r_state` RT_ADD/RT_DELETE, then RT_CONSISTENT).
+pub const LOADER_PROBES: &[TlsProbe] = &[TlsProbe {
+    program: "dl_debug_state",
+    symbol: "_dl_debug_state",
+    optional: false,
+}];
+
 const SYSTEM_LIB_DIRS: &[&str] = &[
     "/usr/lib/x86_64-linux-gnu",
     "/lib/x86_64-linux-gnu",
+    "/usr/lib/aarch64-linux-gnu",
+    "/lib/aarch64-linux-gnu",
     "/usr/lib64",
     "/lib64",
     "/usr/lib",
     "/usr/local/lib",
 ];
+
+/// What a file is attached for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TargetKind {
+    /// OpenSSL's `SSL_*` functions ([`TLS_PROBES`]).
+    Ssl,
+    /// The dynamic loader's `_dl_debug_state` ([`LOADER_PROBES`]).
+    Loader,
+}
+
+impl TargetKind {
+    pub fn probes(self) -> &'static [TlsProbe] {
+        match self {
+            Self::Ssl => TLS_PROBES,
+            Self::Loader => LOADER_PROBES,
+        }
+    }
+}
+
+/// A file to attach to, found by a [`Scanner`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Candidate {
+    /// Openable from the agent (`/proc/PID/root/...` for other mount namespaces).
+    pub path: PathBuf,
+    pub dev: u64,
+    pub ino: u64,
+    pub kind: TargetKind,
+}
 
 /// One attached file.
 #[derive(Debug, Clone)]
@@ -94,51 +141,68 @@ pub struct TlsTarget {
     pub path: PathBuf,
     pub dev: u64,
     pub ino: u64,
+    pub kind: TargetKind,
     /// Symbols attached.
     pub symbols: Vec<&'static str>,
 }
 
-/// Keeps track of what is attached; the links live in the `Ebpf` object.
-#[derive(Default)]
-pub struct TlsAttacher {
-    seen: HashSet<(u64, u64)>,
-    pub targets: Vec<TlsTarget>,
-    pub attach_errors: u64,
+/// Does this ELF file define `symbol` in its dynamic symbol table? Reads only what the
+/// lookup needs (ELF header, section headers, `.dynsym`, `.dynstr`), never the whole file:
+/// executables such as `node` are 100 MB.
+pub fn exports_symbol(path: &Path, symbol: &str) -> bool {
+    use object::{Object, ObjectSymbol};
+    let Ok(file) = File::open(path) else {
+        return false;
+    };
+    let cache = object::ReadCache::new(file);
+    let Ok(elf) = object::File::parse(&cache) else {
+        return false;
+    };
+    let found = elf
+        .dynamic_symbols()
+        .any(|s| s.is_definition() && s.name() == Ok(symbol));
+    found
 }
 
 /// Does this ELF file export `SSL_write` in its dynamic symbol table?
 pub fn exports_ssl(path: &Path) -> bool {
-    use object::{Object, ObjectSymbol};
-    let Ok(data) = std::fs::read(path) else {
-        return false;
-    };
-    let Ok(file) = object::File::parse(&*data) else {
-        return false;
-    };
-    file.dynamic_symbols()
-        .any(|s| s.is_definition() && s.name() == Ok("SSL_write"))
+    exports_symbol(path, "SSL_write")
+}
+
+fn file_name(path: &str) -> Option<&str> {
+    Path::new(path).file_name().and_then(|n| n.to_str())
 }
 
 fn is_libssl(path: &str) -> bool {
-    Path::new(path)
-        .file_name()
-        .and_then(|n| n.to_str())
-        .is_some_and(|n| n.starts_with("libssl.so"))
+    file_name(path).is_some_and(|n| n.starts_with("libssl.so"))
 }
 
-/// Loads the TLS programs (once).
+/// The dynamic loader: `ld-linux-x86-64.so.2`, `ld-linux-aarch64.so.1`, `ld-2.31.so`,
+/// `ld-musl-x86_64.so.1`.
+fn is_loader(path: &str) -> bool {
+    file_name(path).is_some_and(|n| n.starts_with("ld-") && n.contains(".so"))
+}
+
+/// Loads the TLS and loader programs (once). A missing loader program (an older object) is
+/// a logged skip: `dlopen`ed libraries are then found by the periodic rescan only.
 pub fn load_programs(ebpf: &mut Ebpf) -> Result<(), super::CaptureError> {
-    for p in TLS_PROBES {
-        let prog: &mut UProbe = ebpf
-            .program_mut(p.program)
-            .ok_or(super::CaptureError::MissingProgram { program: p.program })?
-            .try_into()
-            .map_err(|e| super::CaptureError::Program {
-                program: p.program,
-                category: "uprobe",
-                event: p.symbol,
-                source: Box::new(e),
-            })?;
+    for p in TLS_PROBES.iter().chain(LOADER_PROBES) {
+        let Some(prog) = ebpf.program_mut(p.program) else {
+            if LOADER_PROBES.iter().any(|l| l.program == p.program) {
+                tracing::warn!(
+                    program = p.program,
+                    "no loader program in the eBPF object: dlopen'ed TLS libraries are found by the periodic rescan only"
+                );
+                continue;
+            }
+            return Err(super::CaptureError::MissingProgram { program: p.program });
+        };
+        let prog: &mut UProbe = prog.try_into().map_err(|e| super::CaptureError::Program {
+            program: p.program,
+            category: "uprobe",
+            event: p.symbol,
+            source: Box::new(e),
+        })?;
         prog.load().map_err(|e| super::CaptureError::Program {
             program: p.program,
             category: "uprobe",
@@ -149,26 +213,190 @@ pub fn load_programs(ebpf: &mut Ebpf) -> Result<(), super::CaptureError> {
     Ok(())
 }
 
-impl TlsAttacher {
-    /// Attaches to `path` unless its inode is already done. `path` must be openable from the
-    /// agent (use `/proc/PID/root/...` for other mount namespaces).
-    pub fn attach_file(&mut self, ebpf: &mut Ebpf, path: &Path, must_export: bool) {
-        let Ok(meta) = std::fs::metadata(path) else {
-            return;
-        };
+/// Finds files to attach to without touching the `Ebpf` object (runs on the discovery
+/// thread). Each (device, inode) is handed over once.
+#[derive(Debug, Default)]
+pub struct Scanner {
+    seen: HashSet<(u64, u64, TargetKindKey)>,
+    /// Processes whose maps were read.
+    pub pids_scanned: u64,
+}
+
+/// `TargetKind` as a hashable key (a file may be both a loader and an SSL exporter).
+type TargetKindKey = u8;
+
+fn kind_key(k: TargetKind) -> TargetKindKey {
+    match k {
+        TargetKind::Ssl => 0,
+        TargetKind::Loader => 1,
+    }
+}
+
+impl Scanner {
+    /// A candidate for `path` unless its inode was handed over already; `must_export`: only
+    /// when its dynamic symbols define the kind's first symbol.
+    fn consider(&mut self, path: &Path, kind: TargetKind, must_export: bool) -> Option<Candidate> {
+        let meta = std::fs::metadata(path).ok()?;
         if !meta.is_file() {
+            return None;
+        }
+        let key = (meta.dev(), meta.ino(), kind_key(kind));
+        if !self.seen.insert(key) {
+            return None;
+        }
+        let symbol = kind.probes().first()?.symbol;
+        if must_export && !exports_symbol(path, symbol) {
+            return None;
+        }
+        Some(Candidate {
+            path: path.to_path_buf(),
+            dev: key.0,
+            ino: key.1,
+            kind,
+        })
+    }
+
+    /// The standard library directories of the host.
+    pub fn scan_system(&mut self) -> Vec<Candidate> {
+        let mut found = Vec::new();
+        for dir in SYSTEM_LIB_DIRS {
+            let Ok(rd) = std::fs::read_dir(dir) else {
+                continue;
+            };
+            let mut paths: Vec<PathBuf> = rd
+                .filter_map(|e| e.ok())
+                .map(|e| e.path())
+                .filter(|p| p.to_str().is_some_and(is_libssl))
+                .collect();
+            paths.sort();
+            for p in paths {
+                found.extend(self.consider(&p, TargetKind::Ssl, false));
+            }
+        }
+        found
+    }
+
+    /// One process: its libssl and loader mappings and its main executable.
+    pub fn scan_pid(&mut self, pid: u32) -> Vec<Candidate> {
+        let mut found = Vec::new();
+        let root = PathBuf::from(format!("/proc/{pid}/root"));
+        self.pids_scanned += 1;
+        if let Ok(maps) = std::fs::read_to_string(format!("/proc/{pid}/maps")) {
+            let mut files: Vec<&str> = maps
+                .lines()
+                .filter_map(|l| l.split_whitespace().nth(5))
+                .filter(|p| p.starts_with('/'))
+                .collect();
+            files.dedup();
+            for f in files {
+                let kind = if is_libssl(f) {
+                    TargetKind::Ssl
+                } else if is_loader(f) {
+                    TargetKind::Loader
+                } else {
+                    continue;
+                };
+                let must_export = kind == TargetKind::Loader;
+                found.extend(self.consider(
+                    &root.join(f.trim_start_matches('/')),
+                    kind,
+                    must_export,
+                ));
+            }
+        }
+        // The executable (through /proc/PID/exe, valid in any mount namespace).
+        found.extend(self.consider(
+            Path::new(&format!("/proc/{pid}/exe")),
+            TargetKind::Ssl,
+            true,
+        ));
+        found
+    }
+
+    /// Every process on the host (skipping our own).
+    pub fn scan_all(&mut self) -> Vec<Candidate> {
+        let me = std::process::id();
+        let Ok(rd) = std::fs::read_dir("/proc") else {
+            return Vec::new();
+        };
+        let pids: Vec<u32> = rd
+            .filter_map(|e| e.ok())
+            .filter_map(|e| e.file_name().to_str().and_then(|s| s.parse().ok()))
+            .filter(|&p| p != me)
+            .collect();
+        pids.into_iter()
+            .flat_map(|pid| self.scan_pid(pid))
+            .collect()
+    }
+}
+
+/// Delay before retry number `attempt` (1-based) of a failed attachment: 0.5 s, 1 s, 2 s,
+/// 4 s, 8 s; `None` after [`MAX_ATTACH_ATTEMPTS`] tries in all (the first included).
+pub fn retry_delay_ns(attempt: u32) -> Option<u64> {
+    (attempt < MAX_ATTACH_ATTEMPTS).then(|| 500_000_000u64 << (attempt - 1).min(16))
+}
+
+/// Tries per file and probe, the first attachment included.
+pub const MAX_ATTACH_ATTEMPTS: u32 = 6;
+
+/// A failed attachment waiting for its next try.
+#[derive(Debug, Clone)]
+struct Retry {
+    cand: Candidate,
+    /// Programs of the candidate's kind that did not attach.
+    programs: Vec<&'static str>,
+    /// Tries so far.
+    attempts: u32,
+    due_ns: u64,
+}
+
+/// Counters of TLS attachment (userspace, exported with the capture counters).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct AttachStats {
+    /// Required uprobes that failed to attach (each try counts).
+    pub attach_errors: u64,
+    /// Retries made.
+    pub attach_retries: u64,
+    /// Retries that attached what had failed.
+    pub attach_recovered: u64,
+    /// Files given up on after [`MAX_ATTACH_ATTEMPTS`] tries.
+    pub attach_gave_up: u64,
+}
+
+/// Attaches candidates; the links live in the `Ebpf` object.
+#[derive(Default)]
+pub struct TlsAttacher {
+    seen: HashSet<(u64, u64, TargetKindKey)>,
+    pub targets: Vec<TlsTarget>,
+    pub stats: AttachStats,
+    retries: Vec<Retry>,
+}
+
+impl TlsAttacher {
+    /// Attaches a candidate unless its inode is done; failures are queued for a retry.
+    pub fn attach(&mut self, ebpf: &mut Ebpf, cand: &Candidate, now_ns: u64) {
+        if !self.seen.insert((cand.dev, cand.ino, kind_key(cand.kind))) {
             return;
         }
-        let key = (meta.dev(), meta.ino());
-        if self.seen.contains(&key) {
-            return;
-        }
-        self.seen.insert(key);
-        if must_export && !exports_ssl(path) {
-            return;
-        }
+        let programs: Vec<&'static str> = cand.kind.probes().iter().map(|p| p.program).collect();
+        let failed = self.attach_programs(ebpf, cand, &programs);
+        self.queue_retry(cand.clone(), failed, 1, now_ns);
+    }
+
+    /// Attaches `programs` of the candidate's kind; returns the required ones that failed.
+    fn attach_programs(
+        &mut self,
+        ebpf: &mut Ebpf,
+        cand: &Candidate,
+        programs: &[&'static str],
+    ) -> Vec<&'static str> {
+        let path = cand.path.as_path();
         let mut symbols = Vec::new();
-        for p in TLS_PROBES {
+        let mut failed = Vec::new();
+        for p in cand.kind.probes() {
+            if !programs.contains(&p.program) {
+                continue;
+            }
             let Some(prog) = ebpf.program_mut(p.program) else {
                 continue;
             };
@@ -185,71 +413,145 @@ impl TlsAttacher {
                     tracing::info!(path = %path.display(), symbol = p.symbol, "optional TLS symbol not attached: {e}");
                 }
                 Err(e) => {
-                    self.attach_errors += 1;
-                    tracing::warn!(path = %path.display(), symbol = p.symbol, "TLS uprobe not attached: {e}");
+                    self.stats.attach_errors += 1;
+                    failed.push(p.program);
+                    tracing::warn!(path = %path.display(), symbol = p.symbol, "uprobe not attached (will retry): {e}");
                 }
             }
         }
         if !symbols.is_empty() {
-            tracing::info!(path = %path.display(), ?symbols, "TLS library attached");
-            self.targets.push(TlsTarget {
-                path: path.to_path_buf(),
-                dev: key.0,
-                ino: key.1,
-                symbols,
-            });
-        }
-    }
-
-    /// The standard library directories of the host.
-    pub fn scan_system(&mut self, ebpf: &mut Ebpf) {
-        for dir in SYSTEM_LIB_DIRS {
-            let Ok(rd) = std::fs::read_dir(dir) else {
-                continue;
-            };
-            let mut paths: Vec<PathBuf> = rd
-                .filter_map(|e| e.ok())
-                .map(|e| e.path())
-                .filter(|p| p.to_str().is_some_and(is_libssl))
-                .collect();
-            paths.sort();
-            for p in paths {
-                self.attach_file(ebpf, &p, false);
+            match cand.kind {
+                TargetKind::Ssl => {
+                    tracing::info!(path = %path.display(), ?symbols, "TLS library attached")
+                }
+                TargetKind::Loader => {
+                    tracing::info!(path = %path.display(), "dynamic loader attached")
+                }
+            }
+            match self
+                .targets
+                .iter_mut()
+                .find(|t| t.dev == cand.dev && t.ino == cand.ino && t.kind == cand.kind)
+            {
+                Some(t) => {
+                    for s in symbols {
+                        if !t.symbols.contains(&s) {
+                            t.symbols.push(s);
+                        }
+                    }
+                }
+                None => self.targets.push(TlsTarget {
+                    path: path.to_path_buf(),
+                    dev: cand.dev,
+                    ino: cand.ino,
+                    kind: cand.kind,
+                    symbols,
+                }),
             }
         }
+        failed
     }
 
-    /// One process: its libssl mappings and its main executable.
-    pub fn scan_pid(&mut self, ebpf: &mut Ebpf, pid: u32) {
-        let root = PathBuf::from(format!("/proc/{pid}/root"));
-        if let Ok(maps) = std::fs::read_to_string(format!("/proc/{pid}/maps")) {
-            let mut libs: Vec<&str> = maps
-                .lines()
-                .filter_map(|l| l.split_whitespace().nth(5))
-                .filter(|p| p.starts_with('/') && is_libssl(p))
-                .collect();
-            libs.dedup();
-            for lib in libs {
-                self.attach_file(ebpf, &root.join(lib.trim_start_matches('/')), false);
-            }
-        }
-        // The executable (through /proc/PID/exe, valid in any mount namespace).
-        self.attach_file(ebpf, Path::new(&format!("/proc/{pid}/exe")), true);
-    }
-
-    /// Every process on the host (skipping our own).
-    pub fn scan_all(&mut self, ebpf: &mut Ebpf) {
-        let me = std::process::id();
-        let Ok(rd) = std::fs::read_dir("/proc") else {
+    fn queue_retry(
+        &mut self,
+        cand: Candidate,
+        failed: Vec<&'static str>,
+        attempts: u32,
+        now_ns: u64,
+    ) {
+        if failed.is_empty() {
             return;
-        };
-        let pids: Vec<u32> = rd
-            .filter_map(|e| e.ok())
-            .filter_map(|e| e.file_name().to_str().and_then(|s| s.parse().ok()))
-            .filter(|&p| p != me)
-            .collect();
-        for pid in pids {
-            self.scan_pid(ebpf, pid);
         }
+        match retry_delay_ns(attempts) {
+            Some(d) => self.retries.push(Retry {
+                cand,
+                programs: failed,
+                attempts,
+                due_ns: now_ns.saturating_add(d),
+            }),
+            None => {
+                self.stats.attach_gave_up += 1;
+                tracing::warn!(path = %cand.path.display(), attempts, "uprobe attachment given up");
+            }
+        }
+    }
+
+    /// When the next retry is due.
+    pub fn next_retry_ns(&self) -> Option<u64> {
+        self.retries.iter().map(|r| r.due_ns).min()
+    }
+
+    /// Retries the failed attachments that are due.
+    pub fn retry_due(&mut self, ebpf: &mut Ebpf, now_ns: u64) {
+        let (due, later): (Vec<Retry>, Vec<Retry>) = std::mem::take(&mut self.retries)
+            .into_iter()
+            .partition(|r| r.due_ns <= now_ns);
+        self.retries = later;
+        for r in due {
+            self.stats.attach_retries += 1;
+            let failed = self.attach_programs(ebpf, &r.cand, &r.programs);
+            if failed.is_empty() {
+                self.stats.attach_recovered += 1;
+            }
+            self.queue_retry(r.cand, failed, r.attempts + 1, now_ns);
+        }
+    }
+
+    /// Attached files of one kind.
+    pub fn count(&self, kind: TargetKind) -> usize {
+        self.targets.iter().filter(|t| t.kind == kind).count()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn failed_attachments_are_retried_with_doubling_delays_then_given_up() {
+        let delays: Vec<Option<u64>> = (1..=MAX_ATTACH_ATTEMPTS).map(retry_delay_ns).collect();
+        assert_eq!(
+            delays,
+            vec![
+                Some(500_000_000),
+                Some(1_000_000_000),
+                Some(2_000_000_000),
+                Some(4_000_000_000),
+                Some(8_000_000_000),
+                None
+            ]
+        );
+    }
+
+    #[test]
+    fn loaders_and_ssl_libraries_are_told_apart_by_file_name() {
+        assert!(is_loader("/usr/lib/x86_64-linux-gnu/ld-linux-x86-64.so.2"));
+        assert!(is_loader("/lib/ld-musl-x86_64.so.1"));
+        assert!(is_loader("/lib/x86_64-linux-gnu/ld-2.28.so"));
+        assert!(!is_loader("/usr/lib/x86_64-linux-gnu/libssl.so.3"));
+        assert!(!is_loader("/usr/bin/ld-wrapper"));
+        assert!(is_libssl("/usr/lib/x86_64-linux-gnu/libssl.so.3"));
+    }
+
+    #[test]
+    fn the_dynamic_symbol_lookup_finds_a_defined_symbol_without_reading_the_whole_file() {
+        // The test binary itself links libc dynamically and exports nothing called SSL_write.
+        let exe = std::env::current_exe().unwrap();
+        assert!(!exports_ssl(&exe));
+        let loader = ["/lib64/ld-linux-x86-64.so.2", "/lib/ld-linux-aarch64.so.1"]
+            .iter()
+            .map(Path::new)
+            .find(|p| p.exists());
+        if let Some(l) = loader {
+            assert!(exports_symbol(l, "_dl_debug_state"), "{}", l.display());
+        }
+    }
+
+    #[test]
+    fn a_pid_scan_hands_each_inode_over_once() {
+        let mut s = Scanner::default();
+        let me = std::process::id();
+        let first = s.scan_pid(me);
+        assert!(s.scan_pid(me).is_empty(), "second scan: {first:?}");
     }
 }

@@ -4,11 +4,16 @@
 //! A chunk that starts after the expected position means bytes were lost (ring full,
 //! truncation): the lost count is recorded, the HTTP parser drops the message in progress and
 //! resynchronises at the next message start. A chunk that starts before it (a duplicate) is
-//! trimmed. Nothing here reads the clock: timestamps come from the kernel.
+//! trimmed. Nothing here reads the clock: timestamps come from the kernel, and nothing here
+//! reads `/proc`: a 4-tuple the kernel did not see is resolved when the event is taken off
+//! the ring ([`KernelEvent::resolve_from_proc`]) and travels in the event (and the recording).
+//!
+//! The table is bounded: when it is full, the least recently active connection is evicted
+//! (counted). An ordered index by (last activity, connection) makes that O(log n).
 
 pub mod procfs;
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeSet, HashMap, VecDeque};
 
 use crate::capture::events::{Direction, KernelEvent};
 use crate::capture::ConnIdent;
@@ -102,6 +107,8 @@ pub struct ConnTable {
     /// a connection are on this host. Entries of closed connections are checked on lookup
     /// and swept when the index outgrows the table.
     tuples: HashMap<(String, String), ConnIdent>,
+    /// Every connection by (last activity, id): the first is the next to evict.
+    by_activity: BTreeSet<(u64, ConnIdent)>,
 }
 
 fn other(d: Direction) -> Direction {
@@ -120,7 +127,25 @@ impl ConnTable {
             max_conns: max_conns.max(1),
             stats: ConnStats::default(),
             tuples: HashMap::new(),
+            by_activity: BTreeSet::new(),
         }
+    }
+
+    /// Is this connection in the table?
+    pub fn contains(&self, id: &ConnIdent) -> bool {
+        self.conns.contains_key(id)
+    }
+
+    /// Removes a connection and its activity index entry.
+    fn remove(&mut self, id: &ConnIdent) -> Option<Conn> {
+        let c = self.conns.remove(id)?;
+        self.by_activity.remove(&(c.last_ts, *id));
+        Some(c)
+    }
+
+    /// Connections in eviction order (least recently active first).
+    pub fn eviction_order(&self) -> Vec<ConnIdent> {
+        self.by_activity.iter().map(|(_, id)| *id).collect()
     }
 
     fn index_tuple(&mut self, id: ConnIdent) {
@@ -213,7 +238,7 @@ impl ConnTable {
                 remote,
                 connector,
                 comm,
-                sock_fd,
+                proc_tuple,
                 ..
             } => {
                 if self.conns.contains_key(&conn) {
@@ -222,12 +247,11 @@ impl ConnTable {
                 // A plaintext connection whose establishment the kernel did not see predates
                 // the agent: it is adopted mid-stream.
                 let adopted = !conn.is_tls() && local.is_none();
-                let (local, remote) = match (local, remote, sock_fd) {
-                    (Some(l), Some(r), _) => (Some(l), Some(r)),
-                    (_, _, Some(fd)) => procfs::socket_tuple(conn.pid, fd).unzip(),
-                    _ => (None, None),
+                let (local, remote) = match (local, remote) {
+                    (Some(l), Some(r)) => (Some(l), Some(r)),
+                    _ => proc_tuple.unzip(),
                 };
-                self.insert(conn, comm, local, remote, side_of(connector), out);
+                self.insert(conn, comm, (local, remote), side_of(connector), ts_ns, out);
                 if adopted {
                     self.stats.conns_adopted += 1;
                     self.tracker.on_conn_adopted(conn.pid, &conn.to_string());
@@ -247,7 +271,8 @@ impl ConnTable {
                 local,
                 remote,
                 connector,
-                sock_fd,
+                proc_tuple,
+                ..
             } => {
                 let Some(c) = self.conns.get_mut(&conn) else {
                     return;
@@ -255,7 +280,7 @@ impl ConnTable {
                 if c.ep.local.is_empty() {
                     let (l, r) = match (local, remote) {
                         (Some(l), Some(r)) => (Some(l), Some(r)),
-                        _ => procfs::socket_tuple(conn.pid, sock_fd).unzip(),
+                        _ => proc_tuple.unzip(),
                     };
                     c.ep.local = fmt_addr(l);
                     c.ep.remote = fmt_addr(r);
@@ -272,21 +297,21 @@ impl ConnTable {
                 direction,
                 pos,
                 bytes,
-                sock_fd,
                 ..
             } => {
                 if !self.conns.contains_key(&conn) {
-                    // Its open record was lost: identify it from /proc.
-                    let (l, r) = sock_fd
-                        .and_then(|fd| procfs::socket_tuple(conn.pid, fd))
-                        .unzip();
-                    let comm = procfs::comm(conn.pid).unwrap_or_default();
-                    self.insert(conn, comm, l, r, Side::Unknown, out);
+                    // Its open record was lost (the live agent puts an `Open` resolved from
+                    // /proc before such data, see `run`): the connection starts unnamed.
+                    self.insert(conn, String::new(), (None, None), Side::Unknown, ts_ns, out);
                 }
                 let Some(c) = self.conns.get_mut(&conn) else {
                     return;
                 };
-                c.last_ts = ts_ns;
+                if c.last_ts != ts_ns {
+                    self.by_activity.remove(&(c.last_ts, conn));
+                    c.last_ts = ts_ns;
+                    self.by_activity.insert((ts_ns, conn));
+                }
                 if let Some(held) = c.awaiting_tie.as_mut() {
                     held.bytes += bytes.len();
                     held.events.push((direction, pos, bytes, ts_ns));
@@ -308,7 +333,7 @@ impl ConnTable {
                     out,
                 );
             }
-            KernelEvent::Exec { .. } => {}
+            KernelEvent::Exec { .. } | KernelEvent::LinkMapChange { .. } => {}
             KernelEvent::Close {
                 conn,
                 ts_ns,
@@ -316,7 +341,7 @@ impl ConnTable {
                 ingress_bytes,
             } => {
                 self.release(conn, out);
-                if let Some(mut c) = self.conns.remove(&conn) {
+                if let Some(mut c) = self.remove(&conn) {
                     self.stats.conns_closed += 1;
                     for (dir, total) in [
                         (Direction::Egress, egress_bytes),
@@ -415,7 +440,7 @@ impl ConnTable {
         conns.sort_unstable();
         for id in conns {
             self.release(id, out);
-            if let Some(mut c) = self.conns.remove(&id) {
+            if let Some(mut c) = self.remove(&id) {
                 flush_parsers(&mut c, &mut self.tracker, &mut self.stats, now_ns, out);
             }
         }
@@ -426,26 +451,27 @@ impl ConnTable {
         &mut self,
         id: ConnIdent,
         comm: String,
-        local: Option<std::net::SocketAddr>,
-        remote: Option<std::net::SocketAddr>,
+        (local, remote): (Option<std::net::SocketAddr>, Option<std::net::SocketAddr>),
         side: Side,
+        ts_ns: u64,
         out: &mut Vec<Record>,
     ) {
-        if self.conns.len() >= self.max_conns {
-            if let Some(victim) = self
-                .conns
-                .iter()
-                .min_by_key(|(_, c)| c.last_ts)
-                .map(|(k, _)| *k)
-            {
-                if let Some(mut c) = self.conns.remove(&victim) {
-                    self.stats.conns_evicted += 1;
-                    let ts = c.last_ts;
-                    close(&mut c, &mut self.tracker, &mut self.stats, ts, out);
-                }
-            }
+        while self.conns.len() >= self.max_conns {
+            // The least recently active connection (ties: the smallest id).
+            let Some(&(_, victim)) = self.by_activity.first() else {
+                break;
+            };
+            let Some(mut c) = self.remove(&victim) else {
+                // Cannot happen (the index mirrors the table); never loop on it.
+                self.by_activity.pop_first();
+                continue;
+            };
+            self.stats.conns_evicted += 1;
+            let ts = c.last_ts;
+            close(&mut c, &mut self.tracker, &mut self.stats, ts, out);
         }
         self.stats.conns_opened += 1;
+        self.by_activity.insert((ts_ns, id));
         self.conns.insert(
             id,
             Conn {
@@ -463,7 +489,7 @@ impl ConnTable {
                 awaiting_response: VecDeque::new(),
                 cur_request: None,
                 cur_response: None,
-                last_ts: 0,
+                last_ts: ts_ns,
                 awaiting_tie: None,
                 sniff: None,
             },

@@ -29,6 +29,7 @@ fn open(conn: ConnIdent) -> KernelEvent {
         comm: "client".into(),
         tls: true,
         sock_fd: None,
+        proc_tuple: None,
     }
 }
 
@@ -68,6 +69,7 @@ fn tls_data_waits_for_its_socket_and_then_carries_the_real_tuple() {
             remote: Some("127.0.0.1:8443".parse().unwrap()),
             connector: Some(true),
             sock_fd: 9,
+            proc_tuple: None,
         },
         &mut out,
     );
@@ -251,6 +253,7 @@ fn both_ends_on_this_host_name_each_other_as_peers() {
                 comm: comm.into(),
                 tls: false,
                 sock_fd: None,
+                proc_tuple: None,
             },
             &mut out,
         );
@@ -282,4 +285,115 @@ fn both_ends_on_this_host_name_each_other_as_peers() {
     t.on_event(data(client, Direction::Ingress, 0, RESP, 40), &mut out);
     let m = messages(&out);
     assert_eq!(m[0].get("peer_pid"), None);
+}
+
+fn plain(pid: u32, fd: u32) -> ConnIdent {
+    ConnIdent {
+        pid,
+        fd,
+        start_ns: 1,
+    }
+}
+
+fn open_plain(conn: ConnIdent, ts_ns: u64) -> KernelEvent {
+    KernelEvent::Open {
+        conn,
+        ts_ns,
+        local: Some("127.0.0.1:1000".parse().unwrap()),
+        remote: Some("127.0.0.1:2000".parse().unwrap()),
+        connector: Some(true),
+        comm: "c".into(),
+        tls: false,
+        sock_fd: Some(conn.fd),
+        proc_tuple: None,
+    }
+}
+
+#[test]
+fn a_full_table_evicts_the_least_recently_active_connection_first() {
+    let mut t = ConnTable::new(McpTracker::new(McpConfig::default()), Limits::default(), 3);
+    let mut out = Vec::new();
+    let (a, b, c, d) = (plain(1, 3), plain(1, 4), plain(2, 3), plain(3, 3));
+    t.on_event(open_plain(a, 10), &mut out);
+    t.on_event(open_plain(b, 20), &mut out);
+    t.on_event(open_plain(c, 30), &mut out);
+    assert_eq!(t.eviction_order(), vec![a, b, c]);
+    // a becomes the most recently active.
+    t.on_event(data(a, Direction::Egress, 0, b"POST", 40), &mut out);
+    assert_eq!(t.eviction_order(), vec![b, c, a]);
+    t.on_event(open_plain(d, 50), &mut out);
+    assert_eq!(
+        t.eviction_order(),
+        vec![c, a, d],
+        "b was the least recently active"
+    );
+    assert_eq!(t.stats.conns_evicted, 1);
+    assert!(!t.contains(&b));
+    // A close leaves the index with the connection.
+    t.on_event(
+        KernelEvent::Close {
+            conn: a,
+            ts_ns: 60,
+            egress_bytes: 4,
+            ingress_bytes: 0,
+        },
+        &mut out,
+    );
+    assert_eq!(t.eviction_order(), vec![c, d]);
+    assert_eq!(t.len(), 2);
+}
+
+#[test]
+fn the_table_reads_no_proc_a_tuple_resolved_at_capture_time_travels_in_the_event() {
+    let mut t = table();
+    let mut out = Vec::new();
+    // A pid that cannot exist (above PID_MAX_LIMIT): /proc has nothing to say about it.
+    let conn = plain(4_194_305, 5);
+    t.on_event(
+        KernelEvent::Open {
+            conn,
+            ts_ns: 1_000,
+            local: None,
+            remote: None,
+            connector: None,
+            comm: "old".into(),
+            tls: false,
+            sock_fd: Some(5),
+            proc_tuple: Some((
+                "127.0.0.1:8000".parse().unwrap(),
+                "127.0.0.1:50000".parse().unwrap(),
+            )),
+        },
+        &mut out,
+    );
+    t.on_event(data(conn, Direction::Ingress, 0, REQ, 2_000), &mut out);
+    let m = messages(&out);
+    assert_eq!(m.len(), 1, "{m:?}");
+    assert_eq!(m[0]["local"], "127.0.0.1:8000");
+    assert_eq!(m[0]["remote"], "127.0.0.1:50000");
+}
+
+/// Eviction cost with a full table (`cargo test -p mcpwarden --release --lib
+/// eviction_cost -- --ignored --nocapture`).
+#[test]
+#[ignore]
+fn eviction_cost_with_a_full_table() {
+    let n = 65_536u32;
+    let mut t = ConnTable::new(
+        McpTracker::new(McpConfig::default()),
+        Limits::default(),
+        n as usize,
+    );
+    let mut out = Vec::new();
+    for i in 0..n {
+        t.on_event(open_plain(plain(i, 3), u64::from(i)), &mut out);
+    }
+    let inserts = 20_000u32;
+    let t0 = std::time::Instant::now();
+    for i in 0..inserts {
+        t.on_event(open_plain(plain(n + i, 3), u64::from(n + i)), &mut out);
+    }
+    let per = t0.elapsed() / inserts;
+    eprintln!("eviction: {per:?} per insert into a full table of {n}");
+    assert_eq!(t.stats.conns_evicted, u64::from(inserts));
 }

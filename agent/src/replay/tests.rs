@@ -249,6 +249,7 @@ fn every_event_kind_survives_a_line_round_trip() {
             comm: "python3 \"x\"".into(),
             tls: true,
             sock_fd: None,
+            proc_tuple: None,
         },
         KernelEvent::TlsTie {
             conn: conn(),
@@ -256,6 +257,7 @@ fn every_event_kind_survives_a_line_round_trip() {
             remote: None,
             connector: Some(true),
             sock_fd: 6,
+            proc_tuple: None,
         },
         KernelEvent::Open {
             conn: conn(),
@@ -266,7 +268,12 @@ fn every_event_kind_survives_a_line_round_trip() {
             comm: String::new(),
             tls: false,
             sock_fd: Some(5),
+            proc_tuple: Some((
+                "127.0.0.1:8000".parse().unwrap(),
+                "[::1]:50312".parse().unwrap(),
+            )),
         },
+        KernelEvent::LinkMapChange { pid: 8, ts_ns: 450 },
         data(3, b"POST"),
         data(0, &[0, 255, 13, 10]),
         data(0, b""),
@@ -430,6 +437,7 @@ fn replay_ends_the_run_at_the_latest_event_time() {
             comm: "srv".into(),
             tls: false,
             sock_fd: Some(5),
+            proc_tuple: None,
         },
         data(0, &bytes),
         KernelEvent::Exec {
@@ -466,6 +474,7 @@ fn open_client(fd: u32) -> KernelEvent {
         comm: "client".into(),
         tls: false,
         sock_fd: Some(fd),
+        proc_tuple: None,
     }
 }
 
@@ -536,4 +545,60 @@ fn finish_flushes_connections_in_a_stable_order() {
             &replay_lines(events()),
         );
     }
+}
+
+#[test]
+fn a_recorded_proc_tuple_is_replayed_on_a_host_where_that_pid_does_not_exist() {
+    // Recorded by a live agent: the kernel saw no tuple, /proc gave one at capture time.
+    let text = concat!(
+        r#"{"kind":"open","pid":4194305,"fd":5,"start_ns":90,"ts_ns":100,"local":null,"remote":null,"connector":null,"comm":"old","tls":false,"sock_fd":5,"proc_local":"127.0.0.1:8000","proc_remote":"127.0.0.1:50312"}"#,
+        "\n",
+    );
+    let mut events = parse_events(text).unwrap();
+    let body = br#"{"jsonrpc":"2.0","id":1,"method":"tools/list"}"#;
+    let mut req = format!(
+        "POST /mcp HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    )
+    .into_bytes();
+    req.extend_from_slice(body);
+    events.push(KernelEvent::Data {
+        conn: ConnIdent {
+            pid: 4_194_305,
+            fd: 5,
+            start_ns: 90,
+        },
+        tid: 1,
+        ts_ns: 200,
+        direction: Direction::Ingress,
+        pos: 0,
+        syscall_len: req.len() as u32,
+        truncated: false,
+        sock_fd: Some(5),
+        bytes: req,
+    });
+    assert!(!std::path::Path::new("/proc/4194305").exists());
+    let records = replay(events, &ReplayConfig::default());
+    let v: Vec<serde_json::Value> = records
+        .iter()
+        .map(|r| serde_json::to_value(r).unwrap())
+        .filter(|v| v["type"] == "message")
+        .collect();
+    assert_eq!(v.len(), 1, "{v:?}");
+    assert_eq!(v[0]["local"], "127.0.0.1:8000");
+    assert_eq!(v[0]["remote"], "127.0.0.1:50312");
+    assert_eq!(v[0]["comm"], "old");
+}
+
+#[test]
+fn a_recording_without_proc_tuples_still_reads_and_old_readers_skip_them() {
+    // Version-1 lines (no proc_local/proc_remote) read as before.
+    let old = r#"{"kind":"open","pid":7,"fd":5,"start_ns":90,"ts_ns":100,"local":"127.0.0.1:8000","remote":"127.0.0.1:50312","connector":false,"comm":"python3","tls":false}"#;
+    match event_from_line(old, 1).unwrap() {
+        KernelEvent::Open { proc_tuple, .. } => assert_eq!(proc_tuple, None),
+        other => panic!("{other:?}"),
+    }
+    // A line without a resolved tuple is written without the new fields.
+    let line = event_to_line(&event_from_line(old, 1).unwrap());
+    assert!(!line.contains("proc_local"), "{line}");
 }

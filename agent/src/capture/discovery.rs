@@ -1,0 +1,282 @@
+//! The TLS discovery thread: everything expensive about finding TLS libraries (reading
+//! `/proc/*/maps`, parsing ELF symbol tables) runs here, off the thread that drains the ring
+//! buffer. It hands [`Candidate`]s ("attach this path") back to that thread, which owns the
+//! `Ebpf` object and does the attaching, and wakes it through an eventfd.
+//!
+//! When it looks:
+//! - every [`FULL_SCAN_EVERY`]: every process (what the other triggers missed);
+//! - after an exec: at once, then [`RESCAN_AFTER_EXEC_MS`] later (the loader maps the
+//!   libraries after the exec event);
+//! - after a link-map change (`dlopen`, [`Request::LinkMap`]): [`LINK_MAP_SETTLE_MS`] later
+//!   (so the `RT_ADD` and `RT_CONSISTENT` calls of one `dlopen` share one scan, made once the
+//!   library is mapped), and never twice within [`LINK_MAP_MIN_INTERVAL_MS`] for one process
+//!   (a process that imports a hundred extension modules costs a scan per 100 ms at most).
+
+use std::collections::HashMap;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use super::tls::{Candidate, Scanner};
+
+/// When to look again at a freshly exec'd process (ms after the exec event).
+pub const RESCAN_AFTER_EXEC_MS: [u64; 4] = [20, 100, 400, 1500];
+/// Period of the full rescan.
+pub const FULL_SCAN_EVERY: Duration = Duration::from_secs(2);
+/// Delay between a link-map change and the scan it causes.
+pub const LINK_MAP_SETTLE_MS: u64 = 2;
+/// Shortest interval between two link-map scans of one process.
+pub const LINK_MAP_MIN_INTERVAL_MS: u64 = 100;
+
+/// CLOCK_MONOTONIC in ns (the kernel's event clock).
+pub fn monotonic_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: valid out-pointer.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+/// What the capture thread asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Request {
+    /// A process exec'd.
+    Exec(u32),
+    /// A process's loader changed its link map.
+    LinkMap(u32),
+}
+
+/// Per-process scan schedule (pure: the time is passed in, in ms on any monotonic clock).
+#[derive(Debug, Default)]
+pub struct Schedule {
+    /// (due ms, pid), unsorted.
+    due: Vec<(u64, u32)>,
+    /// Last link-map scan of each pid (ms).
+    last_link_map_scan: HashMap<u32, u64>,
+    /// Link-map scans that were folded into another one.
+    pub coalesced: u64,
+}
+
+impl Schedule {
+    /// Records a request at `now`: the scans it causes are returned by [`Self::take_due`].
+    pub fn request(&mut self, req: Request, now: u64) {
+        match req {
+            Request::Exec(pid) => {
+                self.due.push((now, pid));
+                for d in RESCAN_AFTER_EXEC_MS {
+                    self.due.push((now + d, pid));
+                }
+            }
+            Request::LinkMap(pid) => {
+                let earliest = self
+                    .last_link_map_scan
+                    .get(&pid)
+                    .map_or(0, |last| last + LINK_MAP_MIN_INTERVAL_MS);
+                let at = (now + LINK_MAP_SETTLE_MS).max(earliest);
+                // One pending link-map scan per pid: a later request folds into it.
+                if self
+                    .due
+                    .iter()
+                    .any(|&(d, p)| p == pid && d >= now && d <= at)
+                {
+                    self.coalesced += 1;
+                    return;
+                }
+                self.due.push((at, pid));
+                self.last_link_map_scan.insert(pid, at);
+            }
+        }
+    }
+
+    /// The pids whose scan is due at `now` (each once), removed from the schedule.
+    pub fn take_due(&mut self, now: u64) -> Vec<u32> {
+        let mut pids: Vec<u32> = self
+            .due
+            .iter()
+            .filter(|(d, _)| *d <= now)
+            .map(|(_, p)| *p)
+            .collect();
+        self.due.retain(|(d, _)| *d > now);
+        pids.sort_unstable();
+        pids.dedup();
+        if self.last_link_map_scan.len() > 4096 {
+            self.last_link_map_scan
+                .retain(|_, last| now.saturating_sub(*last) < LINK_MAP_MIN_INTERVAL_MS);
+        }
+        pids
+    }
+
+    /// When the next scan is due.
+    pub fn next_due(&self) -> Option<u64> {
+        self.due.iter().map(|(d, _)| *d).min()
+    }
+}
+
+/// The running discovery thread.
+pub struct Discovery {
+    tx: Option<Sender<Request>>,
+    found: Receiver<Candidate>,
+    wake: OwnedFd,
+    handle: Option<JoinHandle<()>>,
+}
+
+impl Discovery {
+    /// Starts the thread with a scanner that already knows what was handed over.
+    pub fn start(scanner: Scanner) -> std::io::Result<Self> {
+        // SAFETY: plain syscall; the fd is owned below.
+        let fd = unsafe { libc::eventfd(0, libc::EFD_NONBLOCK | libc::EFD_CLOEXEC) };
+        if fd < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        // SAFETY: a fresh fd we own.
+        let wake = unsafe { OwnedFd::from_raw_fd(fd) };
+        let wake_raw = wake.as_raw_fd();
+        let (tx, rx) = mpsc::channel();
+        let (found_tx, found) = mpsc::channel();
+        let handle = std::thread::Builder::new()
+            .name("tls-discovery".into())
+            .spawn(move || run(scanner, rx, found_tx, wake_raw))?;
+        Ok(Self {
+            tx: Some(tx),
+            found,
+            wake,
+            handle: Some(handle),
+        })
+    }
+
+    pub fn request(&self, req: Request) {
+        if let Some(tx) = &self.tx {
+            let _ = tx.send(req);
+        }
+    }
+
+    /// Readable when candidates wait (poll it with the ring).
+    pub fn wake_fd(&self) -> RawFd {
+        self.wake.as_raw_fd()
+    }
+
+    /// Every candidate found since the last call.
+    pub fn take_found(&self) -> Vec<Candidate> {
+        let mut buf = [0u8; 8];
+        // SAFETY: valid buffer of 8 bytes (eventfd reads are 8 bytes); non-blocking.
+        let _ = unsafe { libc::read(self.wake.as_raw_fd(), buf.as_mut_ptr().cast(), 8) };
+        self.found.try_iter().collect()
+    }
+}
+
+impl Drop for Discovery {
+    fn drop(&mut self) {
+        self.tx = None; // the thread ends when the channel closes
+        if let Some(h) = self.handle.take() {
+            let _ = h.join();
+        }
+    }
+}
+
+fn ms_since(t0: Instant) -> u64 {
+    t0.elapsed().as_millis() as u64
+}
+
+fn run(mut scanner: Scanner, rx: Receiver<Request>, found: Sender<Candidate>, wake: RawFd) {
+    let t0 = Instant::now();
+    let mut schedule = Schedule::default();
+    let mut last_full = 0u64;
+    let full_every = FULL_SCAN_EVERY.as_millis() as u64;
+    let hand_over = |cands: Vec<Candidate>| {
+        if cands.is_empty() {
+            return true;
+        }
+        for c in cands {
+            if found.send(c).is_err() {
+                return false;
+            }
+        }
+        let one: u64 = 1;
+        // SAFETY: 8-byte write to an eventfd that outlives this thread (joined on drop).
+        let _ = unsafe { libc::write(wake, (&one as *const u64).cast(), 8) };
+        true
+    };
+    loop {
+        let now = ms_since(t0);
+        let next = schedule
+            .next_due()
+            .unwrap_or(u64::MAX)
+            .min(last_full + full_every);
+        match rx.recv_timeout(Duration::from_millis(next.saturating_sub(now))) {
+            Ok(req) => {
+                schedule.request(req, ms_since(t0));
+                // Take every request already queued before scanning.
+                for req in rx.try_iter() {
+                    schedule.request(req, ms_since(t0));
+                }
+            }
+            Err(RecvTimeoutError::Timeout) => {}
+            Err(RecvTimeoutError::Disconnected) => return,
+        }
+        let now = ms_since(t0);
+        for pid in schedule.take_due(now) {
+            if !hand_over(scanner.scan_pid(pid)) {
+                return;
+            }
+        }
+        if now >= last_full + full_every {
+            if !hand_over(scanner.scan_all()) {
+                return;
+            }
+            last_full = ms_since(t0);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_exec_is_scanned_at_once_and_at_each_rescan_delay() {
+        let mut s = Schedule::default();
+        s.request(Request::Exec(7), 1000);
+        assert_eq!(s.take_due(1000), vec![7]);
+        assert_eq!(s.next_due(), Some(1020));
+        assert!(s.take_due(1019).is_empty());
+        assert_eq!(s.take_due(1020), vec![7]);
+        assert_eq!(
+            s.take_due(2500),
+            vec![7],
+            "the remaining three fold into one"
+        );
+        assert_eq!(s.next_due(), None);
+    }
+
+    #[test]
+    fn a_dlopen_is_scanned_after_the_settle_delay_and_its_two_loader_calls_share_one_scan() {
+        let mut s = Schedule::default();
+        s.request(Request::LinkMap(9), 1000); // RT_ADD
+        s.request(Request::LinkMap(9), 1001); // RT_CONSISTENT
+        assert!(s.take_due(1001).is_empty());
+        assert_eq!(s.take_due(1000 + LINK_MAP_SETTLE_MS), vec![9]);
+        assert_eq!(s.coalesced, 1);
+        assert_eq!(s.next_due(), None);
+    }
+
+    #[test]
+    fn a_process_is_not_rescanned_for_link_map_changes_within_100_ms() {
+        let mut s = Schedule::default();
+        s.request(Request::LinkMap(9), 1000);
+        assert_eq!(s.take_due(1002), vec![9]);
+        // A burst of dlopens right after: one scan, 100 ms after the previous one.
+        for t in 1003..1050 {
+            s.request(Request::LinkMap(9), t);
+        }
+        assert_eq!(s.next_due(), Some(1002 + LINK_MAP_MIN_INTERVAL_MS));
+        assert!(s.take_due(1101).is_empty());
+        assert_eq!(s.take_due(1102), vec![9]);
+        assert_eq!(s.next_due(), None);
+        // Another process is not held back by this one.
+        s.request(Request::LinkMap(10), 1103);
+        assert_eq!(s.take_due(1105), vec![10]);
+    }
+}
