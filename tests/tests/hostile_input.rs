@@ -71,23 +71,51 @@ fn malformed_http_heads_are_counted_as_http_errors_and_reported_as_nothing() {
 }
 
 #[test]
-fn a_100_mb_body_to_the_mcp_path_is_skipped_and_counted_once_per_side() {
+fn a_100_mb_body_to_the_mcp_path_is_reported_by_its_head_and_counted_once_per_side() {
     let run = hostile_beside_legit_session("big_body", &[]);
     assert_eq!(u64_field(&run.sent, "body_bytes"), 100_000_000);
     assert_eq!(u64_field(&run.sent, "status"), 413);
-    // Over the 8 MiB body limit: skipped (BodyTooLarge); nothing lost. The sink's
-    // `413 text/plain` answer is not JSON-RPC: one decode error.
+    // Over the 8 MiB body limit (BodyTooLarge): not decoded whole, but reported from its
+    // first bytes (a request `x` with id 1, truncated, its real size); nothing lost. The
+    // sink's `413 text/plain` answer is not JSON-RPC: one decode error.
     assert_counters(
         &run,
         &[
             ("conn", "http_errors", 1),
             ("mcp", "decode_errors", 1),
+            ("mcp", "partial_messages", 1),
             ("conn", "gaps", 0),
             ("kernel", "ring_full_chunks", 0),
             ("kernel", "truncated_bytes", 0),
         ],
     );
-    assert_no_records_for_hostile_pids(&run);
+    for pid in [run.sender_pid(), run.sink_pid] {
+        let m = run.of("message", pid);
+        let got: Vec<(Value, Value, Value, Value, Value)> = m
+            .iter()
+            .map(|r| {
+                (
+                    r["kind"].clone(),
+                    r["method"].clone(),
+                    r["id"].clone(),
+                    r["truncated"].clone(),
+                    r["payload_bytes"].clone(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            got,
+            vec![(
+                "request".into(),
+                "x".into(),
+                1.into(),
+                true.into(),
+                100_000_000.into()
+            )],
+            "pid {pid}: {m:?}"
+        );
+        assert!(m.iter().all(|r| r.get("params").is_none()), "{m:?}");
+    }
 }
 
 #[test]
@@ -266,22 +294,38 @@ fn payloads_over_16_kib_and_over_the_truncation_sizes_are_reported_or_counted() 
         "sink side: (id, payload_bytes, truncated) of the 3 requests"
     );
     // The sender's 1 MiB request crossed the per-syscall cap in one write when `over` > 0:
-    // that request is lost on its side (counted), the other two are reported.
-    let sender_ids: Vec<Value> = run
+    // its tail was not carried (counted in kernel.truncated_bytes), and the request is still
+    // reported, from its first bytes: id and method, truncated, with its real size and the
+    // bytes the capture lost.
+    let sender_requests: Vec<(Value, Value, Value)> = run
         .of("message", run.sender_pid())
         .into_iter()
         .filter(|m| m["kind"] == "request")
-        .map(|m| m["id"].clone())
+        .map(|m| {
+            (
+                m["id"].clone(),
+                m["method"].clone(),
+                m["capture_lost_bytes"].clone(),
+            )
+        })
         .collect();
-    let want_ids: Vec<Value> = if over > 0 {
-        vec![1.into(), 2.into()]
-    } else {
-        vec![1.into(), 2.into(), 3.into()]
+    let lost = |id: u64| {
+        if id == 3 && over > 0 {
+            Value::from(over)
+        } else {
+            Value::Null
+        }
     };
-    assert_eq!(sender_ids, want_ids, "sender side request ids");
-    // The untransmitted tail is the last thing the sender wrote: no later chunk reveals it as
-    // a gap, so userspace sees the body cut at close and the answer to id 3 unpaired (its
-    // `method` null); the loss itself is in kernel.truncated_bytes.
+    assert_eq!(
+        sender_requests,
+        (1..=3)
+            .map(|id| (Value::from(id), Value::from("tools/call"), lost(id)))
+            .collect::<Vec<_>>(),
+        "sender side requests (id, method, capture_lost_bytes)"
+    );
+    // The untransmitted tail is the last thing the sender wrote: only the close reveals it as
+    // a gap, after the answer to id 3 came, so that answer stays unpaired (its `method`
+    // null).
     let sender_answers: Vec<(Value, Value)> = run
         .of("message", run.sender_pid())
         .into_iter()

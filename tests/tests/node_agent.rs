@@ -8,13 +8,15 @@ use mcpwarden_tests::records::messages_of;
 use mcpwarden_tests::{free_port, Agent, ClientOptions, PyServer, SdkClient};
 use serde_json::{json, Value};
 
-/// Capability numbers (linux/capability.h) the agent keeps after attach on this kernel.
+/// Capability numbers (linux/capability.h) the agent keeps after attach on this kernel (it
+/// enforces by default: `reset` mode keeps CAP_SYS_NICE for the event loop's priority).
 const KEPT: &[(u32, &str)] = &[
     (2, "CAP_DAC_READ_SEARCH"),
     (5, "CAP_KILL"),
     (12, "CAP_NET_ADMIN"),
     (19, "CAP_SYS_PTRACE"),
     (21, "CAP_SYS_ADMIN"),
+    (23, "CAP_SYS_NICE"),
     (38, "CAP_PERFMON"),
     (39, "CAP_BPF"),
 ];
