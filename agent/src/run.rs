@@ -412,6 +412,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
         more = drained.more;
         let now = monotonic_ns();
         let found = discovery.take_found();
+        capture.note_discovery_dropped(discovery.dropped());
         if !found.is_empty() {
             capture.attach_tls(&found, now);
         }

@@ -366,8 +366,14 @@ impl Capture {
             ("tls_attach_retries", t.attach_retries),
             ("tls_attach_recovered", t.attach_recovered),
             ("tls_attach_gave_up", t.attach_gave_up),
+            ("tls_discovery_dropped", t.discovery_dropped),
         ]);
         c
+    }
+
+    /// The discovery thread's dropped requests, for [`Self::counters`].
+    pub fn note_discovery_dropped(&mut self, dropped: u64) {
+        self.tls.stats.discovery_dropped = dropped;
     }
 
     /// Per-hook chunk, byte, loss and truncation counters.

@@ -14,7 +14,8 @@
 
 use std::collections::HashMap;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender, SyncSender, TrySendError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -115,9 +116,14 @@ impl Schedule {
     }
 }
 
+/// Most requests waiting for the discovery thread. An exec storm beyond it drops requests
+/// (counted); the periodic full scan still finds what they would have.
+pub const MAX_QUEUED_REQUESTS: usize = 4096;
+
 /// The running discovery thread.
 pub struct Discovery {
-    tx: Option<Sender<Request>>,
+    tx: Option<SyncSender<Request>>,
+    dropped: AtomicU64,
     found: Receiver<Candidate>,
     wake: OwnedFd,
     handle: Option<JoinHandle<()>>,
@@ -134,23 +140,33 @@ impl Discovery {
         // SAFETY: a fresh fd we own.
         let wake = unsafe { OwnedFd::from_raw_fd(fd) };
         let wake_raw = wake.as_raw_fd();
-        let (tx, rx) = mpsc::channel();
+        let (tx, rx) = mpsc::sync_channel(MAX_QUEUED_REQUESTS);
         let (found_tx, found) = mpsc::channel();
         let handle = std::thread::Builder::new()
             .name("tls-discovery".into())
             .spawn(move || run(scanner, rx, found_tx, wake_raw))?;
         Ok(Self {
             tx: Some(tx),
+            dropped: AtomicU64::new(0),
             found,
             wake,
             handle: Some(handle),
         })
     }
 
+    /// Queues a request; never blocks the capture loop. A full queue drops it (counted in
+    /// [`Self::dropped`]).
     pub fn request(&self, req: Request) {
         if let Some(tx) = &self.tx {
-            let _ = tx.send(req);
+            if let Err(TrySendError::Full(_)) = tx.try_send(req) {
+                self.dropped.fetch_add(1, Ordering::Relaxed);
+            }
         }
+    }
+
+    /// Requests dropped because the queue was full.
+    pub fn dropped(&self) -> u64 {
+        self.dropped.load(Ordering::Relaxed)
     }
 
     /// Readable when candidates wait (poll it with the ring).

@@ -361,6 +361,9 @@ pub struct AttachStats {
     pub attach_recovered: u64,
     /// Files given up on after [`MAX_ATTACH_ATTEMPTS`] tries.
     pub attach_gave_up: u64,
+    /// Discovery requests (exec, link-map change) dropped because the discovery thread's
+    /// queue was full; the periodic full scan finds what they would have, later.
+    pub discovery_dropped: u64,
 }
 
 /// Attaches candidates; the links live in the `Ebpf` object.
