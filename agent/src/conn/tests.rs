@@ -207,6 +207,68 @@ fn a_tail_the_capture_lost_shows_at_close_and_its_message_is_reported_cut() {
 }
 
 #[test]
+fn a_cut_request_whose_id_came_last_is_named_by_its_answer() {
+    let mut t = table();
+    let mut out = Vec::new();
+    let c = ConnIdent {
+        pid: 1,
+        fd: 5,
+        start_ns: 10,
+    };
+    // node's order: method, params, jsonrpc, id last; the capture loses 300 000 bytes of
+    // the argument.
+    let blob = "b".repeat(400_000);
+    let body = format!(
+        r#"{{"method":"tools/call","params":{{"name":"upload","arguments":{{"blob":"{blob}"}}}},"jsonrpc":"2.0","id":2}}"#
+    );
+    let head = format!(
+        "POST /mcp HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    );
+    let wire = [head.as_bytes(), body.as_bytes()].concat();
+    let cut = head.len() + 1000;
+    t.on_event(data(c, Direction::Egress, 0, &wire[..cut], 1_000), &mut out);
+    let rest = cut + 300_000;
+    t.on_event(
+        data(c, Direction::Egress, rest as u64, &wire[rest..], 2_000),
+        &mut out,
+    );
+    assert!(messages(&out).is_empty(), "waits for its id: {out:?}");
+    let resp = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 36\r\n\r\n{\"result\":{},\"jsonrpc\":\"2.0\",\"id\":2}";
+    t.on_event(data(c, Direction::Ingress, 0, resp, 9_000), &mut out);
+    let m = messages(&out);
+    assert_eq!(m.len(), 2, "{out:?}");
+    assert_eq!(
+        (&m[0]["kind"], &m[0]["id"], &m[0]["method"], &m[0]["ts_ns"]),
+        (
+            &serde_json::json!("request"),
+            &serde_json::json!(2),
+            &serde_json::json!("tools/call"),
+            &serde_json::json!(2_000)
+        )
+    );
+    assert_eq!(m[0]["truncated"], true);
+    assert_eq!(m[0]["payload_bytes"], body.len());
+    assert_eq!(m[0]["capture_lost_bytes"], 300_000);
+    assert_eq!(
+        (
+            &m[1]["kind"],
+            &m[1]["id"],
+            &m[1]["method"],
+            &m[1]["latency_ns"]
+        ),
+        (
+            &serde_json::json!("response"),
+            &serde_json::json!(2),
+            &serde_json::json!("tools/call"),
+            &serde_json::json!(7_000)
+        )
+    );
+    assert_eq!(t.tracker().stats().partial_messages, 1);
+    assert_eq!(t.tracker().stats().partial_unreadable, 0);
+}
+
+#[test]
 fn bytes_delivered_twice_are_trimmed_and_counted() {
     let mut t = table();
     let mut out = Vec::new();

@@ -238,6 +238,18 @@ struct ConnExchange {
     status: Option<u16>,
 }
 
+/// A client→server request the capture cut before its `id` (node writes `id` last): reported
+/// once the answer on its HTTP exchange names the id.
+#[derive(Debug)]
+struct CutRequest {
+    key: GroupKey,
+    era: Era,
+    method: String,
+    ts_ns: u64,
+    size: u64,
+    lost: u64,
+}
+
 /// Tracks MCP sessions across the payloads of every observed connection.
 #[derive(Debug)]
 pub struct McpTracker {
@@ -249,6 +261,8 @@ pub struct McpTracker {
     /// Each connection's current exchange: answers (which carry no `_meta` version) follow its
     /// session and era.
     exchanges: HashMap<ConnKey, ConnExchange>,
+    /// Cut requests waiting for their answer's id, by connection (bounded like `exchanges`).
+    cut_requests: HashMap<ConnKey, CutRequest>,
     /// Identity header fingerprint → subject, for stateless grouping.
     subjects: HashMap<[u8; 32], Option<String>>,
     /// Connection → ids of the session-id sessions whose exchanges used it.
@@ -359,6 +373,7 @@ impl McpTracker {
             servers,
             sessions: HashMap::new(),
             exchanges: HashMap::new(),
+            cut_requests: HashMap::new(),
             subjects: HashMap::new(),
             conn_sessions: HashMap::new(),
             bound_conns: HashMap::new(),
@@ -409,6 +424,16 @@ impl McpTracker {
                 return;
             }
         };
+        if flow == Flow::ServerToClient {
+            let answer_id = decoded.messages.iter().find_map(|m| match m {
+                Ok(RpcMessage::Response { id, .. }) => Some(id.clone()),
+                Ok(RpcMessage::Error { id: Some(id), .. }) => Some(id.clone()),
+                _ => None,
+            });
+            if let Some(id) = answer_id {
+                self.flush_cut_request(ep, http, id, out);
+            }
+        }
         let sid = self.exchange_session_id(ep, http);
         let (key, era) = self.group_key(ep, http, flow, sid.as_ref(), &decoded.messages);
         if flow == Flow::ClientToServer {
@@ -454,7 +479,8 @@ impl McpTracker {
     /// reported from what its first bytes say (id, method, error code and message), marked
     /// `truncated`, with `payload_bytes` its real size and `capture_lost_bytes` what the
     /// capture missed. An answer whose id came after the cut takes its HTTP exchange's
-    /// request id. Not judged by the policy: its arguments are not all there.
+    /// request id; a request whose id came after the cut waits for its answer to name it.
+    /// Not judged by the policy: its arguments are not all there.
     #[allow(clippy::too_many_arguments)]
     pub fn on_partial_payload(
         &mut self,
@@ -467,16 +493,30 @@ impl McpTracker {
         out: &mut Vec<Record>,
     ) {
         let conn = (ep.pid, ep.conn_id.clone());
+        let salvaged = crate::rpc::salvage(head);
+        if let Some(s) = &salvaged {
+            match (&s.method, &s.id) {
+                (Some(method), None)
+                    if flow == Flow::ClientToServer && !method.starts_with("notifications/") =>
+                {
+                    self.park_cut_request(ep, http, method.clone(), (size, lost), ts_ns);
+                    return;
+                }
+                (None, Some(id)) if flow == Flow::ServerToClient => {
+                    self.flush_cut_request(ep, http, id.clone(), out);
+                }
+                _ => {}
+            }
+        }
         let exchange_request = || self.exchanges.get(&conn).and_then(|x| x.request.clone());
-        let message = crate::rpc::salvage(head).and_then(|s| match (s.method, s.id) {
+        let message = salvaged.and_then(|s| match (s.method, s.id) {
             (Some(method), Some(id)) => Some(RpcMessage::Request {
                 id,
                 method,
                 params: None,
             }),
-            // Without an id only a notification is certain (MCP names them all
-            // `notifications/…`); a request whose id came after the cut (node writes it
-            // last) cannot be paired and is counted as unreadable.
+            // Without an id, a notification (MCP names them all `notifications/…`); a
+            // request whose id came after the cut (node writes it last) was parked above.
             (Some(method), None) if method.starts_with("notifications/") => {
                 Some(RpcMessage::Notification {
                     method,
@@ -532,17 +572,91 @@ impl McpTracker {
             self.counters.partial_unjudged += self.to_judge.len() as u64;
             self.to_judge.clear();
         }
-        for r in &mut out[from..] {
-            if let Record::Message(m) = r {
-                if m.direction == flow && m.ts_ns == ts_ns {
-                    m.truncated = true;
-                    m.payload_bytes = Some(size);
-                    m.capture_lost_bytes = (lost > 0).then_some(lost);
-                    m.params = None;
-                    m.result = None;
-                }
-            }
+        mark_cut(&mut out[from..], flow, ts_ns, (size, lost));
+    }
+
+    /// A cut request without its id waits on its connection for the answer to name it.
+    fn park_cut_request(
+        &mut self,
+        ep: &Endpoint,
+        http: &HttpMeta,
+        method: String,
+        (size, lost): (u64, u64),
+        ts_ns: u64,
+    ) {
+        let conn = (ep.pid, ep.conn_id.clone());
+        let sid = self.exchange_session_id(ep, http);
+        let probe = [Ok(RpcMessage::Notification {
+            method: method.clone(),
+            params: None,
+        })];
+        let (key, era) = self.group_key(ep, http, Flow::ClientToServer, sid.as_ref(), &probe);
+        self.begin_exchange(ep, &key, era, None);
+        if self.cut_requests.len() >= self.cfg.max_sessions
+            && !self.cut_requests.contains_key(&conn)
+        {
+            self.counters.partial_unreadable += self.cut_requests.len() as u64;
+            self.cut_requests.clear();
         }
+        let cut = CutRequest {
+            key,
+            era,
+            method,
+            ts_ns,
+            size,
+            lost,
+        };
+        if self.cut_requests.insert(conn, cut).is_some() {
+            self.counters.partial_unreadable += 1; // never answered
+        }
+    }
+
+    /// The answer on a connection named `id`: a cut request waiting there is reported now,
+    /// with that id and its own time, before the answer.
+    fn flush_cut_request(
+        &mut self,
+        ep: &Endpoint,
+        http: &HttpMeta,
+        id: RpcId,
+        out: &mut Vec<Record>,
+    ) {
+        let conn = (ep.pid, ep.conn_id.clone());
+        let Some(cut) = self.cut_requests.remove(&conn) else {
+            return;
+        };
+        if let Some(ex) = self.exchanges.get_mut(&conn) {
+            ex.request.get_or_insert_with(|| id.clone());
+        }
+        let sid = self.exchange_session_id(ep, http);
+        self.counters.partial_messages += 1;
+        self.counters.messages += 1;
+        let from = out.len();
+        let request = RpcMessage::Request {
+            id,
+            method: cut.method,
+            params: None,
+        };
+        self.on_message(
+            ep,
+            http,
+            Flow::ClientToServer,
+            (&cut.key, cut.era),
+            sid.as_ref(),
+            request,
+            false,
+            cut.ts_ns,
+            out,
+        );
+        if !self.to_judge.is_empty() {
+            self.counters.partial_unjudged += self.to_judge.len() as u64;
+            self.to_judge.clear();
+        }
+        mark_cut(
+            &mut out[from..],
+            Flow::ClientToServer,
+            cut.ts_ns,
+            (cut.size, cut.lost),
+        );
     }
 
     /// An HTTP exchange's response head was seen (even with no body).
@@ -607,6 +721,9 @@ impl McpTracker {
 
     pub fn on_conn_closed(&mut self, pid: u32, conn_id: &str, ts_ns: u64, out: &mut Vec<Record>) {
         let conn = (pid, conn_id.to_string());
+        if self.cut_requests.remove(&conn).is_some() {
+            self.counters.partial_unreadable += 1; // its answer never named it
+        }
         if let Some(ex) = self.exchanges.remove(&conn) {
             self.cancel_stream(ex, ts_ns, out);
         }
@@ -1949,6 +2066,22 @@ impl McpTracker {
 }
 
 /// A client→server body (or batch element) that is not JSON-RPC, as an item to judge.
+/// The message records of a cut message (`flow`, kernel time `ts_ns`): `truncated`, with
+/// their real size and the bytes the capture lost; no content (what there was is cut).
+fn mark_cut(records: &mut [Record], flow: Flow, ts_ns: u64, (size, lost): (u64, u64)) {
+    for r in records {
+        if let Record::Message(m) = r {
+            if m.direction == flow && m.ts_ns == ts_ns {
+                m.truncated = true;
+                m.payload_bytes = Some(size);
+                m.capture_lost_bytes = (lost > 0).then_some(lost);
+                m.params = None;
+                m.result = None;
+            }
+        }
+    }
+}
+
 fn malformed(payload: &[u8], error: &RpcError) -> ToJudge {
     let kind = match error {
         RpcError::NotJsonRpc { reason } if reason.contains("`jsonrpc`") => {
