@@ -31,15 +31,7 @@ pub const LINK_MAP_SETTLE_MS: u64 = 2;
 pub const LINK_MAP_MIN_INTERVAL_MS: u64 = 100;
 
 /// CLOCK_MONOTONIC in ns (the kernel's event clock).
-pub fn monotonic_ns() -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: valid out-pointer.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
-    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
-}
+pub use crate::enforce::actuator::monotonic_ns;
 
 /// What the capture thread asks for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
