@@ -206,6 +206,29 @@ fn active_sessions_are_announced_then_updated_only_when_they_change() {
     assert_eq!(sim.tick(42 * SEC).len(), 1);
 }
 
+/// A tick between `initialize` and its answer must not announce the session under its
+/// connection key: the answer renames it by `Mcp-Session-Id`, and the collector would keep
+/// the first name as a session that never ends.
+#[test]
+fn a_session_is_not_announced_before_its_initialize_answer_names_it() {
+    let mut sim = Sim::full(McpConfig {
+        session_update_interval_ns: SEC,
+        ..McpConfig::default()
+    });
+    let ep = client("c1", 40001);
+    let x = Exchange::post(&[("content-type", "application/json")]);
+    sim.request(&ep, &x, INITIALIZE, SEC);
+    let t = sim.tick(3 * SEC);
+    assert!(t.is_empty(), "initialize is unanswered: {t:#?}");
+    let x = x.answered(200, &[("mcp-session-id", SESSION)], Transport::Json);
+    sim.head(&ep, &x, 4 * SEC);
+    sim.answer(&ep, &x, INITIALIZE_RESULT, 4 * SEC + 1);
+    let t = sim.tick(5 * SEC);
+    assert_eq!(t.len(), 1, "{t:#?}");
+    assert_eq!(t[0]["type"], json!("session_start"));
+    assert_eq!(t[0]["session_id"], json!(SESSION));
+}
+
 /// A policy for these tests: denies the tool `explode`, audits anything with findings.
 #[derive(Debug, Default)]
 struct TestPolicy {

@@ -1825,10 +1825,13 @@ impl McpTracker {
         let mut due: Vec<(u64, SessionKey)> = self
             .sessions
             .iter()
-            .filter(|(_, s)| {
-                !s.announced
-                    || (s.activity() != s.reported_activity
-                        && now_ns.saturating_sub(s.reported_ns) >= interval)
+            .filter(|(k, s)| {
+                if s.announced {
+                    s.activity() != s.reported_activity
+                        && now_ns.saturating_sub(s.reported_ns) >= interval
+                } else {
+                    !awaits_session_id(&k.1, s)
+                }
             })
             .map(|(k, s)| (s.started_ns, k.clone()))
             .collect();
@@ -2365,4 +2368,11 @@ impl Tombstones {
             }
         }
     }
+}
+
+/// A session still keyed by its connection whose `initialize` is unanswered: the answer may
+/// name it by an `Mcp-Session-Id`, so announcing it now would report it under a key the
+/// collector would never see end. It is announced once answered (or at its end).
+fn awaits_session_id(key: &GroupKey, s: &McpSession) -> bool {
+    matches!(key, GroupKey::Conn(_)) && s.state == SessionState::Initializing
 }
