@@ -82,10 +82,18 @@ pub fn test(selection: Selection) -> Result<()> {
         let python = setup::venv_python();
         let node_modules = setup::node_modules();
         let mut cmd = cargo();
-        cmd.args(["test", "--package", E2E_PACKAGE, "--", "--test-threads=1"])
-            .env("MCPWARDEN_BIN", build::agent_binary())
-            .env("MCPWARDEN_PYTHON", &python)
-            .env("MCPWARDEN_NODE_MODULES", &node_modules);
+        // Every binary runs even after a failure, so one red test does not hide the next.
+        cmd.args([
+            "test",
+            "--no-fail-fast",
+            "--package",
+            E2E_PACKAGE,
+            "--",
+            "--test-threads=1",
+        ])
+        .env("MCPWARDEN_BIN", build::agent_binary())
+        .env("MCPWARDEN_PYTHON", &python)
+        .env("MCPWARDEN_NODE_MODULES", &node_modules);
         check(
             "end-to-end tests",
             "see the failures above",
