@@ -63,12 +63,24 @@ pub enum Counter {
     HoldSendTie = 26,
     /// `SSL *` states dropped at `SSL_free` (the address may be reused by a new connection).
     TlsFreed = 27,
+    /// Payload bytes `bpf_probe_read_user` could not read (the stream position moved past
+    /// them: userspace sees them as a gap).
+    BytesUnreadable = 28,
+    /// Bytes of first writes shorter than the 8-byte sniff window that could still begin an
+    /// HTTP message (a method or `HTTP/1.` prefix): not carried, no sniff miss counted.
+    SniffShortBytes = 29,
+    /// In-SSL-call entries of threads that exited inside the call (uretprobe never ran),
+    /// removed at thread exit.
+    TlsArgsExited = 30,
+    /// A pending memory-BIO `SSL_write` tie skipped a socket write that did not begin a TLS
+    /// record (plaintext in a process that also uses TLS): the write took the plaintext path.
+    TlsTieNotRecord = 31,
 }
 
-pub const COUNTER_SLOTS: u32 = 32;
+pub const COUNTER_SLOTS: u32 = 48;
 
 impl Counter {
-    pub const ALL: [Counter; 28] = [
+    pub const ALL: [Counter; 32] = [
         Counter::RingFull,
         Counter::BytesTruncated,
         Counter::ArgsMapFull,
@@ -97,6 +109,10 @@ impl Counter {
         Counter::HoldFreshConn,
         Counter::HoldSendTie,
         Counter::TlsFreed,
+        Counter::BytesUnreadable,
+        Counter::SniffShortBytes,
+        Counter::TlsArgsExited,
+        Counter::TlsTieNotRecord,
     ];
     /// Metric-style name.
     pub fn name(self) -> &'static str {
@@ -129,6 +145,10 @@ impl Counter {
             Counter::HoldFreshConn => "hold_fresh_conn",
             Counter::HoldSendTie => "hold_send_tie",
             Counter::TlsFreed => "tls_freed",
+            Counter::BytesUnreadable => "unreadable_bytes",
+            Counter::SniffShortBytes => "sniff_short_bytes",
+            Counter::TlsArgsExited => "tls_args_exited",
+            Counter::TlsTieNotRecord => "tls_tie_not_record",
         }
     }
 }
