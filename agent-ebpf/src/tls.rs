@@ -208,9 +208,11 @@ pub fn tie_ssl_to_fd(
             let _ = LAST_READ_FD.insert(&id, &fd, 0);
         }
     } else if let Some(ssl) = unsafe { PENDING_WRITE.get(&id) }.copied() {
-        if !begins_tls_record(buf, vectored) {
-            // Plaintext (an HTTP request on another socket of this process): the pending
-            // tie waits for the thread's next write, these bytes take the plaintext path.
+        if ret > 0 && !begins_tls_record(buf, vectored) && writes_http(buf, vectored, ret) {
+            // Plaintext HTTP (a request on another socket of this process): the pending tie
+            // waits for the thread's next write, these bytes take the plaintext path. Only
+            // bytes that look like HTTP are kept from the tie: node's vectored ciphertext
+            // writes do not always begin a TLS record in their first segment.
             count(Counter::TlsTieNotRecord, 1);
             return state == Some(CONN_TLS);
         }
@@ -246,6 +248,18 @@ fn begins_tls_record(buf: u64, vectored: bool) -> bool {
         Ok(b) => is_tls_record(b),
         Err(_) => false,
     }
+}
+
+/// True when a write's bytes begin (or may begin) an HTTP/1.x message.
+#[inline(always)]
+fn writes_http(buf: u64, vectored: bool, ret: i64) -> bool {
+    let p = Payload {
+        buf,
+        count: 1,
+        vectored,
+        len: ret as u64,
+    };
+    sniff(&p) != Sniff::NotHttp
 }
 
 /// Marks a socket as carrying TLS for `ssl`: its syscall bytes are no longer streamed.
