@@ -20,7 +20,7 @@ use mcpwarden_common::{
 };
 
 use crate::{
-    conn::emit_close,
+    conn::{close_conn, emit_close},
     ctx::{field, skip_tgid},
     emit::{emit_conn_open, emit_payload, reserve, sniff, Payload, Sniff},
     maps::{config, count, SyscallArgs, ARGS, CONNS, PLAIN_HELD, SK_OWNER, SOCKS},
@@ -323,6 +323,21 @@ fn held_plain_write(id: u64, key: &ConnKey, io: &SocketIo) -> bool {
         return false;
     }
     let _ = PLAIN_HELD.remove(&id);
+    if connection_gone(io.ret) {
+        // The held write failed because its connection is gone (the agent reset it after a
+        // deny, or the peer did). A connection the hold opened had no socket yet when that
+        // socket closed, so no TCP_CLOSE found it; the next socket on this fd can get the
+        // freed socket's address and would pass for this connection, its bytes taken as
+        // repeats. End the stream here.
+        count(Counter::HoldShortWrite, 1);
+        // SAFETY: copy out.
+        if let Some(c) = unsafe { CONNS.get(key) }.copied() {
+            if c.sk == 0 || c.sk == io.sk {
+                close_conn(key, id as u32, &c);
+            }
+        }
+        return true;
+    }
     if let Some(c) = CONNS.get_ptr_mut(key) {
         // SAFETY: map value valid for this run.
         let c = unsafe { &mut *c };
@@ -347,6 +362,13 @@ fn held_plain_write(id: u64, key: &ConnKey, io: &SocketIo) -> bool {
         }
     }
     true
+}
+
+/// A send's result that means its TCP connection is over: `EPIPE`, `ECONNABORTED` (what a
+/// `SOCK_DESTROY` leaves), `ECONNRESET`, `ENOTCONN`.
+#[inline(always)]
+fn connection_gone(ret: i64) -> bool {
+    matches!(ret, -32 | -103 | -104 | -107)
 }
 
 /// The role the TCP handshake gave a socket, if the kernel saw it.

@@ -34,7 +34,7 @@ use crate::{
     maps::{
         count, TlsArgs, CONNS, LAST_READ_FD, PENDING_WRITE, SK_OWNER, TLS_ARGS, TLS_CONNS, TLS_PIDS,
     },
-    syscalls::new_conn,
+    syscalls::{new_conn, role_of},
 };
 
 #[inline(always)]
@@ -270,14 +270,19 @@ fn mark_socket_tls(tgid: u32, fd: u32, sk: u64, ssl: u64) {
         Some(c) => {
             // SAFETY: map value valid for this run.
             let c = unsafe { &mut *c };
+            if sk != 0 && c.sk != sk {
+                // The fd names another socket than the entry remembers (a close not seen,
+                // or an entry made before the socket was known): the socket's own state
+                // from now on. A stale `sk` would give this connection the 4-tuple of
+                // whatever socket reuses that address next (on loopback: the peer's).
+                *c = new_conn(role_of(sk), CONN_TLS, sk);
+                let _ = SK_OWNER.insert(&sk, &key, 0);
+            }
             c.state = CONN_TLS;
             c.ssl = ssl;
-            if c.sk == 0 {
-                c.sk = sk;
-            }
         }
         None => {
-            let mut c = new_conn(ROLE_UNKNOWN, CONN_TLS, sk);
+            let mut c = new_conn(role_of(sk), CONN_TLS, sk);
             c.ssl = ssl;
             let _ = CONNS.insert(&key, &c, 0);
             if sk != 0 {

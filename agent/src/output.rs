@@ -88,6 +88,7 @@ mod tests {
             supported_versions: None,
             verification_failures: 0,
             attacks: vec![],
+            joined_mid_stream: false,
             process: Default::default(),
         })
     }

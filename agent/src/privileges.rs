@@ -11,6 +11,7 @@
 //! | `CAP_SYS_PTRACE` | reading `/proc/PID/{root,exe,maps}` of other users' processes (TLS discovery, process identity) |
 //! | `CAP_DAC_READ_SEARCH` | reading libraries and executables through `/proc/PID/root` whatever their directories' modes |
 //! | `CAP_KILL` | hold mode: stopping and resuming a client (`SIGSTOP`/`SIGCONT`) of another user |
+//! | `CAP_SYS_NICE` | enforcing (`reset`, `hold`) with a negative `--enforce-nice`: the event loop raises its priority after the other threads start |
 //! | `CAP_SYS_ADMIN` | attaching uprobes while running (TLS libraries and executables found after start, the plaintext hold's per-process probes): `perf_event_open` for them is refused on this kernel with `CAP_PERFMON` alone |
 //!
 //! Everything else (`CAP_SYS_ADMIN` when not needed, `CAP_SYS_MODULE`, `CAP_SYS_RESOURCE`,

@@ -96,6 +96,11 @@ pub struct RunArgs {
     /// unless the rule says fail-closed). Default: the policy's `hold_timeout_ms`, else 50.
     #[arg(long)]
     hold_timeout_ms: Option<u64>,
+    /// Nice value of the event loop thread when enforcing (`reset`, `hold`): a denied call's
+    /// reset races the server's answer, and a loaded host should not make the agent lose it
+    /// by scheduling. 0 keeps the inherited priority; ignored in `monitor`.
+    #[arg(long, value_name = "NICE", default_value_t = -10, allow_hyphen_values = true)]
+    enforce_nice: i32,
     /// Local control socket for `mcpwarden approve|reject|pending|catalog accept`.
     #[arg(long, default_value = DEFAULT_CONTROL_SOCKET)]
     control_socket: PathBuf,
@@ -180,7 +185,11 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
     // Attached: from here on only what the running features need (before any thread starts,
     // as capabilities are per thread and inherited).
     if !args.keep_capabilities {
-        let d = mcpwarden::privileges::drop_after_attach(&[]).context("dropping capabilities")?;
+        // Enforcing: the event loop raises its own priority once the other threads run.
+        let nice = (args.enforce != EnforceMode::Monitor && args.enforce_nice < 0)
+            .then_some(caps::Capability::CAP_SYS_NICE);
+        let d = mcpwarden::privileges::drop_after_attach(nice.as_slice())
+            .context("dropping capabilities")?;
         tracing::info!(kept = ?d.kept, dropped = ?d.dropped, "capabilities dropped after attach");
     }
     // Exports start once the capabilities are dropped (their threads inherit the reduced
@@ -301,6 +310,9 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
             .with_context(|| format!("writing {}", p.display()))?;
     }
 
+    if args.enforce != EnforceMode::Monitor && args.enforce_nice != 0 {
+        raise_loop_priority(args.enforce_nice);
+    }
     let fd = capture.ring.as_raw_fd();
     let mut records: Vec<Record> = Vec::new();
     let mut last_tick = monotonic_ns();
@@ -364,7 +376,11 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
                 Ok(ev) => {
                     let from = records.len();
                     enforcer.observe(&ev);
-                    table.on_event(ev, &mut records);
+                    if held.is_some() {
+                        table.on_held_event(ev, &mut records);
+                    } else {
+                        table.on_event(ev, &mut records);
+                    }
                     enforcer.after_event(held, &mut records, from, &hints);
                 }
                 Err(e) => {
@@ -543,6 +559,21 @@ fn judge_of(table: &mut ConnTable) -> Option<&mut Judge> {
         .tracker_mut()
         .policy_mut()
         .and_then(|p| p.as_any_mut().downcast_mut::<Judge>())
+}
+
+/// Give the calling thread (the event loop: decode, judge, reset) the nice value `nice`.
+/// Linux keeps nice per thread, so the export and metrics threads keep theirs.
+fn raise_loop_priority(nice: i32) {
+    // SAFETY: setpriority on the calling thread (who = 0), no pointers.
+    let rc = unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, nice) };
+    if rc == 0 {
+        eprintln!("mcpwarden: enforcing; event loop at nice {nice}");
+    } else {
+        tracing::warn!(
+            "could not set the event loop's nice to {nice} (enforcement goes on at the inherited priority): {}",
+            std::io::Error::last_os_error()
+        );
+    }
 }
 
 /// The policy file's `hold_timeout_ms`.

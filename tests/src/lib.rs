@@ -16,6 +16,7 @@ pub mod container;
 pub mod conversation;
 pub mod enforce_driver;
 pub mod env;
+pub mod hostile;
 pub mod kubernetes;
 pub mod peers;
 pub mod policy;

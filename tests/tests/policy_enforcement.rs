@@ -80,13 +80,17 @@ fn minimal_policy_denies_explode(sdk: Sdk) {
         [call("explode", json!({"why": "test"}))]
     ]);
     let client = run_policy_client(sdk, &server.url(), &script, None);
+    let client_pid = client["pid"].clone();
+    let records = agent.stop();
+    let seen: Vec<&Value> = records
+        .iter()
+        .filter(|r| r["type"] == "verdict" || r["type"] == "health")
+        .collect();
     assert_eq!(
         outcomes(&client),
         vec![vec!["ok"], vec!["connection_error"]],
-        "add succeeds, explode gets a connection error (not a tool result): {client}"
+        "add succeeds, explode gets a connection error (not a tool result): {client}\nagent: {seen:?}"
     );
-    let client_pid = client["pid"].clone();
-    let records = agent.stop();
     // (Calls made without a prior tools/list are also audited as unverifiable.)
     let verdicts: Vec<&Value> = of_type(&records, "verdict")
         .into_iter()
@@ -258,6 +262,19 @@ fn hold_stops_denied_calls(sdk: Sdk, tls: bool) {
         cert.as_ref().map(|c| &c.cert),
     );
     let got = outcomes(&client);
+    let records = agent.stop();
+    // What the agent counted, for a failure's message.
+    let health = records
+        .iter()
+        .rev()
+        .find(|r| r["type"] == "health")
+        .map(|h| json!({"enforce": h["enforce"], "kernel": h["kernel"], "conn": h["conn"]}))
+        .unwrap_or_default();
+    let enforcement: Vec<&Value> = of_type(&records, "verdict")
+        .into_iter()
+        .filter(|v| v["pid"] == client["pid"])
+        .map(|v| &v["enforcement"])
+        .collect();
     let denied = got[1..]
         .iter()
         .filter(|s| s.as_slice() == ["ok", "connection_error"])
@@ -266,7 +283,7 @@ fn hold_stops_denied_calls(sdk: Sdk, tls: bool) {
     assert_eq!(
         tools_run(&server, "explode"),
         0,
-        "the server ran a denied call: {:?}",
+        "the server ran a denied call: {:?}\nclient verdicts: {enforcement:?}\nagent: {health}",
         server.executions()
     );
     assert_eq!(tools_run(&server, "add"), N);
@@ -282,7 +299,6 @@ fn hold_stops_denied_calls(sdk: Sdk, tls: bool) {
         sorted.get(sorted.len() / 2).copied().unwrap_or(0.0),
         sorted.len()
     );
-    let records = agent.stop();
     let held: Vec<&Value> = of_type(&records, "verdict")
         .into_iter()
         .filter(|v| v["pid"] == client["pid"] && v["action"] == "deny")

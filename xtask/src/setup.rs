@@ -97,6 +97,7 @@ pub fn setup(scope: Scope) -> Result<()> {
         ]);
         steps.push(docker_step());
         steps.push(chromium_step());
+        steps.push(nginx_step());
     }
     for step in steps {
         run_step(&step).map_err(|e| anyhow!("setup: {}: failed: {e:#}", step.name))?;
@@ -518,6 +519,44 @@ fn chromium_step() -> Step {
                 .args(["install", "-y", "--no-install-recommends"])
                 .args(PACKAGES)
                 .env("DEBIAN_FRONTEND", "noninteractive"))
+        },
+    }
+}
+
+// ---- TLS reverse proxy for the proxy capture test ---------------------------------------------
+
+/// Debian `nginx` (tests/tests/tls_proxy.rs puts it between an SDK client and server). The
+/// test starts its own instance on free ports; an instance the package's scripts may have
+/// started is stopped again.
+fn nginx_step() -> Step {
+    Step {
+        name: "nginx (TLS reverse-proxy test)",
+        note: "",
+        check: || {
+            Ok(if Path::new("/usr/sbin/nginx").exists() {
+                Check::Done
+            } else {
+                Check::Missing("missing /usr/sbin/nginx".into())
+            })
+        },
+        install: || {
+            if !util::is_root() {
+                bail!(
+                    "installing nginx with apt-get needs root: run `sudo apt-get install -y \
+                     --no-install-recommends nginx` or run this command as root"
+                );
+            }
+            run(Command::new("apt-get")
+                .arg("update")
+                .env("DEBIAN_FRONTEND", "noninteractive"))?;
+            run(Command::new("apt-get")
+                .args(["install", "-y", "--no-install-recommends", "nginx"])
+                .env("DEBIAN_FRONTEND", "noninteractive"))?;
+            // Best effort: the package may have started the system instance (port 80).
+            let _ = Command::new("/usr/sbin/nginx")
+                .args(["-s", "quit"])
+                .output();
+            Ok(())
         },
     }
 }

@@ -164,6 +164,7 @@ pub fn hold_of(rec: &[u8]) -> Option<HeldChunk> {
         len: d.len,
         syscall_len: d.syscall_len,
         truncated: d.flags & mcpwarden_common::event::FLAG_TRUNCATED != 0,
+        sock_fd: (d.sock_fd != NO_FD).then_some(d.sock_fd),
     })
 }
 
@@ -179,6 +180,8 @@ pub struct HeldChunk {
     pub len: u32,
     pub syscall_len: u32,
     pub truncated: bool,
+    /// The socket fd the held write is on, when the kernel knew it.
+    pub sock_fd: Option<u32>,
 }
 
 pub fn decode(rec: &[u8]) -> Result<KernelEvent, EventDecodeError> {

@@ -125,27 +125,12 @@ impl KernelEnforce {
 
     /// Removes one hold; false when it was not there.
     pub fn remove_hold(&mut self, pid: u32, hold_id: u64) -> bool {
-        self.held
-            .remove(&HoldKey {
-                tgid: pid,
-                _pad: 0,
-                hold_id,
-            })
-            .is_ok()
+        self.held.remove(&hold_key(pid, hold_id)).is_ok()
     }
 
     /// Is this hold outstanding?
     pub fn has_hold(&self, pid: u32, hold_id: u64) -> bool {
-        self.held
-            .get(
-                &HoldKey {
-                    tgid: pid,
-                    _pad: 0,
-                    hold_id,
-                },
-                0,
-            )
-            .is_ok()
+        self.held.get(&hold_key(pid, hold_id), 0).is_ok()
     }
 
     /// Every outstanding hold (pid, hold id, entry).
@@ -160,14 +145,7 @@ impl KernelEnforce {
     /// The thread whose write began a hold.
     pub fn hold_tid(&self, pid: u32, hold_id: u64) -> Option<u32> {
         self.held
-            .get(
-                &HoldKey {
-                    tgid: pid,
-                    _pad: 0,
-                    hold_id,
-                },
-                0,
-            )
+            .get(&hold_key(pid, hold_id), 0)
             .ok()
             .map(|e| e.tid)
     }
@@ -215,6 +193,15 @@ impl KernelEnforce {
     /// Lifts a block.
     pub fn unblock(&mut self, pid: u32, dest: SocketAddr) -> bool {
         self.blocked.remove(&block_key(pid, dest)).is_ok()
+    }
+}
+
+/// The hold map's key of hold `hold_id` of process `pid`.
+fn hold_key(pid: u32, hold_id: u64) -> HoldKey {
+    HoldKey {
+        tgid: pid,
+        _pad: 0,
+        hold_id,
     }
 }
 

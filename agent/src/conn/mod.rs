@@ -37,6 +37,12 @@ pub struct ConnStats {
     pub tls_ties: u64,
     /// TLS connections whose socket never became known (released without a 4-tuple).
     pub tls_untied: u64,
+    /// TLS connections judged before their socket was known because a write was held
+    /// (hold mode; the tie fills the 4-tuple of later records).
+    pub tls_judged_untied: u64,
+    /// Plaintext connections first seen mid-stream: the kernel had not seen them established
+    /// (they predate the agent, e.g. after a restart); what they carried before is not seen.
+    pub conns_adopted: u64,
 }
 
 struct DirStream {
@@ -213,12 +219,19 @@ impl ConnTable {
                 if self.conns.contains_key(&conn) {
                     return;
                 }
+                // A plaintext connection whose establishment the kernel did not see predates
+                // the agent: it is adopted mid-stream.
+                let adopted = !conn.is_tls() && local.is_none();
                 let (local, remote) = match (local, remote, sock_fd) {
                     (Some(l), Some(r), _) => (Some(l), Some(r)),
                     (_, _, Some(fd)) => procfs::socket_tuple(conn.pid, fd).unzip(),
                     _ => (None, None),
                 };
                 self.insert(conn, comm, local, remote, side_of(connector), out);
+                if adopted {
+                    self.stats.conns_adopted += 1;
+                    self.tracker.on_conn_adopted(conn.pid, &conn.to_string());
+                }
                 if conn.is_tls() && local.is_none() {
                     if let Some(c) = self.conns.get_mut(&conn) {
                         c.awaiting_tie = Some(HeldData {
@@ -302,6 +315,33 @@ impl ConnTable {
                     self.stats.conns_closed += 1;
                     close(&mut c, &mut self.tracker, &mut self.stats, ts_ns, out);
                 }
+            }
+        }
+    }
+
+    /// Like [`ConnTable::on_event`]; a data event whose write is held (its process stopped
+    /// until the agent decides) is judged now even on a TLS connection whose socket is not
+    /// known yet: waiting for the tie would wait for the write to leave. Its records then
+    /// name no 4-tuple (the tie fills it for the records after).
+    pub fn on_held_event(&mut self, ev: KernelEvent, out: &mut Vec<Record>) {
+        let held_conn = match &ev {
+            KernelEvent::Data { conn, .. } => Some(*conn),
+            _ => None,
+        };
+        let start = out.len();
+        self.on_event(ev, out);
+        let Some(id) = held_conn else {
+            return;
+        };
+        if self
+            .conns
+            .get(&id)
+            .is_some_and(|c| c.awaiting_tie.is_some())
+        {
+            self.stats.tls_judged_untied += 1;
+            self.release(id, out);
+            if let Some(new) = out.get_mut(start..) {
+                self.link_peers(new);
             }
         }
     }

@@ -45,6 +45,12 @@ pub trait Actuator {
         let _ = (pid, hold_id);
         Err("not supported by this actuator".into())
     }
+    /// (local, remote) of socket fd `fd` of `pid` now (a held process is stopped, so the fd
+    /// still names the socket its write is on).
+    fn socket_tuple(&self, pid: u32, fd: u32) -> Option<(SocketAddr, SocketAddr)> {
+        let _ = (pid, fd);
+        None
+    }
 }
 
 /// How long [`Actuator::reset_at_next_send`] waits for the resumed thread's send.
@@ -191,6 +197,9 @@ impl Actuator for KernelActuator {
         self.destroy(&local.to_string(), &remote.to_string())
             .map_err(|e| e.to_string())?;
         Ok((local, remote))
+    }
+    fn socket_tuple(&self, pid: u32, fd: u32) -> Option<(SocketAddr, SocketAddr)> {
+        crate::conn::procfs::socket_tuple(pid, fd)
     }
     fn wait_stopped(&mut self, pid: u32) -> bool {
         let t0 = monotonic_ns();

@@ -123,6 +123,9 @@ pub struct EnforceStats {
     pub reset_failed: u64,
     /// ... of which the verdict had no 4-tuple.
     pub reset_no_socket: u64,
+    /// Held writes whose verdict named another socket than the one the stopped write is on
+    /// (an fd reused before the old socket's close was seen); the write's own was reset.
+    pub held_socket_corrected: u64,
     /// Held TLS writes with no known socket reset at their thread's next send.
     pub send_tie_resets: u64,
     /// ... that could not be (no send in time, not a TCP socket, another hold outstanding).
@@ -350,6 +353,23 @@ impl<A: Actuator> Enforcer<A> {
                     if v.action == Action::Deny {
                         let h = hints(v);
                         self.maybe_block(v, h);
+                    }
+                }
+            }
+            // The socket the stopped write is on, as the process sees it now: the
+            // connection's recorded tuple can be a previous socket's when the fd was reused
+            // before the kernel saw the old socket close.
+            if let Some((local, remote)) = held
+                .and_then(|h| h.sock_fd)
+                .and_then(|fd| self.act.socket_tuple(pid, fd))
+            {
+                for &i in &hold_idx {
+                    if let Record::Verdict(v) = &mut records[i] {
+                        if v.local != local.to_string() || v.remote != remote.to_string() {
+                            self.stats.held_socket_corrected += 1;
+                        }
+                        v.local = local.to_string();
+                        v.remote = remote.to_string();
                     }
                 }
             }

@@ -141,6 +141,7 @@ fn chunk(hold_id: u64, ts_ns: u64) -> HeldChunk {
         len: 50,
         syscall_len: 50,
         truncated: false,
+        sock_fd: None,
     }
 }
 

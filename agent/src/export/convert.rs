@@ -325,6 +325,8 @@ fn session(kind: pb::session_record::Kind, s: &SessionSummary) -> pb::SessionRec
         supported_versions,
         verification_failures,
         attacks,
+        // Not in the wire contract yet (proto/): JSON-lines output only.
+        joined_mid_stream: _,
         process,
     } = s;
     pb::SessionRecord {

@@ -188,6 +188,7 @@ fn summary(status: SessionStatus, end: Option<EndReason>) -> SessionSummary {
         attacks: vec![
             json!({"kind": "tool_definition_drift", "tool": "add", "fields": ["description"]}),
         ],
+        joined_mid_stream: false,
         process: crate::process::ProcessIdentity {
             exe: Some("/usr/bin/node".into()),
             uid: Some(0),

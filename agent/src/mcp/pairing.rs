@@ -15,7 +15,7 @@ use serde_json::Value;
 
 use super::record::Era;
 use super::stateless::CallRound;
-use super::Flow;
+use super::{Flow, Side};
 use crate::rpc::RpcId;
 
 /// A request awaiting its answer.
@@ -65,7 +65,18 @@ impl Pending {
     }
 }
 
-type Key = (Flow, RpcId);
+/// (direction of the request, the observed process's side on the connection it was seen on,
+/// id). The side keeps apart the two conversations a proxy on this host carries in one
+/// session: the requests it receives as a server and those it forwards as a client have the
+/// same ids.
+type Key = (Flow, Side, RpcId);
+
+const SIDES: [Side; 3] = [Side::Client, Side::Server, Side::Unknown];
+
+/// `side` first, then the other sides (a request seen before its connection's side was known).
+fn sides_from(side: Side) -> impl Iterator<Item = Side> {
+    std::iter::once(side).chain(SIDES.into_iter().filter(move |s| *s != side))
+}
 
 /// What an insertion displaced.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -118,9 +129,20 @@ impl PendingTable {
         self.live
     }
 
+    /// The key of the pending request sent in `flow` with `id`: the one seen on `side` first,
+    /// else one seen on another side (a side learned only after the request).
+    fn find(&self, flow: Flow, side: Side, id: &RpcId) -> Option<Key> {
+        sides_from(side)
+            .map(|s| (flow, s, id.clone()))
+            .find(|k| self.entries.contains_key(k))
+    }
+
     /// Marks the request sent in `flow` with `id` as cancelled; `false` when none is pending.
-    pub fn cancel(&mut self, flow: Flow, id: &RpcId) -> bool {
-        match self.entries.get_mut(&(flow, id.clone())) {
+    pub fn cancel(&mut self, flow: Flow, side: Side, id: &RpcId) -> bool {
+        let Some(key) = self.find(flow, side, id) else {
+            return false;
+        };
+        match self.entries.get_mut(&key) {
             Some((_, p)) if !p.cancelled => {
                 p.cancelled = true;
                 self.live -= 1;
@@ -132,8 +154,13 @@ impl PendingTable {
     }
 
     /// The id of the pending request that travelled in `request_flow` with progress `token`.
-    pub fn request_for_token(&self, request_flow: Flow, token: &RpcId) -> Option<&RpcId> {
-        self.tokens.get(&(request_flow, token.clone()))
+    pub fn request_for_token(
+        &self,
+        request_flow: Flow,
+        side: Side,
+        token: &RpcId,
+    ) -> Option<&RpcId> {
+        sides_from(side).find_map(|s| self.tokens.get(&(request_flow, s, token.clone())))
     }
 
     fn remove(&mut self, key: &Key) -> Option<(u64, Pending)> {
@@ -143,18 +170,18 @@ impl PendingTable {
             self.live -= 1;
         }
         if let Some(token) = &pending.progress_token {
-            let tkey = (key.0, token.clone());
-            if self.tokens.get(&tkey) == Some(&key.1) {
+            let tkey = (key.0, key.1, token.clone());
+            if self.tokens.get(&tkey) == Some(&key.2) {
                 self.tokens.remove(&tkey);
             }
         }
         Some((seq, pending))
     }
 
-    /// Records a request that travelled in `flow`.
-    pub fn insert(&mut self, flow: Flow, id: RpcId, pending: Pending) -> Displaced {
+    /// Records a request that travelled in `flow`, seen on `side`.
+    pub fn insert(&mut self, flow: Flow, side: Side, id: RpcId, pending: Pending) -> Displaced {
         let mut displaced = Displaced::default();
-        let key = (flow, id);
+        let key = (flow, side, id);
         if self.remove(&key).is_some() {
             displaced.replaced += 1;
         }
@@ -171,7 +198,8 @@ impl PendingTable {
             self.live += 1;
         }
         if let Some(token) = &pending.progress_token {
-            self.tokens.insert((flow, token.clone()), key.1.clone());
+            self.tokens
+                .insert((flow, side, token.clone()), key.2.clone());
         }
         self.order.insert(seq, key.clone());
         self.entries.insert(key, (seq, pending));
@@ -179,20 +207,20 @@ impl PendingTable {
     }
 
     /// The pending request that travelled in `request_flow` with `id`.
-    pub fn get_mut(&mut self, request_flow: Flow, id: &RpcId) -> Option<&mut Pending> {
-        self.entries
-            .get_mut(&(request_flow, id.clone()))
-            .map(|(_, p)| p)
+    pub fn get_mut(&mut self, request_flow: Flow, side: Side, id: &RpcId) -> Option<&mut Pending> {
+        let key = self.find(request_flow, side, id)?;
+        self.entries.get_mut(&key).map(|(_, p)| p)
     }
 
     /// Whether a request that travelled in `request_flow` with `id` is pending.
-    pub fn contains(&self, request_flow: Flow, id: &RpcId) -> bool {
-        self.entries.contains_key(&(request_flow, id.clone()))
+    pub fn contains(&self, request_flow: Flow, side: Side, id: &RpcId) -> bool {
+        self.find(request_flow, side, id).is_some()
     }
 
-    /// Takes the request an answer travelling in `answer_flow` with `id` belongs to.
-    pub fn take(&mut self, answer_flow: Flow, id: &RpcId) -> Option<Pending> {
-        let key = (answer_flow.opposite(), id.clone());
+    /// Takes the request an answer travelling in `answer_flow` with `id`, seen on `side`,
+    /// belongs to.
+    pub fn take(&mut self, answer_flow: Flow, side: Side, id: &RpcId) -> Option<Pending> {
+        let key = self.find(answer_flow.opposite(), side, id)?;
         self.remove(&key).map(|(_, pending)| pending)
     }
 
@@ -204,7 +232,7 @@ impl PendingTable {
         } = other;
         for (_, key) in order {
             if let Some((_, pending)) = entries.remove(&key) {
-                displaced += self.insert(key.0, key.1, pending);
+                displaced += self.insert(key.0, key.1, key.2, pending);
             }
         }
         displaced
@@ -222,31 +250,48 @@ mod tests {
     #[test]
     fn an_answer_takes_the_request_of_the_opposite_direction() {
         let mut t = PendingTable::new(8);
-        t.insert(Flow::ClientToServer, RpcId::Num(1), p("tools/list", 10));
+        t.insert(
+            Flow::ClientToServer,
+            Side::Client,
+            RpcId::Num(1),
+            p("tools/list", 10),
+        );
         t.insert(
             Flow::ServerToClient,
+            Side::Client,
             RpcId::Num(1),
             p("sampling/createMessage", 20),
         );
         assert_eq!(
-            t.take(Flow::ClientToServer, &RpcId::Num(1)),
+            t.take(Flow::ClientToServer, Side::Client, &RpcId::Num(1)),
             Some(p("sampling/createMessage", 20))
         );
         assert_eq!(
-            t.take(Flow::ServerToClient, &RpcId::Num(1)),
+            t.take(Flow::ServerToClient, Side::Client, &RpcId::Num(1)),
             Some(p("tools/list", 10))
         );
-        assert_eq!(t.take(Flow::ServerToClient, &RpcId::Num(1)), None);
+        assert_eq!(
+            t.take(Flow::ServerToClient, Side::Client, &RpcId::Num(1)),
+            None
+        );
         assert_eq!(t.len(), 0);
     }
 
     #[test]
     fn numeric_and_string_ids_do_not_match_each_other() {
         let mut t = PendingTable::new(8);
-        t.insert(Flow::ClientToServer, RpcId::Str("1".into()), p("ping", 1));
-        assert_eq!(t.take(Flow::ServerToClient, &RpcId::Num(1)), None);
+        t.insert(
+            Flow::ClientToServer,
+            Side::Client,
+            RpcId::Str("1".into()),
+            p("ping", 1),
+        );
         assert_eq!(
-            t.take(Flow::ServerToClient, &RpcId::Str("1".into())),
+            t.take(Flow::ServerToClient, Side::Client, &RpcId::Num(1)),
+            None
+        );
+        assert_eq!(
+            t.take(Flow::ServerToClient, Side::Client, &RpcId::Str("1".into())),
             Some(p("ping", 1))
         );
     }
@@ -254,17 +299,20 @@ mod tests {
     #[test]
     fn the_oldest_is_evicted_when_full_and_reported() {
         let mut t = PendingTable::new(2);
-        let d1 = t.insert(Flow::ClientToServer, RpcId::Num(1), p("a", 1));
-        let d2 = t.insert(Flow::ClientToServer, RpcId::Num(2), p("b", 2));
-        let d3 = t.insert(Flow::ClientToServer, RpcId::Num(3), p("c", 3));
+        let d1 = t.insert(Flow::ClientToServer, Side::Client, RpcId::Num(1), p("a", 1));
+        let d2 = t.insert(Flow::ClientToServer, Side::Client, RpcId::Num(2), p("b", 2));
+        let d3 = t.insert(Flow::ClientToServer, Side::Client, RpcId::Num(3), p("c", 3));
         assert_eq!((d1.evicted, d2.evicted, d3.evicted), (0, 0, 1));
-        assert_eq!(t.take(Flow::ServerToClient, &RpcId::Num(1)), None);
         assert_eq!(
-            t.take(Flow::ServerToClient, &RpcId::Num(2)),
+            t.take(Flow::ServerToClient, Side::Client, &RpcId::Num(1)),
+            None
+        );
+        assert_eq!(
+            t.take(Flow::ServerToClient, Side::Client, &RpcId::Num(2)),
             Some(p("b", 2))
         );
         assert_eq!(
-            t.take(Flow::ServerToClient, &RpcId::Num(3)),
+            t.take(Flow::ServerToClient, Side::Client, &RpcId::Num(3)),
             Some(p("c", 3))
         );
     }
@@ -272,8 +320,8 @@ mod tests {
     #[test]
     fn a_reused_id_replaces_the_older_request() {
         let mut t = PendingTable::new(4);
-        t.insert(Flow::ClientToServer, RpcId::Num(1), p("a", 1));
-        let d = t.insert(Flow::ClientToServer, RpcId::Num(1), p("b", 2));
+        t.insert(Flow::ClientToServer, Side::Client, RpcId::Num(1), p("a", 1));
+        let d = t.insert(Flow::ClientToServer, Side::Client, RpcId::Num(1), p("b", 2));
         assert_eq!(
             d,
             Displaced {
@@ -283,7 +331,7 @@ mod tests {
         );
         assert_eq!(t.len(), 1);
         assert_eq!(
-            t.take(Flow::ServerToClient, &RpcId::Num(1)),
+            t.take(Flow::ServerToClient, Side::Client, &RpcId::Num(1)),
             Some(p("b", 2))
         );
     }
@@ -291,34 +339,64 @@ mod tests {
     #[test]
     fn absorb_keeps_age_order_and_the_bound() {
         let mut a = PendingTable::new(2);
-        a.insert(Flow::ClientToServer, RpcId::Num(10), p("x", 5));
+        a.insert(
+            Flow::ClientToServer,
+            Side::Client,
+            RpcId::Num(10),
+            p("x", 5),
+        );
         let mut b = PendingTable::new(2);
-        b.insert(Flow::ClientToServer, RpcId::Num(1), p("old", 1));
-        b.insert(Flow::ClientToServer, RpcId::Num(2), p("new", 2));
+        b.insert(
+            Flow::ClientToServer,
+            Side::Client,
+            RpcId::Num(1),
+            p("old", 1),
+        );
+        b.insert(
+            Flow::ClientToServer,
+            Side::Client,
+            RpcId::Num(2),
+            p("new", 2),
+        );
         let d = a.absorb(b);
         assert_eq!(d.evicted, 1);
         assert_eq!(a.len(), 2);
-        assert_eq!(a.take(Flow::ServerToClient, &RpcId::Num(10)), None);
-        assert!(a.take(Flow::ServerToClient, &RpcId::Num(2)).is_some());
+        assert_eq!(
+            a.take(Flow::ServerToClient, Side::Client, &RpcId::Num(10)),
+            None
+        );
+        assert!(a
+            .take(Flow::ServerToClient, Side::Client, &RpcId::Num(2))
+            .is_some());
     }
 
     #[test]
     fn cancelled_requests_stay_pairable_but_are_not_live() {
         let mut t = PendingTable::new(4);
-        t.insert(Flow::ClientToServer, RpcId::Num(1), p("tools/call", 1));
-        t.insert(Flow::ClientToServer, RpcId::Num(2), p("tools/call", 2));
+        t.insert(
+            Flow::ClientToServer,
+            Side::Client,
+            RpcId::Num(1),
+            p("tools/call", 1),
+        );
+        t.insert(
+            Flow::ClientToServer,
+            Side::Client,
+            RpcId::Num(2),
+            p("tools/call", 2),
+        );
         assert_eq!(t.live(), 2);
-        assert!(t.cancel(Flow::ClientToServer, &RpcId::Num(1)));
+        assert!(t.cancel(Flow::ClientToServer, Side::Client, &RpcId::Num(1)));
         assert!(
-            t.cancel(Flow::ClientToServer, &RpcId::Num(1)),
+            t.cancel(Flow::ClientToServer, Side::Client, &RpcId::Num(1)),
             "cancelling twice is fine"
         );
         assert!(
-            !t.cancel(Flow::ServerToClient, &RpcId::Num(2)),
+            !t.cancel(Flow::ServerToClient, Side::Client, &RpcId::Num(2)),
             "other direction"
         );
         assert_eq!((t.len(), t.live()), (2, 1));
-        let answered = t.take(Flow::ServerToClient, &RpcId::Num(1));
+        let answered = t.take(Flow::ServerToClient, Side::Client, &RpcId::Num(1));
         assert_eq!(answered.map(|p| p.cancelled), Some(true));
         assert_eq!((t.len(), t.live()), (1, 1));
     }
@@ -328,26 +406,71 @@ mod tests {
         let mut t = PendingTable::new(1);
         let mut req = p("tools/call", 1);
         req.progress_token = Some(RpcId::Str("tok".into()));
-        t.insert(Flow::ClientToServer, RpcId::Num(7), req.clone());
+        t.insert(
+            Flow::ClientToServer,
+            Side::Client,
+            RpcId::Num(7),
+            req.clone(),
+        );
         let tok = RpcId::Str("tok".into());
         assert_eq!(
-            t.request_for_token(Flow::ClientToServer, &tok),
+            t.request_for_token(Flow::ClientToServer, Side::Client, &tok),
             Some(&RpcId::Num(7))
         );
-        assert_eq!(t.request_for_token(Flow::ServerToClient, &tok), None);
-        t.insert(Flow::ClientToServer, RpcId::Num(8), p("ping", 2));
         assert_eq!(
-            t.request_for_token(Flow::ClientToServer, &tok),
+            t.request_for_token(Flow::ServerToClient, Side::Client, &tok),
+            None
+        );
+        t.insert(
+            Flow::ClientToServer,
+            Side::Client,
+            RpcId::Num(8),
+            p("ping", 2),
+        );
+        assert_eq!(
+            t.request_for_token(Flow::ClientToServer, Side::Client, &tok),
             None,
             "evicted"
         );
-        t.insert(Flow::ClientToServer, RpcId::Num(9), req);
-        t.take(Flow::ServerToClient, &RpcId::Num(9));
+        t.insert(Flow::ClientToServer, Side::Client, RpcId::Num(9), req);
+        t.take(Flow::ServerToClient, Side::Client, &RpcId::Num(9));
         assert_eq!(
-            t.request_for_token(Flow::ClientToServer, &tok),
+            t.request_for_token(Flow::ClientToServer, Side::Client, &tok),
             None,
             "answered"
         );
         assert_eq!(t.live(), 0);
+    }
+
+    #[test]
+    fn a_proxy_keeps_its_two_sides_apart_and_a_late_side_still_pairs() {
+        let mut t = PendingTable::new(8);
+        // nginx: the request it receives (server side) and the one it forwards (client side).
+        let d1 = t.insert(
+            Flow::ClientToServer,
+            Side::Server,
+            RpcId::Num(3),
+            p("down", 1),
+        );
+        let d2 = t.insert(
+            Flow::ClientToServer,
+            Side::Client,
+            RpcId::Num(3),
+            p("up", 2),
+        );
+        assert_eq!(d1.replaced + d2.replaced, 0);
+        let up = t.take(Flow::ServerToClient, Side::Client, &RpcId::Num(3));
+        assert_eq!(up.map(|p| p.method), Some("up".to_string()));
+        let down = t.take(Flow::ServerToClient, Side::Server, &RpcId::Num(3));
+        assert_eq!(down.map(|p| p.method), Some("down".to_string()));
+        // A request seen before its connection's side was known still pairs.
+        t.insert(
+            Flow::ClientToServer,
+            Side::Unknown,
+            RpcId::Num(4),
+            p("late", 3),
+        );
+        let late = t.take(Flow::ServerToClient, Side::Client, &RpcId::Num(4));
+        assert_eq!(late.map(|p| p.method), Some("late".to_string()));
     }
 }

@@ -312,6 +312,12 @@ pub struct SessionSummary {
     /// "fields":[..]}` from the catalogue, `{"kind":"request_verification",..}` from header
     /// verification; the policy stage adds its own.
     pub attacks: Vec<Value>,
+    /// The agent joined the session late (started or restarted while it was open): a
+    /// handshake-era session whose `initialize` was not seen, or one first seen on a
+    /// connection that predates the agent. What it said before is missing from the counts.
+    /// Written only when `true`.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub joined_mid_stream: bool,
     /// Who the observed process is (see [`MessageRecord::process`]).
     #[serde(flatten)]
     pub process: ProcessIdentity,

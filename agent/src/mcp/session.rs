@@ -101,6 +101,9 @@ pub struct McpSession {
     pub side: Side,
     /// `"ip:port/path"` of the server end.
     pub server: String,
+    /// First seen on a connection the agent adopted mid-stream (it predates the agent); with
+    /// a handshake-era session that never showed `initialize`, reported as `joined_mid_stream`.
+    pub joined_mid_stream: bool,
     pub state: SessionState,
     pub client: Implementation,
     pub client_capabilities: Option<Value>,
@@ -172,6 +175,7 @@ impl McpSession {
             comm: comm.to_string(),
             side,
             server,
+            joined_mid_stream: false,
             state: SessionState::New,
             client: Implementation::default(),
             client_capabilities: None,
@@ -473,6 +477,7 @@ impl McpSession {
         self.attacks_dropped += other.attacks_dropped;
         fill(&mut self.supported_versions, other.supported_versions);
         self.verification_failures += other.verification_failures;
+        self.joined_mid_stream |= other.joined_mid_stream;
         self.rounds.absorb(other.rounds);
         self.pending.absorb(other.pending)
     }
@@ -528,6 +533,10 @@ impl McpSession {
             supported_versions: self.supported_versions.clone(),
             verification_failures: self.verification_failures,
             attacks: self.attacks.clone(),
+            // A handshake-era session still `new` never showed its `initialize`: the agent
+            // joined it late (started or restarted while it was open).
+            joined_mid_stream: self.joined_mid_stream
+                || (self.key.era() == Era::Handshake && self.state == SessionState::New),
         }
     }
 }

@@ -129,6 +129,9 @@ pub struct McpStats {
     pub evicted_rounds: u64,
     /// Connection exchanges forgotten because too many connections were open at once.
     pub dropped_exchanges: u64,
+    /// Ended sessions (`session_end` records) whose start the agent did not see
+    /// (`joined_mid_stream`).
+    pub sessions_joined_mid_stream: u64,
     /// Client→server messages judged by the policy.
     pub judged: u64,
     /// Verdict records written.
@@ -245,6 +248,9 @@ pub struct McpTracker {
     conn_sessions: HashMap<ConnKey, Vec<String>>,
     /// Connections bound to a session id by a legacy SSE `endpoint` event.
     bound_conns: HashMap<ConnKey, String>,
+    /// Open connections first seen mid-stream (they predate the agent); a session created on
+    /// one is marked `joined_mid_stream`. Entries go when the connection closes.
+    adopted_conns: HashSet<ConnKey>,
     catalogs: Catalogs,
     /// Session ids ended by DELETE or 404: late messages carrying them are still reported
     /// but do not resurrect the session.
@@ -349,6 +355,7 @@ impl McpTracker {
             subjects: HashMap::new(),
             conn_sessions: HashMap::new(),
             bound_conns: HashMap::new(),
+            adopted_conns: HashSet::new(),
             catalogs,
             ended_ids,
             counters: McpStats::default(),
@@ -491,12 +498,18 @@ impl McpTracker {
     ///
     /// A stateless request still unanswered on that connection was cancelled: its response
     /// stream is gone ([`CancelRecord`]).
+    /// Connection `conn_id` of `pid` was first seen mid-stream (it predates the agent).
+    pub fn on_conn_adopted(&mut self, pid: u32, conn_id: &str) {
+        self.adopted_conns.insert((pid, conn_id.to_string()));
+    }
+
     pub fn on_conn_closed(&mut self, pid: u32, conn_id: &str, ts_ns: u64, out: &mut Vec<Record>) {
         let conn = (pid, conn_id.to_string());
         if let Some(ex) = self.exchanges.remove(&conn) {
             self.cancel_stream(ex, ts_ns, out);
         }
         self.bound_conns.remove(&conn);
+        self.adopted_conns.remove(&conn);
         for sid in self.conn_sessions.remove(&conn).unwrap_or_default() {
             if let Some(s) = self.sessions.get_mut(&(pid, GroupKey::Header(sid))) {
                 s.remove_conn(conn_id, ts_ns);
@@ -563,6 +576,7 @@ impl McpTracker {
         for (_, _, s) in open {
             let mut summary = s.summary(SessionStatus::Active, Some(EndReason::Shutdown), now_ns);
             summary.process = self.identity_of(s.pid, &s.comm);
+            self.counters.sessions_joined_mid_stream += u64::from(summary.joined_mid_stream);
             out.push(Record::SessionEnd(summary));
         }
         self.exchanges.clear();
@@ -861,7 +875,7 @@ impl McpTracker {
             return;
         };
         // The request travelled client→server; its answer would have come the other way.
-        let Some(p) = s.pending.take(Flow::ServerToClient, &id) else {
+        let Some(p) = s.pending.take(Flow::ServerToClient, ep.side, &id) else {
             return;
         };
         if status.is_some_and(|st| !(200..300).contains(&st)) {
@@ -1182,7 +1196,7 @@ impl McpTracker {
                         }
                     }
                     s.on_verification(&rec.verification, &method, Some(&id));
-                    displaced = s.pending.insert(flow, id.clone(), pending);
+                    displaced = s.pending.insert(flow, ep.side, id.clone(), pending);
                 }
                 rec.id = Some(id);
                 rec.method = Some(method);
@@ -1204,7 +1218,7 @@ impl McpTracker {
                         // Progress flows opposite to the request that asked for it.
                         rec.related_id = s
                             .pending
-                            .request_for_token(flow.opposite(), &token)
+                            .request_for_token(flow.opposite(), ep.side, &token)
                             .cloned();
                     }
                     if let Some(id) = rec
@@ -1213,7 +1227,7 @@ impl McpTracker {
                         .filter(|_| method == "notifications/cancelled")
                     {
                         // The cancelled request was sent in the same direction.
-                        if s.pending.cancel(flow, id) {
+                        if s.pending.cancel(flow, ep.side, id) {
                             s.on_cancelled();
                             effects.cancelled = true;
                         }
@@ -1223,7 +1237,7 @@ impl McpTracker {
                         rec.related_id = rec
                             .subscription_id
                             .clone()
-                            .filter(|sub| s.pending.contains(flow.opposite(), sub));
+                            .filter(|sub| s.pending.contains(flow.opposite(), ep.side, sub));
                     }
                     // A stateless response stream carries only its own request's
                     // notifications.
@@ -1244,7 +1258,8 @@ impl McpTracker {
                             .and(rec.related_id.clone())
                             .filter(|_| flow == Flow::ServerToClient)
                     });
-                    if let Some(p) = counted.and_then(|id| s.pending.get_mut(flow.opposite(), &id))
+                    if let Some(p) =
+                        counted.and_then(|id| s.pending.get_mut(flow.opposite(), ep.side, &id))
                     {
                         p.notifications += 1;
                         if method == "notifications/progress" {
@@ -1264,7 +1279,7 @@ impl McpTracker {
                 rec.cache_scope = stateless::cache_scope(&result);
                 rec.subscription_id = stateless::subscription_id(Some(&result));
                 if let Some(s) = session {
-                    paired = s.pending.take(flow, &id);
+                    paired = s.pending.take(flow, ep.side, &id);
                     s.on_result(paired.as_ref().map(|p| p.method.as_str()), &result);
                     if let Some(p) = paired.as_ref() {
                         if p.method == "server/discover" && flow == Flow::ServerToClient {
@@ -1345,7 +1360,9 @@ impl McpTracker {
                         (None, false) => exchange_request,
                         (None, true) => None,
                     };
-                    paired = answered.as_ref().and_then(|a| s.pending.take(flow, a));
+                    paired = answered
+                        .as_ref()
+                        .and_then(|a| s.pending.take(flow, ep.side, a));
                     if paired.is_some() {
                         if id.is_none() {
                             rec.related_id = answered.clone();
@@ -1524,6 +1541,7 @@ impl McpTracker {
                 self.cfg.max_pending_per_session,
             );
             session.id_in_query = id_in_query;
+            session.joined_mid_stream = self.adopted_conns.contains(&(ep.pid, ep.conn_id.clone()));
             self.sessions.insert(full_key.clone(), session);
         }
         let session = self.sessions.get_mut(&full_key)?;
@@ -1573,6 +1591,7 @@ impl McpTracker {
         }
         let mut summary = s.summary(status, Some(reason), ended_ns);
         summary.process = self.identity_of(s.pid, &s.comm);
+        self.counters.sessions_joined_mid_stream += u64::from(summary.joined_mid_stream);
         out.push(Record::SessionEnd(summary));
     }
 

@@ -42,8 +42,16 @@ INIT = ("initialize", {"protocolVersion": "2025-06-18", "capabilities": {},
                        "clientInfo": {"name": "enforce-test", "version": "1"}})
 
 
+_REPORT_LOCK = threading.Lock()
+
+
 def report(tool, outcome, detail=""):
-    print(json.dumps({"tool": tool, "outcome": outcome, "detail": detail}), flush=True)
+    # One whole line per write, under a lock: print() from several threads writes the text
+    # and the newline separately, and two threads' lines could interleave into one.
+    line = json.dumps({"tool": tool, "outcome": outcome, "detail": detail}) + "\n"
+    with _REPORT_LOCK:
+        sys.stdout.write(line)
+        sys.stdout.flush()
 
 
 def context():
