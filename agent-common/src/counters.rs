@@ -63,16 +63,27 @@ pub enum Counter {
     HoldSendTie = 26,
     /// `SSL *` states dropped at `SSL_free` (the address may be reused by a new connection).
     TlsFreed = 27,
+    /// Payload bytes `bpf_probe_read_user` could not read (the stream position moved past
+    /// them: userspace sees them as a gap).
+    BytesUnreadable = 28,
+    /// Bytes of first writes shorter than the 8-byte sniff window that could still begin an
+    /// HTTP message (a method or `HTTP/1.` prefix): not carried, no sniff miss counted.
+    SniffShortBytes = 29,
+    /// In-SSL-call entries of threads that exited inside the call (uretprobe never ran),
+    /// removed at thread exit.
+    TlsArgsExited = 30,
+    /// A pending memory-BIO `SSL_write` tie skipped a socket write that did not begin a TLS
+    /// record (plaintext in a process that also uses TLS): the write took the plaintext path.
+    TlsTieNotRecord = 31,
     /// A socket used by more fds than remembered (shared across fork or `SCM_RIGHTS`): the
-    /// oldest one's connection no longer ends with the socket's TCP_CLOSE. (Slots 28-31 are
-    /// kept for the kernel-loss counters.)
+    /// oldest one's connection no longer ends with the socket's TCP_CLOSE.
     SkOwnersFull = 32,
 }
 
 pub const COUNTER_SLOTS: u32 = 48;
 
 impl Counter {
-    pub const ALL: [Counter; 29] = [
+    pub const ALL: [Counter; 33] = [
         Counter::RingFull,
         Counter::BytesTruncated,
         Counter::ArgsMapFull,
@@ -101,6 +112,10 @@ impl Counter {
         Counter::HoldFreshConn,
         Counter::HoldSendTie,
         Counter::TlsFreed,
+        Counter::BytesUnreadable,
+        Counter::SniffShortBytes,
+        Counter::TlsArgsExited,
+        Counter::TlsTieNotRecord,
         Counter::SkOwnersFull,
     ];
     /// Metric-style name.
@@ -134,6 +149,10 @@ impl Counter {
             Counter::HoldFreshConn => "hold_fresh_conn",
             Counter::HoldSendTie => "hold_send_tie",
             Counter::TlsFreed => "tls_freed",
+            Counter::BytesUnreadable => "unreadable_bytes",
+            Counter::SniffShortBytes => "sniff_short_bytes",
+            Counter::TlsArgsExited => "tls_args_exited",
+            Counter::TlsTieNotRecord => "tls_tie_not_record",
             Counter::SkOwnersFull => "sk_owners_full",
         }
     }

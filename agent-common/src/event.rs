@@ -121,9 +121,13 @@ impl DataSource {
 /// (a few hundred bytes to a few KiB) is one record, small enough that the per-CPU scratch
 /// buffer and a ring-buffer record stay cheap; bigger syscalls become several chunks.
 pub const CHUNK_DATA_MAX: usize = 16 * 1024;
-/// Chunks one syscall may emit; bytes beyond `CHUNK_DATA_MAX * MAX_CHUNKS_PER_SYSCALL` are
-/// not carried, counted as truncated, and show up in userspace as a gap in `pos`.
-pub const MAX_CHUNKS_PER_SYSCALL: u32 = 32;
+/// Chunks one syscall (or one `SSL_write`/`SSL_read`) may emit: 256 × 16 KiB = 4 MiB, so a
+/// large MCP message written in one call (a 2 MB tool result handed to a single `SSL_write`)
+/// arrives whole. The walk runs under `bpf_loop`, so this bound costs no verifier
+/// instructions; it bounds the time one probe spends copying and the ring space one call
+/// takes (a quarter of the default 16 MiB ring). Bytes beyond it are not carried, are counted
+/// as truncated, and show up in userspace as a gap in `pos`.
+pub const MAX_CHUNKS_PER_SYSCALL: u32 = 256;
 /// iovec entries walked per readv/writev/sendmsg/recvmsg.
 pub const MAX_IOVECS: u32 = 16;
 

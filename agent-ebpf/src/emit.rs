@@ -2,9 +2,11 @@
 //! record, and payload chunks (one syscall → up to `MAX_CHUNKS_PER_SYSCALL` chunks, each
 //! sized to what it carries, never to a worst case).
 
+use core::ffi::c_void;
+
 use aya_ebpf::helpers::{
     bpf_get_current_comm, bpf_ktime_get_ns, bpf_probe_read_user,
-    generated::bpf_probe_read_user as raw_probe_read_user,
+    generated::{bpf_loop, bpf_probe_read_user as raw_probe_read_user},
 };
 use mcpwarden_common::{
     conn::ConnState,
@@ -13,6 +15,7 @@ use mcpwarden_common::{
         ConnOpenEvent, DataEventHeader, DataSource, EventHeader, EventKind, CHUNK_DATA_MAX,
         DATA_EVENT_HEADER_LEN, DIR_EGRESS, FLAG_TRUNCATED, MAX_CHUNKS_PER_SYSCALL, MAX_IOVECS,
     },
+    sniff::is_http_prefix,
 };
 
 use crate::maps::{count, count_hook, WalkState, EVENTS, SCRATCH, SOCKS, WALK};
@@ -65,6 +68,82 @@ pub fn looks_like_http(b: &[u8; 8]) -> bool {
         || w == tag(b"HEAD")
         || w == tag(b"OPTI")
         || w == tag(b"PATC")
+}
+
+/// What a sniffed connection's bytes say about it.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Sniff {
+    /// An HTTP/1.x request or status line begins here.
+    Http,
+    /// Fewer than 8 bytes that could begin one (`PO`, `GET /`, `HTTP/`): no verdict, no
+    /// miss; the bytes are not carried (counted as `SniffShortBytes`).
+    Undecided,
+    NotHttp,
+}
+
+/// Sniffs the start of a payload (see [`Sniff`]).
+#[inline(always)]
+pub fn sniff(p: &Payload) -> Sniff {
+    if p.len >= 8 {
+        return if looks_like_http(&first_bytes(p)) {
+            Sniff::Http
+        } else {
+            Sniff::NotHttp
+        };
+    }
+    let base = if p.vectored {
+        // SAFETY: fault-tolerant user read of iov[0].iov_base.
+        match unsafe { bpf_probe_read_user(p.buf as *const u64) } {
+            Ok(b) => b,
+            Err(_) => return Sniff::NotHttp,
+        }
+    } else {
+        p.buf
+    };
+    // Give the verifier a bound it can see on the helper's size argument (the compiler
+    // would otherwise drop the mask, knowing `len < 8`, and pass an unbounded copy).
+    let n = unsafe { core::ptr::read_volatile(&(p.len as u32)) } & 7;
+    if n == 0 {
+        return Sniff::NotHttp;
+    }
+    let mut b = [0u8; 8];
+    // SAFETY: `n < 8 == b.len()`; fault-tolerant user read.
+    let rc = unsafe { raw_probe_read_user(b.as_mut_ptr().cast(), n, base as *const c_void) };
+    if rc != 0 {
+        return Sniff::NotHttp;
+    }
+    if is_http_prefix(u64::from_le_bytes(b), n) {
+        Sniff::Undecided
+    } else {
+        Sniff::NotHttp
+    }
+}
+
+/// Reserves `n` bytes of a connection direction's stream: returns the position they start
+/// at. An atomic fetch-add on the map value, so two threads writing one fd at once get
+/// disjoint ranges (a plain read-modify-write could hand both the same position, and a real
+/// loss would then look like a duplicate).
+#[inline(always)]
+pub fn reserve(next_pos: *mut u64, n: u64) -> u64 {
+    // SAFETY: `next_pos` points at an 8-aligned u64 inside a map value that stays valid for
+    // this program run.
+    unsafe { fetch_add(next_pos, n) }
+}
+
+/// BPF atomic add with fetch (`BPF_ATOMIC | BPF_FETCH`, CPU v3: see xtask's
+/// `EBPF_RUSTFLAGS`). `AtomicU64::fetch_add` is not offered on the BPF target, whose spec has
+/// no compare-and-swap, so this is the intrinsic. Sequentially consistent on purpose: LLVM 22
+/// lowers a *relaxed* fetch-add to the plain `lock +=` (no fetch) and then uses the source
+/// register as if it held the old value (checked with llc -mcpu=v3); BPF atomics are fully
+/// ordered in the kernel anyway, so this costs nothing.
+#[inline(always)]
+unsafe fn fetch_add(p: *mut u64, n: u64) -> u64 {
+    // SAFETY: the caller's pointer.
+    unsafe {
+        core::intrinsics::atomic_xadd::<u64, u64, { core::intrinsics::AtomicOrdering::SeqCst }>(
+            p, n,
+        )
+    }
 }
 
 /// Announces a connection that will be streamed, with its 4-tuple when the kernel saw it
@@ -179,9 +258,11 @@ pub fn emit_payload(
         sock_fd,
         hold_id,
     };
-    // The walk's state lives in a per-CPU map, read and written through volatile accesses:
-    // the verifier does not track map memory, so the states of one turn converge whatever
-    // branch was taken, and verification stays linear in the number of turns.
+    // The walk's state lives in a per-CPU map, read and written through volatile accesses,
+    // and each turn is one run of `walk_turn` under `bpf_loop`: the verifier checks the
+    // callback until its states converge (the map memory it does not track makes that one or
+    // two passes), so the cost of verifying the walk does not grow with the number of turns
+    // and a call can carry `MAX_CHUNKS_PER_SYSCALL` chunks.
     let st = match WALK.get_ptr_mut(0) {
         Some(s) => s,
         None => return,
@@ -202,100 +283,141 @@ pub fn emit_payload(
                 seg_base: if p.vectored { 0 } else { p.buf },
                 seg_left: if p.vectored { 0 } else { total },
                 iov_idx: 0,
+                buf: p.buf,
+                total,
+                iov_count,
+                pos,
+                vectored: p.vectored as u64,
+                source: source as u64,
             },
         )
     };
     // One flat bounded loop: each turn either loads the next iovec or emits one chunk.
-    for _ in 0..(MAX_CHUNKS_PER_SYSCALL + MAX_IOVECS) {
-        // SAFETY: as above.
-        let mut w = unsafe { core::ptr::read_volatile(st) };
-        if w.done >= total || w.chunks >= MAX_CHUNKS_PER_SYSCALL as u64 {
-            break;
-        }
-        if w.seg_left == 0 {
-            if !p.vectored || w.iov_idx >= iov_count {
-                break;
-            }
-            let iov = p.buf + w.iov_idx * 16;
-            // SAFETY: fault-tolerant user reads of iovec[iov_idx].
-            let base = unsafe { bpf_probe_read_user(iov as *const u64) };
-            let ilen = unsafe { bpf_probe_read_user((iov + 8) as *const u64) };
-            match (base, ilen) {
-                (Ok(b), Ok(l)) => {
-                    w.seg_base = b;
-                    let left = total - w.done;
-                    w.seg_left = if l < left { l } else { left };
-                }
-                _ => {
-                    count(Counter::ReadUserFailed, 1);
-                    break;
-                }
-            }
-            w.iov_idx += 1;
-            // SAFETY: as above.
-            unsafe { core::ptr::write_volatile(st, w) };
-            continue;
-        }
-        let mut n = w.seg_left;
-        if n > CHUNK_DATA_MAX as u64 {
-            n = CHUNK_DATA_MAX as u64;
-        }
-        // Give the verifier a bound it can see on the helper's size argument.
-        let n = (unsafe { core::ptr::read_volatile(&n) } as usize) & (2 * CHUNK_DATA_MAX - 1);
-        if n > CHUNK_DATA_MAX || n == 0 {
-            break;
-        }
-        // SAFETY: `n <= CHUNK_DATA_MAX == ev.data.len()`; fault-tolerant user read.
-        let rc = unsafe {
-            raw_probe_read_user(
-                ev.data.as_mut_ptr().cast(),
-                n as u32,
-                w.seg_base as *const core::ffi::c_void,
-            )
-        };
-        if rc == 0 {
-            ev.hdr.pos = pos + w.done;
-            ev.hdr.len = n as u32;
-            let last_turn = w.chunks + 1 == MAX_CHUNKS_PER_SYSCALL as u64;
-            ev.hdr.flags = if last_turn && w.done + (n as u64) < total {
-                FLAG_TRUNCATED
-            } else {
-                0
-            };
-            // SAFETY: the record is the header followed by the `n` bytes just written.
-            let rec = unsafe {
-                core::slice::from_raw_parts(
-                    (ev as *const mcpwarden_common::event::DataEvent).cast::<u8>(),
-                    DATA_EVENT_HEADER_LEN + n,
-                )
-            };
-            if EVENTS.output::<[u8]>(rec, 0).is_err() {
-                count(Counter::RingFull, 1);
-                count(Counter::BytesRingFull, n as u64);
-                count_hook(source, HookCounter::RingFullBytes, n as u64);
-            } else {
-                count_hook(source, HookCounter::Chunks, 1);
-                count_hook(source, HookCounter::Bytes, n as u64);
-                count(Counter::ChunksEmitted, 1);
-                if source >= DataSource::SslWrite as u8 {
-                    count(Counter::TlsChunksEmitted, 1);
-                }
-                count(Counter::BytesEmitted, n as u64);
-            }
-        } else {
-            count(Counter::ReadUserFailed, 1);
-        }
-        w.seg_base += n as u64;
-        w.seg_left -= n as u64;
-        w.done += n as u64;
-        w.chunks += 1;
-        // SAFETY: as above.
-        unsafe { core::ptr::write_volatile(st, w) };
-    }
+    // SAFETY: `walk_turn` is a static callback with the `bpf_loop` signature; no context.
+    unsafe {
+        bpf_loop(
+            MAX_CHUNKS_PER_SYSCALL + MAX_IOVECS,
+            walk_turn as *mut c_void,
+            core::ptr::null_mut(),
+            0,
+        )
+    };
     // SAFETY: as above.
     let done = unsafe { core::ptr::read_volatile(st) }.done;
     if done < total {
         count(Counter::BytesTruncated, total - done);
         count_hook(source, HookCounter::TruncatedBytes, total - done);
     }
+}
+
+/// One turn of the chunk walk (`bpf_loop` callback): 0 to go on, 1 to stop.
+#[inline(never)]
+extern "C" fn walk_turn(_index: u64, _ctx: *mut c_void) -> i64 {
+    if walk_step() {
+        0
+    } else {
+        1
+    }
+}
+
+#[inline(always)]
+fn walk_step() -> bool {
+    let Some(st) = WALK.get_ptr_mut(0) else {
+        return false;
+    };
+    let Some(ev) = SCRATCH.get_ptr_mut(0) else {
+        return false;
+    };
+    // SAFETY: per-CPU scratch; this program owns it until it returns.
+    let ev = unsafe { &mut *ev };
+    // SAFETY: as above.
+    let mut w = unsafe { core::ptr::read_volatile(st) };
+    let total = w.total;
+    let source = w.source as u8;
+    if w.done >= total || w.chunks >= MAX_CHUNKS_PER_SYSCALL as u64 {
+        return false;
+    }
+    if w.seg_left == 0 {
+        if w.vectored == 0 || w.iov_idx >= w.iov_count {
+            return false;
+        }
+        let iov = w.buf + w.iov_idx * 16;
+        // SAFETY: fault-tolerant user reads of iovec[iov_idx].
+        let base = unsafe { bpf_probe_read_user(iov as *const u64) };
+        let ilen = unsafe { bpf_probe_read_user((iov + 8) as *const u64) };
+        match (base, ilen) {
+            (Ok(b), Ok(l)) => {
+                w.seg_base = b;
+                let left = total - w.done;
+                w.seg_left = if l < left { l } else { left };
+            }
+            _ => {
+                count(Counter::ReadUserFailed, 1);
+                return false;
+            }
+        }
+        w.iov_idx += 1;
+        // SAFETY: as above.
+        unsafe { core::ptr::write_volatile(st, w) };
+        return true;
+    }
+    let mut n = w.seg_left;
+    if n > CHUNK_DATA_MAX as u64 {
+        n = CHUNK_DATA_MAX as u64;
+    }
+    // Give the verifier a bound it can see on the helper's size argument.
+    let n = (unsafe { core::ptr::read_volatile(&n) } as usize) & (2 * CHUNK_DATA_MAX - 1);
+    if n > CHUNK_DATA_MAX || n == 0 {
+        return false;
+    }
+    // SAFETY: `n <= CHUNK_DATA_MAX == ev.data.len()`; fault-tolerant user read.
+    let rc = unsafe {
+        raw_probe_read_user(
+            ev.data.as_mut_ptr().cast(),
+            n as u32,
+            w.seg_base as *const core::ffi::c_void,
+        )
+    };
+    if rc == 0 {
+        ev.hdr.pos = w.pos + w.done;
+        ev.hdr.len = n as u32;
+        let last_turn = w.chunks + 1 == MAX_CHUNKS_PER_SYSCALL as u64;
+        ev.hdr.flags = if last_turn && w.done + (n as u64) < total {
+            FLAG_TRUNCATED
+        } else {
+            0
+        };
+        // SAFETY: the record is the header followed by the `n` bytes just written.
+        let rec = unsafe {
+            core::slice::from_raw_parts(
+                (ev as *const mcpwarden_common::event::DataEvent).cast::<u8>(),
+                DATA_EVENT_HEADER_LEN + n,
+            )
+        };
+        if EVENTS.output::<[u8]>(rec, 0).is_err() {
+            count(Counter::RingFull, 1);
+            count(Counter::BytesRingFull, n as u64);
+            count_hook(source, HookCounter::RingFullBytes, n as u64);
+        } else {
+            count_hook(source, HookCounter::Chunks, 1);
+            count_hook(source, HookCounter::Bytes, n as u64);
+            count(Counter::ChunksEmitted, 1);
+            if source >= DataSource::SslWrite as u8 {
+                count(Counter::TlsChunksEmitted, 1);
+            }
+            count(Counter::BytesEmitted, n as u64);
+        }
+    } else {
+        // The stream position moves past these bytes (userspace sees a gap): say why.
+        count(Counter::ReadUserFailed, 1);
+        count(Counter::BytesUnreadable, n as u64);
+        count_hook(source, HookCounter::TruncatedBytes, n as u64);
+    }
+    w.seg_base += n as u64;
+    w.seg_left -= n as u64;
+    w.done += n as u64;
+    w.chunks += 1;
+    // SAFETY: as above.
+    unsafe { core::ptr::write_volatile(st, w) };
+    true
 }

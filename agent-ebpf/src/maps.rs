@@ -30,9 +30,12 @@ pub static CONNS: LruHashMap<ConnKey, ConnState> = LruHashMap::with_max_entries(
 #[map]
 pub static SOCKS: LruHashMap<u64, SockTuple> = LruHashMap::with_max_entries(65536, 0);
 
-/// Arguments of an in-flight `SSL_read`/`SSL_write` (and `_ex`), keyed by pid_tgid.
+/// Arguments of an in-flight `SSL_read`/`SSL_write` (and `_ex`), keyed by pid_tgid. An entry
+/// means "this thread is inside an SSL call": a thread that dies inside a blocking call never
+/// runs the uretprobe, so `sched_process_exit` removes its entry (a later thread with the same
+/// id must not look in-call); LRU so that, should anything still leak, the map cannot fill.
 #[map]
-pub static TLS_ARGS: HashMap<u64, TlsArgs> = HashMap::with_max_entries(16384, 0);
+pub static TLS_ARGS: LruHashMap<u64, TlsArgs> = LruHashMap::with_max_entries(16384, 0);
 
 /// TLS connections by (tgid, `SSL *`). LRU for the same reason as `CONNS`.
 #[map]
@@ -159,6 +162,13 @@ pub struct WalkState {
     pub seg_base: u64,
     pub seg_left: u64,
     pub iov_idx: u64,
+    /// The payload being walked (set once before the loop).
+    pub buf: u64,
+    pub total: u64,
+    pub iov_count: u64,
+    pub pos: u64,
+    pub vectored: u64,
+    pub source: u64,
 }
 
 /// Loss/error counters (`Counter` slots).

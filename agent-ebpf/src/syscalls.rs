@@ -22,7 +22,7 @@ use mcpwarden_common::{
 use crate::{
     conn::{close_conn, emit_close},
     ctx::{field, skip_tgid},
-    emit::{emit_conn_open, emit_payload, first_bytes, looks_like_http, Payload},
+    emit::{emit_conn_open, emit_payload, reserve, sniff, Payload, Sniff},
     maps::{add_owner, config, count, SyscallArgs, ARGS, CONNS, PLAIN_HELD, SOCKS},
     sock::is_tcp,
     tls::{in_ssl_call, tie_ssl_to_fd, uses_tls},
@@ -219,7 +219,16 @@ pub fn on_socket_io(io: &SocketIo) {
     {
         return; // emitted already by the libc probe that held it
     }
-    if tie_ssl_to_fd(id, tgid, io.fd, io.sk, io.source, io.ret) {
+    if tie_ssl_to_fd(
+        id,
+        tgid,
+        io.fd,
+        io.sk,
+        io.source,
+        io.ret,
+        io.buf,
+        io.vectored,
+    ) {
         return; // ciphertext: the plaintext goes out from the TLS uprobes
     }
     if io.ret <= 0 {
@@ -256,12 +265,14 @@ pub fn on_socket_io(io: &SocketIo) {
     }
     let source = io.source;
     let egress = source_direction(source) == DIR_EGRESS;
-    let pos = if egress { c.egress_pos } else { c.ingress_pos };
-    if egress {
-        c.egress_pos = pos + len;
-    } else {
-        c.ingress_pos = pos + len;
-    }
+    let pos = reserve(
+        if egress {
+            &mut c.egress_pos
+        } else {
+            &mut c.ingress_pos
+        },
+        len,
+    );
     let payload = Payload {
         buf: io.buf,
         count: io.count,
@@ -271,16 +282,20 @@ pub fn on_socket_io(io: &SocketIo) {
     match c.state {
         CONN_HTTP => {}
         CONN_TLS => return,
-        CONN_SNIFFING => {
-            let head = first_bytes(&payload);
-            if looks_like_http(&head) {
+        CONN_SNIFFING => match sniff(&payload) {
+            Sniff::Http => {
                 c.state = CONN_HTTP;
                 count(Counter::ConnsHttp, 1);
                 if c.role == ROLE_UNKNOWN {
                     c.role = role_of(io.sk);
                 }
                 emit_conn_open(tgid, id as u32, io.fd, c);
-            } else {
+            }
+            Sniff::Undecided => {
+                count(Counter::SniffShortBytes, len);
+                return;
+            }
+            Sniff::NotHttp => {
                 c.misses += 1;
                 if c.misses >= SNIFF_MAX_MISSES {
                     c.state = CONN_IGNORED;
@@ -288,7 +303,7 @@ pub fn on_socket_io(io: &SocketIo) {
                 }
                 return;
             }
-        }
+        },
         _ => return,
     }
     emit_payload(

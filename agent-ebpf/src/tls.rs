@@ -23,12 +23,13 @@ use mcpwarden_common::{
     },
     counters::Counter,
     event::{DataSource, EventKind, DIR_EGRESS, ROLE_UNKNOWN},
+    sniff::begins_tls_record as is_tls_record,
 };
 
 use crate::{
     conn::emit_tls_close,
     ctx::skip_tgid,
-    emit::{emit_open, emit_payload, first_bytes, looks_like_http, Payload},
+    emit::{emit_open, emit_payload, reserve, sniff, Payload, Sniff},
     hold::{hold_candidate, maybe_hold_tls_write},
     maps::{
         add_owner, count, TlsArgs, CONNS, LAST_READ_FD, PENDING_WRITE, TLS_ARGS, TLS_CONNS,
@@ -173,7 +174,17 @@ pub fn uses_tls(tgid: u32) -> bool {
 /// - Outside, in a process using TLS (memory BIO: asyncio, node): a read is remembered for
 ///   the thread's next `SSL_read`; a write completes a pending `SSL_write` tie.
 #[inline(always)]
-pub fn tie_ssl_to_fd(id: u64, tgid: u32, fd: u32, sk: u64, source: u8, ret: i64) -> bool {
+#[allow(clippy::too_many_arguments)]
+pub fn tie_ssl_to_fd(
+    id: u64,
+    tgid: u32,
+    fd: u32,
+    sk: u64,
+    source: u8,
+    ret: i64,
+    buf: u64,
+    vectored: bool,
+) -> bool {
     if let Some(a) = TLS_ARGS.get_ptr_mut(&id) {
         // SAFETY: this thread's own entry.
         let ssl = unsafe {
@@ -198,6 +209,14 @@ pub fn tie_ssl_to_fd(id: u64, tgid: u32, fd: u32, sk: u64, source: u8, ret: i64)
             let _ = LAST_READ_FD.insert(&id, &fd, 0);
         }
     } else if let Some(ssl) = unsafe { PENDING_WRITE.get(&id) }.copied() {
+        if ret > 0 && !begins_tls_record(buf, vectored) && writes_http(buf, vectored, ret) {
+            // Plaintext HTTP (a request on another socket of this process): the pending tie
+            // waits for the thread's next write, these bytes take the plaintext path. Only
+            // bytes that look like HTTP are kept from the tie: node's vectored ciphertext
+            // writes do not always begin a TLS record in their first segment.
+            count(Counter::TlsTieNotRecord, 1);
+            return state == Some(CONN_TLS);
+        }
         let _ = PENDING_WRITE.remove(&id);
         let tk = TlsKey { tgid, _pad: 0, ssl };
         if let Some(c) = TLS_CONNS.get_ptr_mut(&tk) {
@@ -211,6 +230,37 @@ pub fn tie_ssl_to_fd(id: u64, tgid: u32, fd: u32, sk: u64, source: u8, ret: i64)
         return true;
     }
     state == Some(CONN_TLS)
+}
+
+/// True when a write's first bytes begin a TLS record (see `sniff::begins_tls_record`).
+#[inline(always)]
+fn begins_tls_record(buf: u64, vectored: bool) -> bool {
+    let base = if vectored {
+        // SAFETY: fault-tolerant user read of iov[0].iov_base.
+        match unsafe { bpf_probe_read_user(buf as *const u64) } {
+            Ok(b) => b,
+            Err(_) => return false,
+        }
+    } else {
+        buf
+    };
+    // SAFETY: fault-tolerant user read.
+    match unsafe { bpf_probe_read_user(base as *const [u8; 2]) } {
+        Ok(b) => is_tls_record(b),
+        Err(_) => false,
+    }
+}
+
+/// True when a write's bytes begin (or may begin) an HTTP/1.x message.
+#[inline(always)]
+fn writes_http(buf: u64, vectored: bool, ret: i64) -> bool {
+    let p = Payload {
+        buf,
+        count: 1,
+        vectored,
+        len: ret as u64,
+    };
+    sniff(&p) != Sniff::NotHttp
 }
 
 /// Marks a socket as carrying TLS for `ssl`: its syscall bytes are no longer streamed.
@@ -341,17 +391,17 @@ fn on_return(ctx: &RetProbeContext, ex: bool) {
             count(Counter::TlsNoFd, 1);
         }
     }
-    let pos = if egress { c.egress_pos } else { c.ingress_pos };
     if a.held != 0 {
-        // already advanced at entry
-    } else if egress {
-        c.egress_pos = pos + len;
-    } else {
-        c.ingress_pos = pos + len;
+        return; // the bytes went out at entry (position advanced there); held_return fixed it
     }
-    if a.held != 0 {
-        return; // the bytes went out at entry; held_return fixed the position
-    }
+    let pos = reserve(
+        if egress {
+            &mut c.egress_pos
+        } else {
+            &mut c.ingress_pos
+        },
+        len,
+    );
     let payload = Payload {
         buf: a.buf,
         count: len,
@@ -360,10 +410,13 @@ fn on_return(ctx: &RetProbeContext, ex: bool) {
     };
     match c.state {
         CONN_HTTP => {}
-        CONN_SNIFFING => {
-            if looks_like_http(&first_bytes(&payload)) {
-                open_tls_stream(tgid, tid, c);
-            } else {
+        CONN_SNIFFING => match sniff(&payload) {
+            Sniff::Http => open_tls_stream(tgid, tid, c),
+            Sniff::Undecided => {
+                count(Counter::SniffShortBytes, len);
+                return;
+            }
+            Sniff::NotHttp => {
                 c.misses += 1;
                 if c.misses >= SNIFF_MAX_MISSES {
                     c.state = CONN_IGNORED;
@@ -371,7 +424,7 @@ fn on_return(ctx: &RetProbeContext, ex: bool) {
                 }
                 return;
             }
-        }
+        },
         _ => return,
     }
     emit_payload(

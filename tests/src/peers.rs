@@ -75,15 +75,20 @@ pub struct PyServer {
 impl PyServer {
     /// Starts the server and waits until the port accepts connections.
     pub fn start(port: u16) -> PyServer {
-        Self::start_with(port, None)
+        Self::start_with(port, None, &[])
     }
 
     /// Starts the server over HTTPS with `cert` (uvicorn terminates TLS itself).
     pub fn start_tls(port: u16, cert: &SelfSignedCert) -> PyServer {
-        Self::start_with(port, Some(cert))
+        Self::start_with(port, Some(cert), &[])
     }
 
-    fn start_with(port: u16, tls: Option<&SelfSignedCert>) -> PyServer {
+    /// Starts the server over HTTPS with extra command-line flags (e.g. `--large-tools`).
+    pub fn start_tls_with(port: u16, cert: &SelfSignedCert, flags: &[&str]) -> PyServer {
+        Self::start_with(port, Some(cert), flags)
+    }
+
+    fn start_with(port: u16, tls: Option<&SelfSignedCert>, flags: &[&str]) -> PyServer {
         let env = test_env();
         let dir = tempfile::Builder::new()
             .prefix("mcpwarden-e2e-pyserver-")
@@ -98,6 +103,7 @@ impl PyServer {
         if let Some(t) = tls {
             cmd.arg("--tls").arg(&t.cert).arg(&t.key);
         }
+        cmd.args(flags);
         let mut process = ChildGuard::spawn("python server", &mut cmd, dir.path());
         wait_listening(&mut process, port, &format!("{cmd:?}"));
         PyServer {

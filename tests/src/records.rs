@@ -87,6 +87,8 @@ pub const LOSS_COUNTERS: &[(&str, &str)] = &[
     ("kernel", "ring_full_bytes"),
     ("kernel", "truncated_bytes"),
     ("kernel", "read_user_failed"),
+    ("kernel", "unreadable_bytes"),
+    ("kernel", "sniff_short_bytes"),
     ("kernel", "args_map_full"),
     ("kernel", "conn_map_full"),
     ("kernel", "tls_args_map_full"),

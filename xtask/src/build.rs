@@ -19,8 +19,17 @@ pub const AGENT_PACKAGE: &str = "mcpwarden";
 pub const EBPF_OBJECT_ENV: &str = "MCPWARDEN_EBPF_OBJECT";
 
 /// Rust flags for the BPF target only (the host build never sees them): full debug info so
-/// bpf-linker can emit BTF (`--btf`), which aya uses for BTF-defined maps and relocations.
-const EBPF_RUSTFLAGS: &[&str] = &["-C", "debuginfo=2", "-C", "link-arg=--btf"];
+/// bpf-linker can emit BTF (`--btf`), which aya uses for BTF-defined maps and relocations;
+/// CPU v3 (32-bit sub-registers and jumps, atomics with fetch: kernel 5.12+), which the
+/// stream-position reservation needs (an atomic fetch-add, `emit.rs` `reserve`).
+const EBPF_RUSTFLAGS: &[&str] = &[
+    "-C",
+    "debuginfo=2",
+    "-C",
+    "link-arg=--btf",
+    "-C",
+    "target-cpu=v3",
+];
 
 /// Where `build_ebpf` leaves the object (always release: debug BPF code does not verify).
 pub fn ebpf_object() -> PathBuf {

@@ -97,6 +97,14 @@ pub const COMMON_PROGRAMS: &[ProgramSpec] = &[
         why: "new processes: look for TLS symbols in their executable",
     },
     ProgramSpec {
+        program: "sched_process_exit",
+        category: "sched",
+        event: "sched_process_exit",
+        why: "thread exits: drop the thread's in-SSL-call and tie state (a thread dying \
+              inside a blocking SSL_read must not leave a later thread with its id \
+              looking in-call)",
+    },
+    ProgramSpec {
         program: "inet_sock_set_state",
         category: "sock",
         event: "inet_sock_set_state",

@@ -65,6 +65,7 @@ pub const LAYOUTS: &[EventLayout] = &[
     layout!("sock", "sock_send_length", SOCK_LENGTH),
     layout!("sock", "sock_recv_length", SOCK_LENGTH),
     layout!("sock", "inet_sock_set_state", INET_SOCK_SET_STATE),
+    layout!("sched", "sched_process_exit", &[f("group_dead", 32, 1)]),
     layout!(
         "syscalls",
         "sys_enter_write",

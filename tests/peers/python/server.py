@@ -3,13 +3,18 @@
 Serves streamable HTTP at /mcp on 127.0.0.1:<port> with uvicorn (handshake era, SSE
 responses: the SDK default `json_response=False`).
 
-    python server.py PORT [--tls CERT KEY] [--log FILE]
+    python server.py PORT [--tls CERT KEY] [--log FILE] [--large-tools] [--json-response]
 
 Offers:
   tool     add(a: int, b: int) -> int
   tool     fail(reason: str)            raises, so the result carries isError: true
   resource config://app                 text
   prompt   greet(name: str)
+and with --large-tools also (unstructured results, so a result is its text once):
+  tool     blob(size: int) -> str        `size` bytes of text
+  tool     measure(data: str) -> int     the length of its argument
+With --json-response, answers are JSON bodies instead of SSE streams (the SDK client refuses
+SSE events above 1 MiB).
 
 With --log FILE, every HTTP response is appended to FILE as one JSON line
 {"method", "path", "status", "mcp_session_id"} (the `mcp-session-id` response header,
@@ -55,6 +60,16 @@ def greet(name: str) -> str:
     return f"Hello, {name}! Please greet the user warmly."
 
 
+def blob(size: int) -> str:
+    """Return `size` characters of text (one large result)."""
+    return "x" * size
+
+
+def measure(data: str) -> int:
+    """Return the length of `data` (one large argument)."""
+    return len(data)
+
+
 class ResponseLog:
     """Pure ASGI middleware: appends each HTTP response's status and mcp-session-id header.
 
@@ -93,9 +108,14 @@ def main() -> int:
     parser.add_argument("port", type=int)
     parser.add_argument("--tls", nargs=2, metavar=("CERT", "KEY"), help="serve HTTPS with this cert and key")
     parser.add_argument("--log", metavar="FILE", help="append one JSON line per HTTP response")
+    parser.add_argument("--large-tools", action="store_true", help="also offer blob and measure")
+    parser.add_argument("--json-response", action="store_true", help="JSON bodies, not SSE")
     args = parser.parse_args()
+    if args.large_tools:
+        server.tool(structured_output=False)(blob)
+        server.tool(structured_output=False)(measure)
 
-    app = server.streamable_http_app(streamable_http_path="/mcp")
+    app = server.streamable_http_app(streamable_http_path="/mcp", json_response=args.json_response)
     if args.log:
         app = ResponseLog(app, args.log)
 
