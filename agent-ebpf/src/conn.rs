@@ -138,6 +138,9 @@ pub fn close_conn(key: &ConnKey, tid: u32, c: &ConnState) {
 pub fn emit_close(key: &ConnKey, tid: u32, c: &ConnState) {
     let mut start_ns = c.start_ns;
     let mut ident_fd = key.fd;
+    // The stream's own byte totals: for TLS, the plaintext positions of its `SSL *` (the
+    // socket's are ciphertext, handshake included, and would read as a lost tail).
+    let mut totals = (c.egress_pos, c.ingress_pos);
     if c.state == CONN_TLS {
         let tk = TlsKey {
             tgid: key.tgid,
@@ -158,6 +161,7 @@ pub fn emit_close(key: &ConnKey, tid: u32, c: &ConnState) {
         }
         start_ns = t.start_ns;
         ident_fd = NO_FD;
+        totals = (t.egress_pos, t.ingress_pos);
     } else if c.state != CONN_HTTP {
         return;
     }
@@ -171,8 +175,8 @@ pub fn emit_close(key: &ConnKey, tid: u32, c: &ConnState) {
             ts_ns: unsafe { bpf_ktime_get_ns() },
             conn_start_ns: start_ns,
         },
-        egress_bytes: c.egress_pos,
-        ingress_bytes: c.ingress_pos,
+        egress_bytes: totals.0,
+        ingress_bytes: totals.1,
     };
     if EVENTS.output::<ConnCloseEvent>(&ev, 0).is_err() {
         crate::maps::count(mcpwarden_common::counters::Counter::RingFull, 1);
