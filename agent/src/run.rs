@@ -176,6 +176,12 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
         }
         None => None,
     };
+    // Without a policy nothing is judged: no hold, no resets, no raised priority.
+    let enforce = if args.policy.is_some() {
+        args.enforce
+    } else {
+        EnforceMode::Monitor
+    };
     let mut capture = Capture::start(&CaptureOptions {
         target_pid: args.pid,
         mode: args.capture_mode,
@@ -185,7 +191,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
     // as capabilities are per thread and inherited).
     if !args.keep_capabilities {
         // Enforcing: the event loop raises its own priority once the other threads run.
-        let nice = (args.enforce != EnforceMode::Monitor && args.enforce_nice < 0)
+        let nice = (enforce != EnforceMode::Monitor && args.enforce_nice < 0)
             .then_some(caps::Capability::CAP_SYS_NICE);
         let d = mcpwarden::privileges::drop_after_attach(nice.as_slice())
             .context("dropping capabilities")?;
@@ -223,18 +229,18 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
         .take_enforce()
         .context("the eBPF object has no enforcement maps")?;
     let connect_block = kernel.connect_block;
-    if args.enforce == EnforceMode::Hold {
+    if enforce == EnforceMode::Hold {
         if let Err(e) = capture.prepare_libc_hold() {
             tracing::warn!("plaintext hold unavailable (TLS hold and resets still work): {e}");
         }
     }
-    let mut enforcer = Enforcer::new(args.enforce, KernelActuator::new(kernel));
+    let mut enforcer = Enforcer::new(enforce, KernelActuator::new(kernel));
     if let Some(ms) = args.hold_timeout_ms.or_else(|| policy_timeout(&mut table)) {
         enforcer.set_hold_timeout_ms(ms);
     }
     // What the judgement says beyond the verdict record (fail-closed, approval timeout,
     // connect block), carried on the record for the enforcer.
-    let hold_mode = args.enforce == EnforceMode::Hold;
+    let hold_mode = enforce == EnforceMode::Hold;
     let hints = |v: &mcpwarden::mcp::VerdictRecord| VerdictHints {
         fail_closed: v.fail_closed,
         approve_timeout_ms: v.approve_timeout_ms,
@@ -245,7 +251,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
     };
     let control = match ControlServer::bind(&args.control_socket) {
         Ok(c) => Some(c),
-        Err(e) if args.enforce != EnforceMode::Hold => {
+        Err(e) if enforce != EnforceMode::Hold => {
             tracing::warn!("no control socket: {e}");
             None
         }
@@ -304,7 +310,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
         capture.mode,
         capture.tls.count(mcpwarden::capture::tls::TargetKind::Ssl),
         capture.tls.count(mcpwarden::capture::tls::TargetKind::Loader),
-        args.enforce,
+        enforce,
         if connect_block { "on" } else { "unavailable" },
     );
     metrics.health().beat(monotonic_ns());
@@ -314,7 +320,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
             .with_context(|| format!("writing {}", p.display()))?;
     }
 
-    if args.enforce != EnforceMode::Monitor && args.enforce_nice != 0 {
+    if enforce != EnforceMode::Monitor && args.enforce_nice != 0 {
         raise_loop_priority(args.enforce_nice);
     }
     let fd = capture.ring.as_raw_fd();
