@@ -251,8 +251,12 @@ fn payloads_over_16_kib_and_over_the_truncation_sizes_are_reported_or_counted() 
         .iter()
         .map(|v| v.as_u64().expect("send"))
         .collect();
-    // The kernel carries at most 32 chunks of 16 KiB (512 KiB) of one syscall.
-    let over: u64 = sends.iter().map(|n| n.saturating_sub(512 * 1024)).sum();
+    // The kernel carries at most 256 chunks of 16 KiB (4 MiB) of one syscall
+    // (`MAX_CHUNKS_PER_SYSCALL`): a 1 MiB send arrives whole.
+    let over: u64 = sends
+        .iter()
+        .map(|n| n.saturating_sub(4 * 1024 * 1024))
+        .sum();
     // The sender's side is only in the main agent's (host-wide) counters.
     let health = run.main_health();
     eprintln!("sends {sends:?}: {over} bytes over the per-syscall cap");

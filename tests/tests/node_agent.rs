@@ -8,8 +8,8 @@ use mcpwarden_tests::records::messages_of;
 use mcpwarden_tests::{free_port, Agent, ClientOptions, PyServer, SdkClient};
 use serde_json::{json, Value};
 
-/// Capability numbers (linux/capability.h) the agent keeps after attach on this kernel (it
-/// enforces by default: `reset` mode keeps CAP_SYS_NICE for the event loop's priority).
+/// Capability numbers (linux/capability.h) the agent keeps after attach on this kernel when it
+/// enforces a policy (`reset` by default: CAP_SYS_NICE raises the event loop's priority).
 const KEPT: &[(u32, &str)] = &[
     (2, "CAP_DAC_READ_SEARCH"),
     (5, "CAP_KILL"),
@@ -29,16 +29,16 @@ fn cap_set(status: &str, field: &str) -> u64 {
         .unwrap_or_else(|| panic!("no {field} in /proc/PID/status:\n{status}"))
 }
 
-#[test]
-fn after_attach_the_agent_holds_only_the_documented_capabilities() {
-    let agent = Agent::start(&[]);
+/// The agent's capability sets are exactly `kept` (effective, permitted, bounding), with no
+/// inheritable or ambient ones.
+fn assert_capabilities(agent: &Agent, kept: &[&(u32, &str)]) {
     let status = std::fs::read_to_string(format!("/proc/{}/status", agent.pid()))
         .unwrap_or_else(|e| panic!("cannot read the agent's status: {e}"));
-    let want: u64 = KEPT.iter().map(|(bit, _)| 1u64 << bit).sum();
+    let want: u64 = kept.iter().map(|(bit, _)| 1u64 << bit).sum();
     for field in ["CapEff:", "CapPrm:", "CapBnd:"] {
         let got = cap_set(&status, field);
         let extra: Vec<u32> = (0..64).filter(|b| got & !want & (1 << b) != 0).collect();
-        let missing: Vec<&str> = KEPT
+        let missing: Vec<&str> = kept
             .iter()
             .filter(|(b, _)| got & (1 << b) == 0)
             .map(|(_, n)| *n)
@@ -50,6 +50,25 @@ fn after_attach_the_agent_holds_only_the_documented_capabilities() {
     }
     assert_eq!(cap_set(&status, "CapInh:"), 0);
     assert_eq!(cap_set(&status, "CapAmb:"), 0);
+}
+
+#[test]
+fn after_attach_the_agent_holds_only_the_documented_capabilities() {
+    // Enforcing the README's minimal policy: every documented capability.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let policy = dir.path().join("policy.yaml");
+    std::fs::write(
+        &policy,
+        "default: allow\nrules:\n  - id: no-explode\n    action: deny\n    match: { tool: explode }\n",
+    )
+    .expect("write policy");
+    let enforcing = Agent::start(&["--policy", policy.to_str().expect("utf-8 path")]);
+    assert_capabilities(&enforcing, &KEPT.iter().collect::<Vec<_>>());
+    drop(enforcing.stop());
+    // Monitoring (no policy): nothing to enforce, so no CAP_SYS_NICE either.
+    let agent = Agent::start(&[]);
+    let monitor: Vec<_> = KEPT.iter().filter(|(b, _)| *b != 23).collect();
+    assert_capabilities(&agent, &monitor);
     // Still working with what it kept: a TLS-free conversation is reported.
     let server = PyServer::start(free_port());
     let client = mcpwarden_tests::run_py_client(&server.url());

@@ -1,5 +1,5 @@
-//! `cargo xtask test [--unit | --e2e]`: format and lint checks, setup, build, unit tests,
-//! then the privileged end-to-end tests against real MCP SDK peers.
+//! `cargo xtask test [--unit | --e2e]`: format and lint checks, setup, build, unit tests, a
+//! fuzz smoke, then the privileged end-to-end tests against real MCP SDK peers.
 
 use std::process::Command;
 
@@ -11,6 +11,9 @@ use crate::util::{self, run, target_dir, workspace_root};
 
 /// The crate with the privileged end-to-end tests.
 const E2E_PACKAGE: &str = "mcpwarden-tests";
+
+/// Seconds each fuzz target runs in `cargo xtask test`.
+const FUZZ_SMOKE_SECONDS: u64 = 5;
 
 pub struct Selection {
     pub unit: bool,
@@ -76,6 +79,14 @@ pub fn test(selection: Selection) -> Result<()> {
                 &object,
             ),
         )?;
+    }
+
+    if selection.unit {
+        // A short fuzz run of every target from the recorded seeds: a crash fails the test
+        // and leaves its input in fuzz/artifacts/ (`cargo xtask fuzz` runs them longer).
+        println!("test: fuzz smoke ({FUZZ_SMOKE_SECONDS} s per target) …");
+        crate::fuzz::fuzz(FUZZ_SMOKE_SECONDS, Vec::new())
+            .map_err(|e| anyhow!("test: fuzz smoke failed: {e:#}"))?;
     }
 
     if selection.e2e {
