@@ -38,11 +38,18 @@ pub struct ConnState {
     pub role: u8,
     /// Sniff misses so far.
     pub misses: u8,
-    pub _pad: [u8; 5],
+    /// Bytes in `head` (0..8).
+    pub head_len: u8,
+    /// Direction (`DIR_*`) of the bytes in `head`.
+    pub head_dir: u8,
+    pub _pad: [u8; 3],
     /// `SSL *` last seen using this socket (`CONN_TLS`), 0 otherwise.
     pub ssl: u64,
+    /// While sniffing: the first bytes of writes too short to decide on alone (fewer than the
+    /// 8-byte sniff window, a possible start of HTTP), little-endian; carried once decided.
+    pub head: u64,
 }
-assert_size!(ConnState, 48);
+assert_size!(ConnState, 56);
 
 /// Key of the TLS connection map: an `SSL *` of a process.
 #[repr(C)]
@@ -68,9 +75,12 @@ pub struct TlsConnState {
     /// `CONN_SNIFFING`, `CONN_HTTP` or `CONN_IGNORED`.
     pub state: u8,
     pub misses: u8,
-    pub _pad: [u8; 2],
+    /// As [`ConnState`]'s: short first pieces kept for the sniff.
+    pub head_len: u8,
+    pub head_dir: u8,
+    pub head: u64,
 }
-assert_size!(TlsConnState, 32);
+assert_size!(TlsConnState, 40);
 
 pub const NO_FD: u32 = u32::MAX;
 

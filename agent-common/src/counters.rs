@@ -66,8 +66,10 @@ pub enum Counter {
     /// Payload bytes `bpf_probe_read_user` could not read (the stream position moved past
     /// them: userspace sees them as a gap).
     BytesUnreadable = 28,
-    /// Bytes of first writes shorter than the 8-byte sniff window that could still begin an
-    /// HTTP message (a method or `HTTP/1.` prefix): not carried, no sniff miss counted.
+    /// Bytes of first writes shorter than the 8-byte sniff window that could begin an HTTP
+    /// message (a method or `HTTP/1.` prefix), kept for the sniff and then dropped: the next
+    /// piece came the other way, or with it they were not HTTP (kept pieces that turn out to
+    /// be HTTP are carried, and not counted).
     SniffShortBytes = 29,
     /// In-SSL-call entries of threads that exited inside the call (uretprobe never ran),
     /// removed at thread exit.

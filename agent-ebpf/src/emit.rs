@@ -75,47 +75,154 @@ pub fn looks_like_http(b: &[u8; 8]) -> bool {
 pub enum Sniff {
     /// An HTTP/1.x request or status line begins here.
     Http,
-    /// Fewer than 8 bytes that could begin one (`PO`, `GET /`, `HTTP/`): no verdict, no
-    /// miss; the bytes are not carried (counted as `SniffShortBytes`).
+    /// Fewer than 8 bytes so far that could begin one (`PO`, `GET /`, `HTTP/`): no verdict,
+    /// no miss; the bytes are kept (see [`SniffHead`]) for the next piece to complete.
     Undecided,
     NotHttp,
 }
 
-/// Sniffs the start of a payload (see [`Sniff`]).
+/// The bytes of a sniffing connection's short first pieces (one direction), kept until the
+/// next piece of that direction decides: up to 7 bytes, little-endian in `word`.
+#[derive(Clone, Copy)]
+pub struct SniffHead {
+    pub word: u64,
+    pub len: u8,
+}
+
+/// The kept head if it is of direction `dir`; a head of the other direction is dropped
+/// (counted in `SniffShortBytes`). Clears the connection's head length either way: the
+/// caller stores a new head if the verdict is still undecided.
 #[inline(always)]
-pub fn sniff(p: &Payload) -> Sniff {
-    if p.len >= 8 {
-        return if looks_like_http(&first_bytes(p)) {
+pub fn take_head(head_len: &mut u8, head_dir: u8, word: u64, dir: u8) -> SniffHead {
+    let len = *head_len & 7;
+    *head_len = 0;
+    if len == 0 {
+        return SniffHead { word: 0, len: 0 };
+    }
+    if head_dir != dir {
+        count(Counter::SniffShortBytes, u64::from(len));
+        return SniffHead { word: 0, len: 0 };
+    }
+    SniffHead { word, len }
+}
+
+/// Sniffs `head` followed by the payload: the verdict on their first 8 bytes, and (when
+/// still undecided) the head to keep, the payload's bytes appended.
+#[inline(always)]
+pub fn sniff_after(p: &Payload, head: SniffHead) -> (Sniff, SniffHead) {
+    let none = SniffHead { word: 0, len: 0 };
+    if head.len == 0 && p.len >= 8 {
+        let verdict = if looks_like_http(&first_bytes(p)) {
             Sniff::Http
         } else {
             Sniff::NotHttp
         };
+        return (verdict, none);
     }
+    let have = u64::from(head.len & 7);
+    let want = 8 - have;
+    let take = if p.len < want { p.len } else { want };
     let base = if p.vectored {
         // SAFETY: fault-tolerant user read of iov[0].iov_base.
         match unsafe { bpf_probe_read_user(p.buf as *const u64) } {
             Ok(b) => b,
-            Err(_) => return Sniff::NotHttp,
+            Err(_) => return (Sniff::NotHttp, none),
         }
     } else {
         p.buf
     };
     // Give the verifier a bound it can see on the helper's size argument (the compiler
-    // would otherwise drop the mask, knowing `len < 8`, and pass an unbounded copy).
-    let n = unsafe { core::ptr::read_volatile(&(p.len as u32)) } & 7;
-    if n == 0 {
-        return Sniff::NotHttp;
+    // would otherwise drop the mask, knowing `take <= 8`, and pass an unbounded copy).
+    let n = unsafe { core::ptr::read_volatile(&(take as u32)) } & 15;
+    if n == 0 || n > 8 {
+        return (Sniff::NotHttp, none);
     }
     let mut b = [0u8; 8];
-    // SAFETY: `n < 8 == b.len()`; fault-tolerant user read.
+    // SAFETY: `n <= 8 == b.len()`; fault-tolerant user read.
     let rc = unsafe { raw_probe_read_user(b.as_mut_ptr().cast(), n, base as *const c_void) };
     if rc != 0 {
-        return Sniff::NotHttp;
+        return (Sniff::NotHttp, none);
     }
-    if is_http_prefix(u64::from_le_bytes(b), n) {
-        Sniff::Undecided
+    let word = head.word | (u64::from_le_bytes(b) << (8 * have));
+    let total = have + u64::from(n);
+    if total >= 8 {
+        let verdict = if looks_like_http(&word.to_le_bytes()) {
+            Sniff::Http
+        } else {
+            Sniff::NotHttp
+        };
+        return (verdict, none);
+    }
+    if is_http_prefix(word, total as u32) {
+        (
+            Sniff::Undecided,
+            SniffHead {
+                word,
+                len: total as u8,
+            },
+        )
     } else {
-        Sniff::NotHttp
+        (Sniff::NotHttp, none)
+    }
+}
+
+/// A data record of the kept head bytes (they end where the deciding payload, at `pos`,
+/// begins). Nothing when `head` is empty.
+#[repr(C)]
+struct HeadRecord {
+    hdr: DataEventHeader,
+    data: [u8; 8],
+}
+
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+pub fn emit_head(
+    tgid: u32,
+    tid: u32,
+    ident_fd: u32,
+    conn_start_ns: u64,
+    pos: u64,
+    source: u8,
+    sock_fd: u32,
+    head: SniffHead,
+) {
+    let len = head.len & 7;
+    if len == 0 {
+        return;
+    }
+    let direction = match DataSource::from_u8(source) {
+        Some(s) => s.direction(),
+        None => DIR_EGRESS,
+    };
+    let rec = HeadRecord {
+        hdr: DataEventHeader {
+            header: EventHeader {
+                kind: EventKind::SocketData as u32,
+                tgid,
+                tid,
+                fd: ident_fd,
+                // SAFETY: helper without preconditions.
+                ts_ns: unsafe { bpf_ktime_get_ns() },
+                conn_start_ns,
+            },
+            pos: pos.saturating_sub(u64::from(len)),
+            syscall_len: u32::from(len),
+            len: u32::from(len),
+            direction,
+            source,
+            flags: 0,
+            _pad: 0,
+            sock_fd,
+            hold_id: 0,
+        },
+        data: head.word.to_le_bytes(),
+    };
+    if EVENTS.output::<HeadRecord>(&rec, 0).is_err() {
+        count(Counter::RingFull, 1);
+        count(Counter::BytesRingFull, u64::from(len));
+    } else {
+        count(Counter::ChunksEmitted, 1);
+        count(Counter::BytesEmitted, u64::from(len));
     }
 }
 

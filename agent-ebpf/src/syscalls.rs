@@ -22,7 +22,9 @@ use mcpwarden_common::{
 use crate::{
     conn::{close_conn, emit_close},
     ctx::{field, skip_tgid},
-    emit::{emit_conn_open, emit_payload, reserve, sniff, Payload, Sniff},
+    emit::{
+        emit_conn_open, emit_head, emit_payload, reserve, sniff_after, take_head, Payload, Sniff,
+    },
     maps::{add_owner, config, count, SyscallArgs, ARGS, CONNS, PLAIN_HELD, SOCKS},
     sock::is_tcp,
     tls::{in_ssl_call, tie_ssl_to_fd, uses_tls},
@@ -282,28 +284,36 @@ pub fn on_socket_io(io: &SocketIo) {
     match c.state {
         CONN_HTTP => {}
         CONN_TLS => return,
-        CONN_SNIFFING => match sniff(&payload) {
-            Sniff::Http => {
-                c.state = CONN_HTTP;
-                count(Counter::ConnsHttp, 1);
-                if c.role == ROLE_UNKNOWN {
-                    c.role = role_of(io.sk);
+        CONN_SNIFFING => {
+            let dir = source_direction(source);
+            let head = take_head(&mut c.head_len, c.head_dir, c.head, dir);
+            match sniff_after(&payload, head) {
+                (Sniff::Http, _) => {
+                    c.state = CONN_HTTP;
+                    count(Counter::ConnsHttp, 1);
+                    if c.role == ROLE_UNKNOWN {
+                        c.role = role_of(io.sk);
+                    }
+                    emit_conn_open(tgid, id as u32, io.fd, c);
+                    emit_head(tgid, id as u32, io.fd, c.start_ns, pos, source, io.fd, head);
                 }
-                emit_conn_open(tgid, id as u32, io.fd, c);
-            }
-            Sniff::Undecided => {
-                count(Counter::SniffShortBytes, len);
-                return;
-            }
-            Sniff::NotHttp => {
-                c.misses += 1;
-                if c.misses >= SNIFF_MAX_MISSES {
-                    c.state = CONN_IGNORED;
-                    count(Counter::ConnsIgnored, 1);
+                (Sniff::Undecided, kept) => {
+                    c.head = kept.word;
+                    c.head_len = kept.len;
+                    c.head_dir = dir;
+                    return;
                 }
-                return;
+                (Sniff::NotHttp, _) => {
+                    count(Counter::SniffShortBytes, u64::from(head.len));
+                    c.misses += 1;
+                    if c.misses >= SNIFF_MAX_MISSES {
+                        c.state = CONN_IGNORED;
+                        count(Counter::ConnsIgnored, 1);
+                    }
+                    return;
+                }
             }
-        },
+        }
         _ => return,
     }
     emit_payload(
@@ -400,7 +410,10 @@ pub fn new_conn(role: u8, state: u8, sk: u64) -> ConnState {
         state,
         role,
         misses: 0,
-        _pad: [0; 5],
+        head_len: 0,
+        head_dir: 0,
+        _pad: [0; 3],
         ssl: 0,
+        head: 0,
     }
 }

@@ -22,14 +22,17 @@ use mcpwarden_common::{
         SNIFF_MAX_MISSES,
     },
     counters::Counter,
-    event::{DataSource, EventKind, DIR_EGRESS, ROLE_UNKNOWN},
+    event::{DataSource, EventKind, DIR_EGRESS, DIR_INGRESS, ROLE_UNKNOWN},
     sniff::begins_tls_record as is_tls_record,
 };
 
 use crate::{
     conn::emit_tls_close,
     ctx::skip_tgid,
-    emit::{emit_open, emit_payload, reserve, sniff, Payload, Sniff},
+    emit::{
+        emit_head, emit_open, emit_payload, reserve, sniff_after, take_head, Payload, Sniff,
+        SniffHead,
+    },
     hold::{hold_candidate, maybe_hold_tls_write},
     maps::{
         add_owner, count, TlsArgs, CONNS, LAST_READ_FD, PENDING_WRITE, TLS_ARGS, TLS_CONNS,
@@ -260,7 +263,7 @@ fn writes_http(buf: u64, vectored: bool, ret: i64) -> bool {
         vectored,
         len: ret as u64,
     };
-    sniff(&p) != Sniff::NotHttp
+    sniff_after(&p, SniffHead { word: 0, len: 0 }).0 != Sniff::NotHttp
 }
 
 /// Marks a socket as carrying TLS for `ssl`: its syscall bytes are no longer streamed.
@@ -410,21 +413,31 @@ fn on_return(ctx: &RetProbeContext, ex: bool) {
     };
     match c.state {
         CONN_HTTP => {}
-        CONN_SNIFFING => match sniff(&payload) {
-            Sniff::Http => open_tls_stream(tgid, tid, c),
-            Sniff::Undecided => {
-                count(Counter::SniffShortBytes, len);
-                return;
-            }
-            Sniff::NotHttp => {
-                c.misses += 1;
-                if c.misses >= SNIFF_MAX_MISSES {
-                    c.state = CONN_IGNORED;
-                    count(Counter::ConnsIgnored, 1);
+        CONN_SNIFFING => {
+            let dir = if egress { DIR_EGRESS } else { DIR_INGRESS };
+            let head = take_head(&mut c.head_len, c.head_dir, c.head, dir);
+            match sniff_after(&payload, head) {
+                (Sniff::Http, _) => {
+                    open_tls_stream(tgid, tid, c);
+                    emit_head(tgid, tid, NO_FD, c.start_ns, pos, a.source, c.fd, head);
                 }
-                return;
+                (Sniff::Undecided, kept) => {
+                    c.head = kept.word;
+                    c.head_len = kept.len;
+                    c.head_dir = dir;
+                    return;
+                }
+                (Sniff::NotHttp, _) => {
+                    count(Counter::SniffShortBytes, u64::from(head.len));
+                    c.misses += 1;
+                    if c.misses >= SNIFF_MAX_MISSES {
+                        c.state = CONN_IGNORED;
+                        count(Counter::ConnsIgnored, 1);
+                    }
+                    return;
+                }
             }
-        },
+        }
         _ => return,
     }
     emit_payload(
@@ -478,7 +491,9 @@ fn new_tls_conn() -> TlsConnState {
         fd: NO_FD,
         state: CONN_SNIFFING,
         misses: 0,
-        _pad: [0; 2],
+        head_len: 0,
+        head_dir: 0,
+        head: 0,
     }
 }
 

@@ -171,10 +171,9 @@ fn a_request_written_one_byte_per_syscall_on_a_streamed_connection_is_decoded() 
     );
 }
 
+/// The kernel keeps the short first pieces for its 8-byte sniff and carries them once the
+/// eighth byte decides.
 #[test]
-#[ignore = "kernel: the HTTP sniff needs the first 8 bytes in one payload; a connection whose \
-            first 4 payloads are single bytes is never streamed (conns_ignored). Needs an \
-            agent-ebpf fix (accumulate the sniff across payloads)"]
 fn a_fresh_connection_whose_first_request_is_written_one_byte_per_syscall_is_decoded() {
     let run = hostile_beside_legit_session("byte_fresh", &[]);
     for pid in [run.sender_pid(), run.sink_pid] {
