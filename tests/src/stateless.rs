@@ -45,6 +45,11 @@ impl ScriptServer {
 
     /// `node tests/peers/node/<script> PORT` with the pinned Node peers on `NODE_PATH`.
     pub fn node(script: &str, port: u16) -> ScriptServer {
+        Self::node_with(script, port, None)
+    }
+
+    /// As [`ScriptServer::node`], serving HTTPS with `tls` (`--tls CERT KEY`).
+    pub fn node_with(script: &str, port: u16, tls: Option<&SelfSignedCert>) -> ScriptServer {
         let env = test_env();
         assert!(
             env.node_modules.join("@modelcontextprotocol/server").is_dir(),
@@ -55,7 +60,10 @@ impl ScriptServer {
         cmd.arg(env.peers_dir.join("node").join(script))
             .arg(port.to_string())
             .env("NODE_PATH", &env.node_modules);
-        Self::spawn("node server", cmd, port, false)
+        if let Some(t) = tls {
+            cmd.arg("--tls").arg(&t.cert).arg(&t.key);
+        }
+        Self::spawn("node server", cmd, port, tls.is_some())
     }
 
     fn spawn(what: &str, mut cmd: Command, port: u16, tls: bool) -> ScriptServer {

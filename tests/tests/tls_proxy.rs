@@ -12,7 +12,7 @@ use std::process::Command;
 
 use mcpwarden_tests::conversation::{assert_conversation, assert_peers_behaved, Expected};
 use mcpwarden_tests::peers::wait_listening;
-use mcpwarden_tests::records::{messages_of, split_addr, str_field};
+use mcpwarden_tests::records::{messages_of, outline, split_addr, str_field};
 use mcpwarden_tests::{
     free_port, Agent, ChildGuard, ClientOptions, PyServer, SdkClient, SelfSignedCert,
 };
@@ -171,6 +171,131 @@ fn nginx_terminating_tls_in_front_of_the_python_sdk_is_decoded_exactly_from_all_
         "nginx upstream connections = the server's connections"
     );
     // Nothing displaced or left unpaired anywhere.
+    let health = records
+        .iter()
+        .rev()
+        .find(|r| r["type"] == "health")
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(health["mcp"]["replaced_pending"], 0, "{health}");
+    assert_eq!(health["mcp"]["unpaired_answers"], 0, "{health}");
+    assert_eq!(health["mcp"]["decode_errors"], 0, "{health}");
+}
+
+/// (kind, method, id) of each message, in order.
+fn shape(messages: &[&Value]) -> Vec<(String, String, String)> {
+    messages
+        .iter()
+        .map(|m| {
+            (
+                str_field(m, "kind").to_string(),
+                m["method"].as_str().unwrap_or("null").to_string(),
+                m["id"].to_string(),
+            )
+        })
+        .collect()
+}
+
+/// A second event-loop TLS server: node's `https` server (the official TypeScript SDK), whose
+/// one thread drives every connection's `SSL *` through node's own OpenSSL and memory BIOs,
+/// with three Python SDK clients talking to it at once. The server's view of each session
+/// must be exactly that client's conversation, on that client's connections, every answer
+/// paired.
+#[test]
+fn a_node_https_server_with_three_concurrent_sdk_clients_is_decoded_per_session() {
+    let cert = SelfSignedCert::generate();
+    let agent = Agent::start(&[]);
+    let server = mcpwarden_tests::stateless::ScriptServer::node_with(
+        "handshake_server.mjs",
+        free_port(),
+        Some(&cert),
+    );
+    let opts = ClientOptions {
+        cafile: Some(cert.cert.clone()),
+        ..ClientOptions::default()
+    };
+    let clients: Vec<SdkClient> = (0..3)
+        .map(|_| SdkClient::spawn(&server.url(), &opts))
+        .collect();
+    let summaries: Vec<Value> = clients.into_iter().map(SdkClient::finish).collect();
+    let records = agent.stop();
+    let server_messages: Vec<&Value> = messages_of(&records, server.pid())
+        .into_iter()
+        .filter(|m| m["side"] == "server")
+        .collect();
+    let mut seen_sessions = BTreeSet::new();
+    for summary in &summaries {
+        let pid = summary["pid"].as_u64().expect("client pid") as u32;
+        let session_id = summary["session_id"]
+            .as_str()
+            .unwrap_or_else(|| panic!("the client saw one session id: {summary}"));
+        seen_sessions.insert(session_id.to_string());
+        let client_messages: Vec<&Value> = messages_of(&records, pid)
+            .into_iter()
+            .filter(|m| m["side"] == "client")
+            .collect();
+        let of_session: Vec<&Value> = server_messages
+            .iter()
+            .copied()
+            .filter(|m| {
+                m["session_id"] == session_id
+                    || (m["session_id"].is_null()
+                        && ports(&records, pid, "client", "local")
+                            .contains(&split_addr(str_field(m, "remote")).1))
+            })
+            .collect();
+        assert!(
+            client_messages.len() >= 10,
+            "client {pid}: its conversation is reported:\n{}",
+            outline(&client_messages)
+        );
+        assert_eq!(
+            shape(&of_session),
+            shape(&client_messages),
+            "server's view of session {session_id} = client {pid}'s view\nserver:\n{}\nclient:\n{}",
+            outline(&of_session),
+            outline(&client_messages)
+        );
+        // On that client's connections, and nowhere else.
+        let server_remote: BTreeSet<u16> = of_session
+            .iter()
+            .map(|m| split_addr(str_field(m, "remote")).1)
+            .collect();
+        assert_eq!(
+            server_remote,
+            ports(&records, pid, "client", "local"),
+            "session {session_id}: the server's remote ports are client {pid}'s local ports"
+        );
+        for m in of_session.iter().chain(client_messages.iter()) {
+            if m["kind"] == "response" {
+                assert!(
+                    !m["method"].is_null() && m["latency_ns"].as_u64().unwrap_or(0) > 0,
+                    "every answer is paired: {m}"
+                );
+            }
+        }
+    }
+    assert_eq!(seen_sessions.len(), 3, "three sessions: {seen_sessions:?}");
+    // Nothing of the server's view is left over.
+    let counted: usize = summaries
+        .iter()
+        .map(|s| {
+            server_messages
+                .iter()
+                .filter(|m| m["session_id"] == s["session_id"])
+                .count()
+        })
+        .sum();
+    let unnamed = server_messages
+        .iter()
+        .filter(|m| m["session_id"].is_null())
+        .count();
+    assert_eq!(
+        counted + unnamed,
+        server_messages.len(),
+        "every server message belongs to one of the sessions:\n{}",
+        outline(&server_messages)
+    );
     let health = records
         .iter()
         .rev()

@@ -3,9 +3,10 @@
 // the SDK 1.x does not speak 2026-07-28, so a client probing `server/discover` gets the SDK's
 // usual refusal and falls back to `initialize`.
 //
-//     node handshake_server.mjs PORT
+//     node handshake_server.mjs PORT [--tls CERT KEY]
 //
-// Streamable HTTP at http://127.0.0.1:PORT/mcp (plain node:http), one
+// Streamable HTTP at http://127.0.0.1:PORT/mcp (node:http; with --tls, https through node's
+// own OpenSSL: one event-loop thread driving every connection's TLS), one
 // StreamableHTTPServerTransport per session, the same offer as tests/peers/python/server.py:
 //   tool     add(a: int, b: int) -> int     (structured result {result})
 //   tool     fail(reason: str)              result with isError: true
@@ -16,7 +17,9 @@
 // session ID provided"},"id":null}. Prints {"listening": PORT} on stdout once it listens.
 
 import { randomUUID } from "node:crypto";
+import { readFileSync } from "node:fs";
 import { createServer } from "node:http";
+import { createServer as createTlsServer } from "node:https";
 import { McpServer } from "@modelcontextprotocol/sdk/server/mcp.js";
 import { StreamableHTTPServerTransport } from "@modelcontextprotocol/sdk/server/streamableHttp.js";
 import { isInitializeRequest } from "@modelcontextprotocol/sdk/types.js";
@@ -82,7 +85,13 @@ function refuse(res, status, message) {
   res.end(JSON.stringify({ jsonrpc: "2.0", error: { code: -32000, message }, id: null }));
 }
 
-const http = createServer(async (req, res) => {
+const tlsAt = process.argv.indexOf("--tls");
+const tls =
+  tlsAt > 0
+    ? { cert: readFileSync(process.argv[tlsAt + 1]), key: readFileSync(process.argv[tlsAt + 2]) }
+    : null;
+
+const handler = async (req, res) => {
   try {
     if (!req.url?.startsWith("/mcp")) {
       res.writeHead(404).end();
@@ -119,7 +128,8 @@ const http = createServer(async (req, res) => {
     console.error(e);
     if (!res.headersSent) refuse(res, 500, "Internal error");
   }
-});
+};
+const http = tls ? createTlsServer(tls, handler) : createServer(handler);
 
 http.listen(port, "127.0.0.1", () => {
   console.log(JSON.stringify({ listening: port }));
