@@ -361,6 +361,35 @@ fn main() {
         .and_then(|s| s.parse().ok())
         .unwrap_or(2.0);
     let budget = Duration::from_secs_f64(seconds);
+    // `--only whole` (or another stage) runs that stage alone, e.g. under `perf record`.
+    let only = args
+        .iter()
+        .position(|a| a == "--only")
+        .and_then(|i| args.get(i + 1))
+        .cloned();
+    if let Some(stage) = only {
+        for (name, events) in &fixtures() {
+            match stage.as_str() {
+                "whole" => {
+                    let _ = whole(name, events, budget);
+                }
+                "pipeline" => {
+                    let _ = pipeline(name, events, budget);
+                }
+                "serialise" => {
+                    let _ = serialise(name, events, budget);
+                }
+                "http" => {
+                    let _ = http(name, events, budget);
+                }
+                "rpc" => {
+                    let _ = rpc(name, events, budget);
+                }
+                other => panic!("--only {other}: expected whole, pipeline, serialise, http or rpc"),
+            }
+        }
+        return;
+    }
     println!(
         "mcpwarden decoder throughput, one thread (per core), {seconds} s per figure, fixtures in tests/fixtures/"
     );

@@ -282,6 +282,18 @@ const SECRET_SUFFIXES: &[&str] = &[
 
 /// Whether a JSON key (or header name) names a secret.
 pub fn is_secret_key(key: &str) -> bool {
+    // Every key of every message passes here: ASCII keys are normalised on the stack.
+    if key.is_ascii() && key.len() <= SHORT_KEY_BYTES {
+        let mut buf = [0u8; SHORT_KEY_BYTES];
+        let mut n = 0;
+        for b in key.bytes().filter(|b| !matches!(b, b'-' | b'_' | b'.')) {
+            buf[n] = b.to_ascii_lowercase();
+            n += 1;
+        }
+        let norm = &buf[..n];
+        return SECRET_KEYS.iter().any(|k| k.as_bytes() == norm)
+            || SECRET_SUFFIXES.iter().any(|s| norm.ends_with(s.as_bytes()));
+    }
     let norm: String = key
         .chars()
         .filter(|c| *c != '-' && *c != '_' && *c != '.')
@@ -289,6 +301,9 @@ pub fn is_secret_key(key: &str) -> bool {
         .collect();
     SECRET_KEYS.contains(&norm.as_str()) || SECRET_SUFFIXES.iter().any(|s| norm.ends_with(s))
 }
+
+/// Longest key [`is_secret_key`] normalises without an allocation.
+const SHORT_KEY_BYTES: usize = 64;
 
 /// How content is bounded and redacted.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -339,11 +354,12 @@ impl ContentConfig {
     /// a verdict or attack).
     pub fn render_always(&self, v: &Value) -> Content {
         let mut value = v.clone();
-        if self.mode != PayloadMode::Full {
-            self.redact(&mut value);
-        }
-        let original_bytes = json_len(v) as u64;
-        let (value, truncated) = bound(value, self.max_bytes);
+        let redacted = self.mode != PayloadMode::Full && self.redact(&mut value) > 0;
+        let original = json_len(v);
+        // Unchanged by redaction: its length is the original's (one serialisation less).
+        let len = if redacted { json_len(&value) } else { original };
+        let original_bytes = original as u64;
+        let (value, truncated) = bound(value, len, self.max_bytes);
         Content {
             value,
             truncated,
@@ -438,9 +454,9 @@ fn cut(s: &str, max: usize) -> &str {
     &s[..end]
 }
 
-/// Bounds `v` to about `max` serialised bytes; returns the value and whether it was cut.
-fn bound(mut v: Value, max: usize) -> (Value, bool) {
-    let len = json_len(&v);
+/// Bounds `v` (`len` serialised bytes) to about `max` serialised bytes; returns the value
+/// and whether it was cut.
+fn bound(mut v: Value, len: usize, max: usize) -> (Value, bool) {
     if len <= max {
         return (v, false);
     }
