@@ -350,6 +350,22 @@ impl ContentConfig {
         Some(self.render_always(v))
     }
 
+    /// [`ContentConfig::render`] of a value the caller gives away (no copy).
+    pub fn render_owned(&self, mut value: Value) -> Option<Content> {
+        if self.mode == PayloadMode::Off {
+            return None;
+        }
+        let original = json_len(&value);
+        let redacted = self.mode != PayloadMode::Full && self.redact(&mut value) > 0;
+        let len = if redacted { json_len(&value) } else { original };
+        let (value, truncated) = bound(value, len, self.max_bytes);
+        Some(Content {
+            value,
+            truncated,
+            original_bytes: original as u64,
+        })
+    }
+
     /// Like [`ContentConfig::render`], but redacted even when payloads are off (evidence of
     /// a verdict or attack).
     pub fn render_always(&self, v: &Value) -> Content {
@@ -529,6 +545,44 @@ mod tests {
             json!({"arguments": {"pin": REDACTED, "cards": [{"number": REDACTED}, {"number": REDACTED}],
                 "deep": {"x": {"ssn": REDACTED}}}})
         );
+    }
+
+    #[test]
+    fn rendering_a_given_value_equals_rendering_a_copy() {
+        let values = [
+            json!({"user": "ann", "password": "hunter2", "n": [1, 2, {"token": null}]}),
+            json!({"text": "x".repeat(100_000), "nested": {"api_key": "k"}}),
+            json!({"plain": "nothing to redact", "list": [1, 2, 3]}),
+            json!("just a string"),
+        ];
+        for mode in [PayloadMode::Full, PayloadMode::Redacted, PayloadMode::Off] {
+            let c = ContentConfig {
+                max_bytes: 1024,
+                ..cfg(mode, &["$.n[0]"])
+            };
+            for v in &values {
+                assert_eq!(c.render_owned(v.clone()), c.render(v), "{mode} {v}");
+            }
+        }
+    }
+
+    #[test]
+    fn secret_keys_are_recognised_alike_in_ascii_and_beyond() {
+        for (key, secret) in [
+            ("Password", true),
+            ("X-Api-Key", true),
+            ("client_secret", true),
+            ("progressToken", false),
+            ("maxTokens", false),
+            ("GITHUB.TOKEN", true),
+            ("pässword", false),
+            ("ÄPI_KEY", false),
+            ("my_APIKEY", true),
+            (&"a".repeat(100), false),
+            (&format!("{}_password", "a".repeat(100)), true),
+        ] {
+            assert_eq!(is_secret_key(key), secret, "{key}");
+        }
     }
 
     #[test]
