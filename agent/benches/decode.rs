@@ -19,6 +19,9 @@
 //! each fixture: http, rpc, serialise measured alone; conn + mcp tracker the rest of the
 //! whole pipeline), and the last line is machine-readable:
 //! `decode_bench {"mb_per_s":…,"msgs_per_s":…,…}` (whole pipeline over all fixtures).
+//! `--only STAGE` runs one stage (`whole`, `pipeline`, `serialise`, `http`, `rpc`), and
+//! `--passes N` exactly N passes of it, e.g. to count instructions per pass with
+//! `valgrind --tool=callgrind --toggle-collect='decode::one_pass*'`.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -103,6 +106,11 @@ fn measure(
     min_passes: u64,
     mut pass: impl FnMut() -> Duration,
 ) -> (u64, Duration) {
+    if let Some(n) = fixed_passes() {
+        // `--passes N`: exactly N passes, no warm-up (for instruction counts under callgrind).
+        let total = (0..n).map(|_| pass()).sum();
+        return (n, total);
+    }
     // Warm-up.
     for _ in 0..min_passes.min(3) {
         pass();
@@ -113,6 +121,15 @@ fn measure(
         n += 1;
     }
     (n, total)
+}
+
+/// `--passes N` on the command line.
+fn fixed_passes() -> Option<u64> {
+    let args: Vec<String> = std::env::args().collect();
+    args.iter()
+        .position(|a| a == "--passes")
+        .and_then(|i| args.get(i + 1))
+        .and_then(|s| s.parse().ok())
 }
 
 fn mb_per_s(bytes: u64, t: Duration) -> f64 {

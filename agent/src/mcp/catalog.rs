@@ -164,6 +164,28 @@ impl ToolDef {
         })
     }
 
+    /// Whether `v` is this very definition: the same name and the same value in every one
+    /// of [`DRIFT_FIELDS`] (so [`ToolDef::from_value`] would give the same hashes). A
+    /// `title` or `description` that is not a string is never taken as the same (this
+    /// definition keeps only strings there).
+    pub fn same_as(&self, v: &Value) -> bool {
+        let Some(obj) = v.as_object() else {
+            return false;
+        };
+        let field = |k: &str| obj.get(k).filter(|v| !v.is_null());
+        let text = |k: &str, mine: &Option<String>| match field(k) {
+            None => mine.is_none(),
+            Some(Value::String(s)) => mine.as_deref() == Some(s.as_str()),
+            Some(_) => false,
+        };
+        obj.get("name").and_then(Value::as_str) == Some(self.name.as_str())
+            && text("title", &self.title)
+            && text("description", &self.description)
+            && field("inputSchema") == self.input_schema.as_ref()
+            && field("outputSchema") == self.output_schema.as_ref()
+            && field("annotations") == self.annotations.as_ref()
+    }
+
     /// The definition as a `Tool` object (name and [`DRIFT_FIELDS`]).
     pub fn to_value(&self) -> Value {
         let mut m = serde_json::Map::new();
@@ -405,7 +427,15 @@ impl Catalogs {
         if kind == ListKind::Tools {
             let mut tools = BTreeMap::new();
             for item in &list.items {
-                match ToolDef::from_value(item) {
+                // A tool listed again unchanged (every session lists them) keeps its
+                // definition: no canonical JSON, no hashing.
+                let known = item
+                    .get("name")
+                    .and_then(Value::as_str)
+                    .and_then(|name| cat.tools.get(name))
+                    .filter(|old| old.same_as(item))
+                    .cloned();
+                match known.or_else(|| ToolDef::from_value(item)) {
                     Some(def) => {
                         tools.insert(def.name.clone(), def);
                     }
