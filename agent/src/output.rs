@@ -196,7 +196,10 @@ mod tests {
         for _ in 0..3 {
             assert!(w.push(&rec).is_ok());
         }
-        assert!(w.get_ref().bytes.is_empty(), "nothing written before the flush");
+        assert!(
+            w.get_ref().bytes.is_empty(),
+            "nothing written before the flush"
+        );
         assert!(w.flush().is_ok());
         let mut one = JsonLinesWriter::new(Vec::new());
         assert!(one.write(&rec).is_ok());

@@ -88,7 +88,8 @@ const SYNTHETIC_STACK_BYTES: usize = 1024;
 fn run(kind: MessageKind, buf: &[u8]) -> Result<Option<(usize, Head)>, httparse::Error> {
     // Uninitialised slots: httparse writes the ones it fills (zeroing 256 slots, 8 KiB, on
     // every call was the parser's largest cost: it runs once per head line).
-    let mut slots = [const { std::mem::MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS];
+    let mut slots =
+        [const { std::mem::MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS];
     match kind {
         MessageKind::Request => {
             let mut req = httparse::Request::new(&mut []);

@@ -610,7 +610,10 @@ fn a_tool_is_the_same_as_its_listing_exactly_when_it_would_hash_the_same() {
         }
     }
     assert!(def.same_as(&variants[0]));
-    assert!(def.same_as(&variants[1]), "member order and null fields do not matter");
+    assert!(
+        def.same_as(&variants[1]),
+        "member order and null fields do not matter"
+    );
     for v in &variants[2..] {
         assert!(!def.same_as(v), "{v}");
     }
