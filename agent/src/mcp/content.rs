@@ -441,8 +441,34 @@ fn redact_secret_keys(v: &mut Value) -> usize {
     count
 }
 
-/// Serialised length of `v` (compact JSON).
+/// Serialised length of `v` (compact JSON, exactly what `serde_json::to_writer` writes),
+/// counted without writing it: iterative, strings measured against serde_json's escapes.
 pub fn json_len(v: &Value) -> usize {
+    let mut len = 0;
+    let mut stack = vec![v];
+    while let Some(node) = stack.pop() {
+        len += match node {
+            Value::Null => 4,
+            Value::Bool(true) => 4,
+            Value::Bool(false) => 5,
+            Value::Number(n) => number_len(n),
+            Value::String(s) => str_len(s),
+            Value::Array(a) => {
+                stack.extend(a.iter());
+                2 + a.len().saturating_sub(1)
+            }
+            Value::Object(m) => {
+                stack.extend(m.values());
+                // `{}`, the commas, and per member its quoted key and the colon.
+                2 + m.len().saturating_sub(1) + m.keys().map(|k| str_len(k) + 1).sum::<usize>()
+            }
+        };
+    }
+    len
+}
+
+/// Bytes a number takes in serde_json's output.
+fn number_len(n: &serde_json::Number) -> usize {
     struct Counter(usize);
     impl std::io::Write for Counter {
         fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
@@ -454,8 +480,34 @@ pub fn json_len(v: &Value) -> usize {
         }
     }
     let mut c = Counter(0);
-    let _ = serde_json::to_writer(&mut c, v);
+    let _ = serde_json::to_writer(&mut c, n);
     c.0
+}
+
+/// Bytes a string takes in serde_json's output: quotes, and for each byte its escape
+/// (`\"`, `\\`, `\b`, `\t`, `\n`, `\f`, `\r`: 2 bytes; other control bytes `\u00XX`: 6).
+fn str_len(s: &str) -> usize {
+    const fn escaped_len() -> [u8; 256] {
+        let mut t = [1u8; 256];
+        let mut b = 0;
+        while b < 0x20 {
+            t[b] = 6;
+            b += 1;
+        }
+        t[0x08] = 2;
+        t[0x09] = 2;
+        t[0x0A] = 2;
+        t[0x0C] = 2;
+        t[0x0D] = 2;
+        t[b'"' as usize] = 2;
+        t[b'\\' as usize] = 2;
+        t
+    }
+    static LEN: [u8; 256] = escaped_len();
+    2 + s
+        .bytes()
+        .map(|b| usize::from(LEN[usize::from(b)]))
+        .sum::<usize>()
 }
 
 /// Cuts `s` to at most `max` bytes at a char boundary.
@@ -563,6 +615,36 @@ mod tests {
             for v in &values {
                 assert_eq!(c.render_owned(v.clone()), c.render(v), "{mode} {v}");
             }
+        }
+    }
+
+    #[test]
+    fn the_counted_length_is_the_serialised_length() {
+        let mut all_bytes = String::new();
+        for c in (0u8..=0x7f).map(char::from) {
+            all_bytes.push(c);
+        }
+        let values = [
+            json!(null),
+            json!(true),
+            json!(false),
+            json!(0),
+            json!(-12345678901234_i64),
+            json!(u64::MAX),
+            json!(1.5),
+            json!(-0.000001234),
+            json!(1e300),
+            json!(""),
+            json!(all_bytes),
+            json!("é ü 日本 \u{1F600} \u{7f}"),
+            json!([]),
+            json!({}),
+            json!([1, [2, [3, {"a": [null, true, "x\"y"]}]], {}]),
+            json!({"k\n": {"\u{1}": [1.25, "v\\"], "b": {}}, "": ""}),
+        ];
+        for v in &values {
+            let written = serde_json::to_vec(v).map(|b| b.len()).unwrap_or(usize::MAX);
+            assert_eq!(json_len(v), written, "{v}");
         }
     }
 
