@@ -39,6 +39,9 @@ pub enum MetricsError {
 /// Stage counters whose value is a level, not a running count.
 pub(crate) const GAUGE_FIELDS: &[&str] = &["sessions", "pending", "open_rounds", "catalog_servers"];
 
+/// Kinds of [`Record`].
+const RECORD_TYPES: usize = 9;
+
 /// The agent's metrics.
 pub struct Metrics {
     registry: Registry,
@@ -48,6 +51,9 @@ pub struct Metrics {
     mcp: Family<Labels, Counter>,
     mcp_levels: Family<Labels, Gauge>,
     records: Family<Labels, Counter>,
+    /// `records`' series by record type, once created (a record costs an increment, not a
+    /// label set and a lookup).
+    record_series: [std::sync::OnceLock<Counter>; RECORD_TYPES],
     verdicts: Family<Labels, Counter>,
     decision_seconds: Histogram,
     enforcement_seconds: Histogram,
@@ -159,6 +165,7 @@ impl Metrics {
             mcp,
             mcp_levels,
             records,
+            record_series: Default::default(),
             verdicts,
             decision_seconds,
             enforcement_seconds,
@@ -278,19 +285,23 @@ impl Metrics {
 
     /// One record as it is written.
     pub fn observe_record(&self, record: &Record) {
-        let kind = match record {
-            Record::Message(_) => "message",
-            Record::SessionStart(_) => "session_start",
-            Record::SessionUpdate(_) => "session_update",
-            Record::SessionEnd(_) => "session_end",
-            Record::Drift(_) => "tool_drift",
-            Record::Cancelled(_) => "call_cancelled",
-            Record::Verdict(_) => "verdict",
-            Record::Catalog(_) => "catalog",
-            Record::Health(_) => "health",
+        let (slot, kind) = match record {
+            Record::Message(_) => (0, "message"),
+            Record::SessionStart(_) => (1, "session_start"),
+            Record::SessionUpdate(_) => (2, "session_update"),
+            Record::SessionEnd(_) => (3, "session_end"),
+            Record::Drift(_) => (4, "tool_drift"),
+            Record::Cancelled(_) => (5, "call_cancelled"),
+            Record::Verdict(_) => (6, "verdict"),
+            Record::Catalog(_) => (7, "catalog"),
+            Record::Health(_) => (8, "health"),
         };
-        self.records
-            .get_or_create(&vec![("type".into(), kind.into())])
+        self.record_series[slot]
+            .get_or_init(|| {
+                self.records
+                    .get_or_create(&vec![("type".into(), kind.into())])
+                    .clone()
+            })
             .inc();
         if let Record::Verdict(v) = record {
             let label = |x: &dyn erased::Named| x.name();
@@ -542,6 +553,28 @@ mod tests {
             "mcpwarden_conn_events_total{counter=\"http_errors\"} 0"
         )
         .is_some());
+    }
+
+    #[test]
+    fn records_are_counted_by_type_and_only_seen_types_appear() {
+        let m = Metrics::new();
+        let health = || {
+            Record::Health(crate::health::HealthRecord::new(
+                1,
+                crate::health::HealthReason::Interval,
+                1,
+                0,
+            ))
+        };
+        for _ in 0..3 {
+            m.observe_record(&health());
+        }
+        let text = m.render();
+        assert!(
+            text.contains("mcpwarden_records_total{type=\"health\"} 3"),
+            "{text}"
+        );
+        assert!(!text.contains("type=\"message\""), "{text}");
     }
 
     #[test]

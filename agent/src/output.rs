@@ -1,5 +1,8 @@
-//! Output sinks. For now: JSON lines, one [`Record`] per line, flushed per line so a reader
-//! (`tail -f`, a test harness) sees every record as soon as it is produced.
+//! Output sinks. For now: JSON lines, one [`Record`] per line. [`JsonLinesWriter::write`]
+//! flushes each line; [`JsonLinesWriter::push`] gathers lines and
+//! [`JsonLinesWriter::flush`] writes them with one call, so a batch of records costs one
+//! `write(2)` and a reader (`tail -f`, a test harness) still sees every record at the end of
+//! the batch that produced it.
 
 use std::io::{self, Write};
 
@@ -9,8 +12,12 @@ use crate::mcp::Record;
 #[derive(Debug)]
 pub struct JsonLinesWriter<W: Write> {
     inner: W,
+    /// Whole lines not yet handed to `inner`.
     line: Vec<u8>,
 }
+
+/// Pushed lines are handed to the inner writer once they reach this size (without a flush).
+const PUSH_CHUNK_BYTES: usize = 64 * 1024;
 
 impl<W: Write> JsonLinesWriter<W> {
     pub fn new(inner: W) -> Self {
@@ -25,16 +32,51 @@ impl<W: Write> JsonLinesWriter<W> {
     /// The line is serialised fully before anything is written, so a serialisation error
     /// never leaves half a line behind.
     pub fn write(&mut self, rec: &Record) -> io::Result<()> {
-        self.line.clear();
-        serde_json::to_writer(&mut self.line, rec).map_err(io::Error::other)?;
-        self.line.push(b'\n');
-        self.inner.write_all(&self.line)?;
+        self.append(rec)?;
+        self.flush()
+    }
+
+    /// Adds one record as one line to the batch; nothing is flushed (lines are handed to the
+    /// inner writer whole, in chunks of about [`PUSH_CHUNK_BYTES`]). Call
+    /// [`JsonLinesWriter::flush`] at the end of the batch.
+    pub fn push(&mut self, rec: &Record) -> io::Result<()> {
+        self.append(rec)?;
+        if self.line.len() >= PUSH_CHUNK_BYTES {
+            self.inner.write_all(&self.line)?;
+            self.line.clear();
+        }
+        Ok(())
+    }
+
+    /// Writes the lines pushed so far and flushes the inner writer.
+    pub fn flush(&mut self) -> io::Result<()> {
+        if !self.line.is_empty() {
+            let written = self.inner.write_all(&self.line);
+            self.line.clear();
+            written?;
+        }
         self.inner.flush()
+    }
+
+    /// Serialises `rec` and its `\n` after the lines held; on error nothing of it stays.
+    fn append(&mut self, rec: &Record) -> io::Result<()> {
+        let start = self.line.len();
+        if let Err(e) = serde_json::to_writer(&mut self.line, rec) {
+            self.line.truncate(start);
+            return Err(io::Error::other(e));
+        }
+        self.line.push(b'\n');
+        Ok(())
     }
 
     /// The underlying writer.
     pub fn get_ref(&self) -> &W {
         &self.inner
+    }
+
+    /// The underlying writer, mutably (lines pushed and not flushed are not in it yet).
+    pub fn get_mut(&mut self) -> &mut W {
+        &mut self.inner
     }
 
     /// Gives the underlying writer back.
@@ -142,6 +184,43 @@ mod tests {
                 "verification_failures": 0, "attacks": []
             })
         );
+    }
+
+    #[test]
+    fn pushed_records_are_written_whole_with_one_flush_per_batch() {
+        let mut w = JsonLinesWriter::new(Recorder {
+            bytes: Vec::new(),
+            flushes: 0,
+        });
+        let rec = summary();
+        for _ in 0..3 {
+            assert!(w.push(&rec).is_ok());
+        }
+        assert!(
+            w.get_ref().bytes.is_empty(),
+            "nothing written before the flush"
+        );
+        assert!(w.flush().is_ok());
+        let mut one = JsonLinesWriter::new(Vec::new());
+        assert!(one.write(&rec).is_ok());
+        let line = one.into_inner();
+        let out = w.into_inner();
+        assert_eq!(out.flushes, 1);
+        assert_eq!(out.bytes, [line.clone(), line.clone(), line].concat());
+    }
+
+    #[test]
+    fn a_large_batch_reaches_the_writer_in_whole_lines_before_the_flush() {
+        let mut w = JsonLinesWriter::new(Recorder {
+            bytes: Vec::new(),
+            flushes: 0,
+        });
+        let rec = summary();
+        while w.get_ref().bytes.is_empty() {
+            assert!(w.push(&rec).is_ok());
+        }
+        assert_eq!(w.get_ref().bytes.last(), Some(&b'\n'));
+        assert_eq!(w.get_ref().flushes, 0);
     }
 
     struct Broken;

@@ -673,10 +673,14 @@ fn write_all<W: Write>(
     recs: &mut Vec<Record>,
     metrics: &Metrics,
 ) -> anyhow::Result<()> {
+    if recs.is_empty() {
+        return Ok(());
+    }
+    // One write and one flush per batch (a turn of the loop, or 256 records).
     for r in recs.drain(..) {
         metrics.observe_record(&r);
         exporter.submit(&r);
-        w.write(&r).context("writing output")?;
+        w.push(&r).context("writing output")?;
     }
-    Ok(())
+    w.flush().context("writing output")
 }

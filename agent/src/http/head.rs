@@ -59,20 +59,41 @@ pub(crate) fn check_field_line(kind: MessageKind, line: &[u8], head: &[u8]) -> R
         }
         MessageKind::Response => SYNTHETIC_STATUS_LINE,
     };
-    let synthetic = [first, line].concat();
-    match run(kind, &synthetic) {
+    // The synthetic head is built on the stack for the usual short line (this runs once per
+    // header line of every message).
+    let mut stack = [0u8; SYNTHETIC_STACK_BYTES];
+    let heap;
+    let synthetic: &[u8] = match stack.get_mut(..first.len() + line.len()) {
+        Some(buf) => {
+            let (a, b) = buf.split_at_mut(first.len());
+            a.copy_from_slice(first);
+            b.copy_from_slice(line);
+            buf
+        }
+        None => {
+            heap = [first, line].concat();
+            &heap
+        }
+    };
+    match run(kind, synthetic) {
         Ok(_) => Ok(()),
         Err(e) => Err(invalid(e, head)),
     }
 }
 
+/// Longest synthetic head (first line + one field line) checked without an allocation.
+const SYNTHETIC_STACK_BYTES: usize = 1024;
+
 /// `Ok(None)`: valid so far, incomplete.
 fn run(kind: MessageKind, buf: &[u8]) -> Result<Option<(usize, Head)>, httparse::Error> {
-    let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    // Uninitialised slots: httparse writes the ones it fills (zeroing 256 slots, 8 KiB, on
+    // every call was the parser's largest cost: it runs once per head line).
+    let mut slots =
+        [const { std::mem::MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS];
     match kind {
         MessageKind::Request => {
-            let mut req = httparse::Request::new(&mut slots);
-            Ok(match req.parse(buf)? {
+            let mut req = httparse::Request::new(&mut []);
+            Ok(match req.parse_with_uninit_headers(buf, &mut slots)? {
                 httparse::Status::Complete(len) => Some((
                     len,
                     Head::Request(RequestHead {
@@ -87,13 +108,13 @@ fn run(kind: MessageKind, buf: &[u8]) -> Result<Option<(usize, Head)>, httparse:
             })
         }
         MessageKind::Response => {
-            let mut resp = httparse::Response::new(&mut slots);
+            let mut resp = httparse::Response::new(&mut []);
             // Lenient where servers are known to be sloppy: we observe, we do not judge.
             let status = httparse::ParserConfig::default()
                 .allow_spaces_after_header_name_in_responses(true)
                 .allow_obsolete_multiline_headers_in_responses(true)
                 .allow_multiple_spaces_in_response_status_delimiters(true)
-                .parse_response(&mut resp, buf)?;
+                .parse_response_with_uninit_headers(&mut resp, buf, &mut slots)?;
             Ok(match status {
                 httparse::Status::Complete(len) => Some((
                     len,
@@ -113,15 +134,16 @@ fn run(kind: MessageKind, buf: &[u8]) -> Result<Option<(usize, Head)>, httparse:
 
 fn headers(parsed: &[httparse::Header<'_>]) -> Headers {
     let mut out = Headers::new();
+    out.reserve(parsed.len());
     for h in parsed {
+        // One allocation per name and per value (the trimmed text, borrowed until then).
         let value = String::from_utf8_lossy(h.value);
-        let value = if value.contains(['\r', '\n']) {
+        if value.contains(['\r', '\n']) {
             // An obsolete line folding: the folds become spaces (RFC 9112 §5.2).
-            value.replace(['\r', '\n'], " ")
+            out.push(h.name, value.replace(['\r', '\n'], " ").trim());
         } else {
-            value.into_owned()
-        };
-        out.push(h.name, value.trim());
+            out.push(h.name, value.trim());
+        }
     }
     out
 }

@@ -1,21 +1,32 @@
 //! Header fields of one HTTP message, in the order they were sent.
 
+use std::sync::Arc;
+
 /// The header fields of a message: `(name, value)` pairs in wire order, names as sent.
 ///
 /// Lookups are case-insensitive (RFC 9110 §5.1). Values are decoded as UTF-8 with invalid
 /// bytes replaced (U+FFFD), and have surrounding whitespace removed.
+///
+/// Shared: a clone (the connection keeps each request head until its response, and hands
+/// it on with every payload of the exchange) costs a reference count, not a copy of every
+/// field; a push to a shared list copies it first.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct Headers(Vec<(String, String)>);
+pub struct Headers(Arc<Vec<(String, String)>>);
 
 impl Headers {
     /// An empty header list.
     pub fn new() -> Self {
-        Self(Vec::new())
+        Self(Arc::new(Vec::new()))
+    }
+
+    /// Room for `additional` more fields.
+    pub fn reserve(&mut self, additional: usize) {
+        Arc::make_mut(&mut self.0).reserve(additional);
     }
 
     /// Appends a field at the end.
     pub fn push(&mut self, name: impl Into<String>, value: impl Into<String>) {
-        self.0.push((name.into(), value.into()));
+        Arc::make_mut(&mut self.0).push((name.into(), value.into()));
     }
 
     /// The value of the first field called `name` (case-insensitive).
@@ -73,23 +84,23 @@ impl Headers {
 
     /// The pairs, consuming the headers.
     pub fn into_inner(self) -> Vec<(String, String)> {
-        self.0
+        Arc::unwrap_or_clone(self.0)
     }
 }
 
 impl From<Vec<(String, String)>> for Headers {
     fn from(pairs: Vec<(String, String)>) -> Self {
-        Self(pairs)
+        Self(Arc::new(pairs))
     }
 }
 
 impl<'a> FromIterator<(&'a str, &'a str)> for Headers {
     fn from_iter<I: IntoIterator<Item = (&'a str, &'a str)>>(iter: I) -> Self {
-        Self(
+        Self(Arc::new(
             iter.into_iter()
                 .map(|(n, v)| (n.to_owned(), v.to_owned()))
                 .collect(),
-        )
+        ))
     }
 }
 

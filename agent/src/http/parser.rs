@@ -336,6 +336,15 @@ impl HttpParser {
         // Only complete lines inside the limit are looked at, one at a time, so the
         // verdict on a head does not depend on how its bytes were split into pieces.
         let window = &head[..head.len().min(max)];
+        if scan.scanned == 0 {
+            // Fast path: the whole head is here and valid (the usual case). Every line of a
+            // head httparse accepts whole passes the line checks below, so the verdict is
+            // the same; anything else (incomplete, invalid) takes the line-by-line path.
+            if let HeadParse::Complete { len, head } = parse_head(kind, window) {
+                let content_start = leading_blank_lines(window);
+                return self.emit_head(len, content_start, head, cur, out);
+            }
+        }
         let mut complete = None;
         let mut failure = None;
         loop {
@@ -395,6 +404,19 @@ impl HttpParser {
                 return self.fail_head(error, cur, out);
             }
         };
+        self.emit_head(len, content_start, head, cur, out)
+    }
+
+    /// The head of `len` bytes (its first line at `content_start`) that starts at `cur` is
+    /// complete: its event, then its body.
+    fn emit_head(
+        &mut self,
+        len: usize,
+        content_start: usize,
+        head: Head,
+        cur: &mut usize,
+        out: &mut Vec<HttpEvent>,
+    ) -> bool {
         let start_ts = self.ts_at(self.buf_start + (*cur + content_start) as u64);
         let end_ts = self.ts_at(self.buf_start + (*cur + len).saturating_sub(1) as u64);
         let (plan, event) = match head {
@@ -778,6 +800,18 @@ fn ts_in(pieces: &VecDeque<(u64, u64)>, pos: u64) -> u64 {
         .find(|(start, _)| *start <= pos)
         .or(pieces.front())
         .map_or(0, |(_, ts)| *ts)
+}
+
+/// Length of the blank lines (`\n`, `\r\n`) before a message's first line.
+fn leading_blank_lines(buf: &[u8]) -> usize {
+    let mut at = 0;
+    loop {
+        match buf.get(at..) {
+            Some([b'\n', ..]) => at += 1,
+            Some([b'\r', b'\n', ..]) => at += 2,
+            _ => return at,
+        }
+    }
 }
 
 fn has_content(buf: &[u8]) -> bool {

@@ -112,17 +112,44 @@ impl ToolDef {
     pub fn from_value(v: &Value) -> Option<ToolDef> {
         let obj = v.as_object()?;
         let name = obj.get("name")?.as_str()?.to_string();
-        let mut def = serde_json::Map::new();
-        def.insert("name".into(), Value::String(name.clone()));
+        // Each field's canonical JSON is written once: hashed alone, and as a member of the
+        // definition's canonical object `{name, DRIFT_FIELDS present}` (members by key).
         let mut field_hashes = [[0u8; 32]; 5];
+        let mut canon: [Option<Vec<u8>>; 5] = Default::default();
+        let mut buf = Vec::new();
         for (i, field) in DRIFT_FIELDS.iter().enumerate() {
             let value = obj.get(*field).filter(|v| !v.is_null());
-            field_hashes[i] = sha256(&canonical_json(value.unwrap_or(&Value::Null)));
-            if let Some(value) = value {
-                def.insert((*field).to_string(), value.clone());
+            buf.clear();
+            write_canonical(value.unwrap_or(&Value::Null), &mut buf);
+            field_hashes[i] = sha256(&buf);
+            if value.is_some() {
+                canon[i] = Some(buf.clone());
             }
         }
-        let hash = hex(&sha256(&canonical_json(&Value::Object(def))));
+        let name_canon = {
+            let mut n = Vec::new();
+            push_json_str(&name, &mut n);
+            n
+        };
+        let mut members: Vec<(&str, &[u8])> = vec![("name", &name_canon)];
+        for (field, c) in DRIFT_FIELDS.iter().zip(canon.iter()) {
+            if let Some(c) = c {
+                members.push((field, c));
+            }
+        }
+        members.sort_by(|a, b| a.0.cmp(b.0));
+        let mut def = Vec::with_capacity(members.iter().map(|(_, c)| c.len() + 16).sum());
+        def.push(b'{');
+        for (i, (k, c)) in members.iter().enumerate() {
+            if i > 0 {
+                def.push(b',');
+            }
+            push_json_str(k, &mut def);
+            def.push(b':');
+            def.extend_from_slice(c);
+        }
+        def.push(b'}');
+        let hash = hex(&sha256(&def));
         let text = |k: &str| obj.get(k).and_then(Value::as_str).map(str::to_string);
         let json = |k: &str| obj.get(k).filter(|v| !v.is_null()).cloned();
         Some(ToolDef {
@@ -135,6 +162,28 @@ impl ToolDef {
             hash,
             field_hashes,
         })
+    }
+
+    /// Whether `v` is this very definition: the same name and the same value in every one
+    /// of [`DRIFT_FIELDS`] (so [`ToolDef::from_value`] would give the same hashes). A
+    /// `title` or `description` that is not a string is never taken as the same (this
+    /// definition keeps only strings there).
+    pub fn same_as(&self, v: &Value) -> bool {
+        let Some(obj) = v.as_object() else {
+            return false;
+        };
+        let field = |k: &str| obj.get(k).filter(|v| !v.is_null());
+        let text = |k: &str, mine: &Option<String>| match field(k) {
+            None => mine.is_none(),
+            Some(Value::String(s)) => mine.as_deref() == Some(s.as_str()),
+            Some(_) => false,
+        };
+        obj.get("name").and_then(Value::as_str) == Some(self.name.as_str())
+            && text("title", &self.title)
+            && text("description", &self.description)
+            && field("inputSchema") == self.input_schema.as_ref()
+            && field("outputSchema") == self.output_schema.as_ref()
+            && field("annotations") == self.annotations.as_ref()
     }
 
     /// The definition as a `Tool` object (name and [`DRIFT_FIELDS`]).
@@ -378,7 +427,15 @@ impl Catalogs {
         if kind == ListKind::Tools {
             let mut tools = BTreeMap::new();
             for item in &list.items {
-                match ToolDef::from_value(item) {
+                // A tool listed again unchanged (every session lists them) keeps its
+                // definition: no canonical JSON, no hashing.
+                let known = item
+                    .get("name")
+                    .and_then(Value::as_str)
+                    .and_then(|name| cat.tools.get(name))
+                    .filter(|old| old.same_as(item))
+                    .cloned();
+                match known.or_else(|| ToolDef::from_value(item)) {
                     Some(def) => {
                         tools.insert(def.name.clone(), def);
                     }
@@ -425,51 +482,65 @@ impl Catalogs {
 
 /// JSON with object members sorted by key and no insignificant whitespace.
 pub fn canonical_json(v: &Value) -> String {
-    let mut out = String::new();
+    let mut out = Vec::new();
     write_canonical(v, &mut out);
-    out
+    // Only serde_json's output and ASCII punctuation were written: always UTF-8.
+    String::from_utf8(out).unwrap_or_default()
 }
 
-fn write_canonical(v: &Value, out: &mut String) {
+fn write_canonical(v: &Value, out: &mut Vec<u8>) {
     match v {
-        Value::Null | Value::Bool(_) | Value::Number(_) => out.push_str(&v.to_string()),
+        Value::Null | Value::Bool(_) | Value::Number(_) => {
+            // Writing a scalar into a Vec cannot fail.
+            let _ = serde_json::to_writer(&mut *out, v);
+        }
         Value::String(s) => push_json_str(s, out),
         Value::Array(items) => {
-            out.push('[');
+            out.push(b'[');
             for (i, item) in items.iter().enumerate() {
                 if i > 0 {
-                    out.push(',');
+                    out.push(b',');
                 }
                 write_canonical(item, out);
             }
-            out.push(']');
+            out.push(b']');
         }
         Value::Object(map) => {
-            let mut keys: Vec<&String> = map.keys().collect();
-            keys.sort();
-            out.push('{');
-            for (i, k) in keys.into_iter().enumerate() {
+            out.push(b'{');
+            let member = |i: usize, k: &String, item: &Value, out: &mut Vec<u8>| {
                 if i > 0 {
-                    out.push(',');
+                    out.push(b',');
                 }
                 push_json_str(k, out);
-                out.push(':');
-                if let Some(item) = map.get(k) {
-                    write_canonical(item, out);
+                out.push(b':');
+                write_canonical(item, out);
+            };
+            if map.keys().is_sorted() {
+                // serde_json's map iterates by key already (no `preserve_order`).
+                for (i, (k, item)) in map.iter().enumerate() {
+                    member(i, k, item, out);
+                }
+            } else {
+                let mut keys: Vec<&String> = map.keys().collect();
+                keys.sort();
+                for (i, k) in keys.into_iter().enumerate() {
+                    if let Some(item) = map.get(k) {
+                        member(i, k, item, out);
+                    }
                 }
             }
-            out.push('}');
+            out.push(b'}');
         }
     }
 }
 
-fn push_json_str(s: &str, out: &mut String) {
-    // Serialising a `str` cannot fail.
-    out.push_str(&serde_json::to_string(s).unwrap_or_default());
+fn push_json_str(s: &str, out: &mut Vec<u8>) {
+    // Serialising a `str` into a Vec cannot fail.
+    let _ = serde_json::to_writer(&mut *out, s);
 }
 
-fn sha256(s: &str) -> [u8; 32] {
-    let d = digest::digest(&digest::SHA256, s.as_bytes());
+fn sha256(s: &[u8]) -> [u8; 32] {
+    let d = digest::digest(&digest::SHA256, s);
     let mut out = [0u8; 32];
     out.copy_from_slice(d.as_ref());
     out

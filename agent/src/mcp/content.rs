@@ -282,6 +282,18 @@ const SECRET_SUFFIXES: &[&str] = &[
 
 /// Whether a JSON key (or header name) names a secret.
 pub fn is_secret_key(key: &str) -> bool {
+    // Every key of every message passes here: ASCII keys are normalised on the stack.
+    if key.is_ascii() && key.len() <= SHORT_KEY_BYTES {
+        let mut buf = [0u8; SHORT_KEY_BYTES];
+        let mut n = 0;
+        for b in key.bytes().filter(|b| !matches!(b, b'-' | b'_' | b'.')) {
+            buf[n] = b.to_ascii_lowercase();
+            n += 1;
+        }
+        let norm = &buf[..n];
+        return SECRET_KEYS.iter().any(|k| k.as_bytes() == norm)
+            || SECRET_SUFFIXES.iter().any(|s| norm.ends_with(s.as_bytes()));
+    }
     let norm: String = key
         .chars()
         .filter(|c| *c != '-' && *c != '_' && *c != '.')
@@ -289,6 +301,9 @@ pub fn is_secret_key(key: &str) -> bool {
         .collect();
     SECRET_KEYS.contains(&norm.as_str()) || SECRET_SUFFIXES.iter().any(|s| norm.ends_with(s))
 }
+
+/// Longest key [`is_secret_key`] normalises without an allocation.
+const SHORT_KEY_BYTES: usize = 64;
 
 /// How content is bounded and redacted.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -335,15 +350,32 @@ impl ContentConfig {
         Some(self.render_always(v))
     }
 
+    /// [`ContentConfig::render`] of a value the caller gives away (no copy).
+    pub fn render_owned(&self, mut value: Value) -> Option<Content> {
+        if self.mode == PayloadMode::Off {
+            return None;
+        }
+        let original = json_len(&value);
+        let redacted = self.mode != PayloadMode::Full && self.redact(&mut value) > 0;
+        let len = if redacted { json_len(&value) } else { original };
+        let (value, truncated) = bound(value, len, self.max_bytes);
+        Some(Content {
+            value,
+            truncated,
+            original_bytes: original as u64,
+        })
+    }
+
     /// Like [`ContentConfig::render`], but redacted even when payloads are off (evidence of
     /// a verdict or attack).
     pub fn render_always(&self, v: &Value) -> Content {
         let mut value = v.clone();
-        if self.mode != PayloadMode::Full {
-            self.redact(&mut value);
-        }
-        let original_bytes = json_len(v) as u64;
-        let (value, truncated) = bound(value, self.max_bytes);
+        let redacted = self.mode != PayloadMode::Full && self.redact(&mut value) > 0;
+        let original = json_len(v);
+        // Unchanged by redaction: its length is the original's (one serialisation less).
+        let len = if redacted { json_len(&value) } else { original };
+        let original_bytes = original as u64;
+        let (value, truncated) = bound(value, len, self.max_bytes);
         Content {
             value,
             truncated,
@@ -409,8 +441,34 @@ fn redact_secret_keys(v: &mut Value) -> usize {
     count
 }
 
-/// Serialised length of `v` (compact JSON).
+/// Serialised length of `v` (compact JSON, exactly what `serde_json::to_writer` writes),
+/// counted without writing it: iterative, strings measured against serde_json's escapes.
 pub fn json_len(v: &Value) -> usize {
+    let mut len = 0;
+    let mut stack = vec![v];
+    while let Some(node) = stack.pop() {
+        len += match node {
+            Value::Null => 4,
+            Value::Bool(true) => 4,
+            Value::Bool(false) => 5,
+            Value::Number(n) => number_len(n),
+            Value::String(s) => str_len(s),
+            Value::Array(a) => {
+                stack.extend(a.iter());
+                2 + a.len().saturating_sub(1)
+            }
+            Value::Object(m) => {
+                stack.extend(m.values());
+                // `{}`, the commas, and per member its quoted key and the colon.
+                2 + m.len().saturating_sub(1) + m.keys().map(|k| str_len(k) + 1).sum::<usize>()
+            }
+        };
+    }
+    len
+}
+
+/// Bytes a number takes in serde_json's output.
+fn number_len(n: &serde_json::Number) -> usize {
     struct Counter(usize);
     impl std::io::Write for Counter {
         fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
@@ -422,8 +480,34 @@ pub fn json_len(v: &Value) -> usize {
         }
     }
     let mut c = Counter(0);
-    let _ = serde_json::to_writer(&mut c, v);
+    let _ = serde_json::to_writer(&mut c, n);
     c.0
+}
+
+/// Bytes a string takes in serde_json's output: quotes, and for each byte its escape
+/// (`\"`, `\\`, `\b`, `\t`, `\n`, `\f`, `\r`: 2 bytes; other control bytes `\u00XX`: 6).
+fn str_len(s: &str) -> usize {
+    const fn escaped_len() -> [u8; 256] {
+        let mut t = [1u8; 256];
+        let mut b = 0;
+        while b < 0x20 {
+            t[b] = 6;
+            b += 1;
+        }
+        t[0x08] = 2;
+        t[0x09] = 2;
+        t[0x0A] = 2;
+        t[0x0C] = 2;
+        t[0x0D] = 2;
+        t[b'"' as usize] = 2;
+        t[b'\\' as usize] = 2;
+        t
+    }
+    static LEN: [u8; 256] = escaped_len();
+    2 + s
+        .bytes()
+        .map(|b| usize::from(LEN[usize::from(b)]))
+        .sum::<usize>()
 }
 
 /// Cuts `s` to at most `max` bytes at a char boundary.
@@ -438,9 +522,9 @@ fn cut(s: &str, max: usize) -> &str {
     &s[..end]
 }
 
-/// Bounds `v` to about `max` serialised bytes; returns the value and whether it was cut.
-fn bound(mut v: Value, max: usize) -> (Value, bool) {
-    let len = json_len(&v);
+/// Bounds `v` (`len` serialised bytes) to about `max` serialised bytes; returns the value
+/// and whether it was cut.
+fn bound(mut v: Value, len: usize, max: usize) -> (Value, bool) {
     if len <= max {
         return (v, false);
     }
@@ -513,6 +597,74 @@ mod tests {
             json!({"arguments": {"pin": REDACTED, "cards": [{"number": REDACTED}, {"number": REDACTED}],
                 "deep": {"x": {"ssn": REDACTED}}}})
         );
+    }
+
+    #[test]
+    fn rendering_a_given_value_equals_rendering_a_copy() {
+        let values = [
+            json!({"user": "ann", "password": "hunter2", "n": [1, 2, {"token": null}]}),
+            json!({"text": "x".repeat(100_000), "nested": {"api_key": "k"}}),
+            json!({"plain": "nothing to redact", "list": [1, 2, 3]}),
+            json!("just a string"),
+        ];
+        for mode in [PayloadMode::Full, PayloadMode::Redacted, PayloadMode::Off] {
+            let c = ContentConfig {
+                max_bytes: 1024,
+                ..cfg(mode, &["$.n[0]"])
+            };
+            for v in &values {
+                assert_eq!(c.render_owned(v.clone()), c.render(v), "{mode} {v}");
+            }
+        }
+    }
+
+    #[test]
+    fn the_counted_length_is_the_serialised_length() {
+        let mut all_bytes = String::new();
+        for c in (0u8..=0x7f).map(char::from) {
+            all_bytes.push(c);
+        }
+        let values = [
+            json!(null),
+            json!(true),
+            json!(false),
+            json!(0),
+            json!(-12345678901234_i64),
+            json!(u64::MAX),
+            json!(1.5),
+            json!(-0.000001234),
+            json!(1e300),
+            json!(""),
+            json!(all_bytes),
+            json!("é ü 日本 \u{1F600} \u{7f}"),
+            json!([]),
+            json!({}),
+            json!([1, [2, [3, {"a": [null, true, "x\"y"]}]], {}]),
+            json!({"k\n": {"\u{1}": [1.25, "v\\"], "b": {}}, "": ""}),
+        ];
+        for v in &values {
+            let written = serde_json::to_vec(v).map(|b| b.len()).unwrap_or(usize::MAX);
+            assert_eq!(json_len(v), written, "{v}");
+        }
+    }
+
+    #[test]
+    fn secret_keys_are_recognised_alike_in_ascii_and_beyond() {
+        for (key, secret) in [
+            ("Password", true),
+            ("X-Api-Key", true),
+            ("client_secret", true),
+            ("progressToken", false),
+            ("maxTokens", false),
+            ("GITHUB.TOKEN", true),
+            ("pässword", false),
+            ("ÄPI_KEY", false),
+            ("my_APIKEY", true),
+            (&"a".repeat(100), false),
+            (&format!("{}_password", "a".repeat(100)), true),
+        ] {
+            assert_eq!(is_secret_key(key), secret, "{key}");
+        }
     }
 
     #[test]

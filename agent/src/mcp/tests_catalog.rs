@@ -574,3 +574,47 @@ fn canonical_json_sorts_members_at_every_level_and_keeps_array_order() {
         r#"{"a":null,"b":[3,{"a":"é\"q","z":1}],"c":1.5}"#
     );
 }
+
+#[test]
+fn a_tool_is_the_same_as_its_listing_exactly_when_it_would_hash_the_same() {
+    let base = json!({"name": "add", "title": "Add", "description": "adds",
+        "inputSchema": {"type": "object", "properties": {"a": {"type": "number"}}},
+        "annotations": {"readOnlyHint": true}, "extra": 1});
+    let Some(def) = ToolDef::from_value(&base) else {
+        panic!("a named tool is a definition");
+    };
+    let variants = [
+        base.clone(),
+        json!({"name": "add", "title": "Add", "description": "adds",
+            "inputSchema": {"properties": {"a": {"type": "number"}}, "type": "object"},
+            "annotations": {"readOnlyHint": true}, "outputSchema": null}),
+        json!({"name": "add", "title": "Add", "description": "adds more",
+            "inputSchema": {"type": "object", "properties": {"a": {"type": "number"}}},
+            "annotations": {"readOnlyHint": true}}),
+        json!({"name": "add", "title": 7, "description": "adds",
+            "inputSchema": {"type": "object", "properties": {"a": {"type": "number"}}},
+            "annotations": {"readOnlyHint": true}}),
+        json!({"name": "add", "title": "Add", "description": "adds",
+            "inputSchema": {"type": "object", "properties": {"a": {"type": "integer"}}},
+            "annotations": {"readOnlyHint": true}}),
+        json!({"name": "add", "title": "Add", "description": "adds",
+            "inputSchema": {"type": "object", "properties": {"a": {"type": "number"}}}}),
+        json!({"name": "sub", "title": "Add", "description": "adds",
+            "inputSchema": {"type": "object", "properties": {"a": {"type": "number"}}},
+            "annotations": {"readOnlyHint": true}}),
+        json!(["not", "a", "tool"]),
+    ];
+    for v in &variants {
+        if def.same_as(v) {
+            assert_eq!(ToolDef::from_value(v).as_ref(), Some(&def), "{v}");
+        }
+    }
+    assert!(def.same_as(&variants[0]));
+    assert!(
+        def.same_as(&variants[1]),
+        "member order and null fields do not matter"
+    );
+    for v in &variants[2..] {
+        assert!(!def.same_as(v), "{v}");
+    }
+}

@@ -1338,7 +1338,6 @@ impl McpTracker {
                 map
             });
         }
-        self.fill_content(&mut rec, &message);
         rec.process = self.identity_of(ep.pid, &ep.comm);
         let judge_input = match &message {
             RpcMessage::Request { method, params, id } if self.policy.is_some() => {
@@ -1372,6 +1371,9 @@ impl McpTracker {
         let (state_before, negotiated) = session.as_ref().map_or((SessionState::New, None), |s| {
             (s.state, s.negotiated_protocol_version.clone())
         });
+        // The message's `params`, `result` or `error.data`, moved into the record once the
+        // message has been looked at (not copied).
+        let content;
         match message {
             RpcMessage::Request { id, method, params } => {
                 rec.name = extract::target_name(&method, params.as_ref());
@@ -1420,6 +1422,7 @@ impl McpTracker {
                 }
                 rec.id = Some(id);
                 rec.method = Some(method);
+                content = params;
             }
             RpcMessage::Notification { method, params } => {
                 rec.kind = Kind::Notification;
@@ -1491,6 +1494,7 @@ impl McpTracker {
                     s.on_verification(&rec.verification, &method, None);
                 }
                 rec.method = Some(method);
+                content = params;
             }
             RpcMessage::Response { id, result } => {
                 rec.kind = Kind::Response;
@@ -1560,6 +1564,7 @@ impl McpTracker {
                     effects.answered = Some(id.clone());
                 }
                 rec.id = Some(id);
+                content = Some(result);
             }
             RpcMessage::Error {
                 id,
@@ -1601,8 +1606,10 @@ impl McpTracker {
                 rec.error_code = Some(code);
                 rec.error_message = Some(extract::cap_message(&message));
                 rec.id = id;
+                content = data;
             }
         }
+        self.fill_content(&mut rec, content);
         if matches!(rec.kind, Kind::Response | Kind::Error) {
             match paired {
                 Some(p) => {
@@ -1877,16 +1884,15 @@ impl McpTracker {
         self.issuing_servers.insert(server);
     }
 
-    /// `params`, `result` or `error.data` of `message` into `rec`, bounded and redacted.
-    fn fill_content(&self, rec: &mut MessageRecord, message: &RpcMessage) {
-        let (slot, value) = match message {
-            RpcMessage::Request { params, .. } | RpcMessage::Notification { params, .. } => {
-                (&mut rec.params, params.as_ref())
-            }
-            RpcMessage::Response { result, .. } => (&mut rec.result, Some(result)),
-            RpcMessage::Error { data, .. } => (&mut rec.error_data, data.as_ref()),
+    /// The `params`, `result` or `error.data` (by `rec.kind`) of the message into `rec`,
+    /// bounded and redacted.
+    fn fill_content(&self, rec: &mut MessageRecord, value: Option<Value>) {
+        let slot = match rec.kind {
+            Kind::Request | Kind::Notification => &mut rec.params,
+            Kind::Response => &mut rec.result,
+            Kind::Error => &mut rec.error_data,
         };
-        if let Some(c) = value.and_then(|v| self.cfg.content.render(v)) {
+        if let Some(c) = value.and_then(|v| self.cfg.content.render_owned(v)) {
             *slot = Some(c.value);
             rec.truncated = c.truncated;
             rec.payload_bytes = Some(c.original_bytes);
