@@ -86,6 +86,9 @@ enum Cmd {
         #[arg(long, value_name = "FILE")]
         output: Option<std::path::PathBuf>,
     },
+    /// The bench's load server (a child of `cargo xtask bench`): prints its port, serves.
+    #[command(hide = true)]
+    BenchLoadServer,
 }
 
 fn main() -> ExitCode {
@@ -109,6 +112,7 @@ fn main() -> ExitCode {
             parts,
             output,
         }),
+        Cmd::BenchLoadServer => bench::load::serve_forever(),
         Cmd::Test { unit, e2e } => {
             let both = !unit && !e2e;
             test::test(test::Selection {

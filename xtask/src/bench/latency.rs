@@ -217,7 +217,7 @@ fn report(
                 "tools_calls": c.calls,
                 "cpu_us_per_message": if c.messages > 0 { json!(round1(c.run_cpu_s * 1e6 / c.messages as f64)) } else { Value::Null },
                 "cpu_us_per_message_with_startup": if c.messages > 0 { json!(round1(c.total_cpu_s * 1e6 / c.messages as f64)) } else { Value::Null },
-                "cpu_us_per_call": if c.calls > 0 { json!(round1(c.run_cpu_s * 1e6 / c.calls as f64)) } else { Value::Null },
+                "cpu_us_per_call": if c.calls > 0 && c.messages > 0 { json!(round1(c.run_cpu_s * 1e6 / c.calls as f64)) } else { Value::Null },
                 "vm_hwm_bytes": c.hwm_bytes,
             });
         }

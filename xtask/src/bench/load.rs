@@ -1,11 +1,12 @@
 //! A fast MCP peer pair for the loss and idle-session figures, so that neither Python nor
 //! the SDK limits the rate: a plaintext Streamable-HTTP server answering JSON (one thread
 //! per connection; `initialize` hands out a distinct `Mcp-Session-Id`, notifications get
-//! 202) and keep-alive clients that run handshakes and paced `tools/call`s. Both ends live
-//! in this process, on loopback; the agent sees every message from both ends.
+//! 202) and keep-alive clients that run handshakes and paced `tools/call`s, on loopback; the
+//! server is a child process, so the agent sees every message from both ends.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
+use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -13,24 +14,53 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 use serde_json::{json, Value};
 
-/// The server: accepts on 127.0.0.1:`port` until the process ends.
+use super::procs::Guard;
+
+/// The server, in its own process (`cargo xtask bench-load-server`, this same binary): the
+/// agent reports each process's view, so client and server must be two processes.
 pub struct LoadServer {
+    _guard: Guard,
     pub port: u16,
 }
 
 impl LoadServer {
     pub fn start() -> Result<LoadServer> {
-        let listener = TcpListener::bind("127.0.0.1:0")?;
-        let port = listener.local_addr()?.port();
-        let sessions = Arc::new(AtomicU64::new(0));
-        std::thread::spawn(move || {
-            for conn in listener.incoming().flatten() {
-                let sessions = sessions.clone();
-                std::thread::spawn(move || serve(conn, &sessions));
-            }
-        });
-        Ok(LoadServer { port })
+        let exe = std::env::current_exe().context("bench: the xtask binary's path")?;
+        let mut child = Command::new(exe)
+            .arg("bench-load-server")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .context("bench: starting the load server")?;
+        let stdout = child.stdout.take();
+        let guard = Guard::term(child);
+        let mut line = String::new();
+        if let Some(out) = stdout {
+            BufReader::new(out).read_line(&mut line)?;
+        }
+        let port = line
+            .trim()
+            .parse()
+            .with_context(|| format!("bench: the load server said {line:?}, not its port"))?;
+        Ok(LoadServer {
+            _guard: guard,
+            port,
+        })
     }
+}
+
+/// `cargo xtask bench-load-server`: listens on a free loopback port, prints it, and serves
+/// until killed.
+pub fn serve_forever() -> Result<()> {
+    let listener = TcpListener::bind("127.0.0.1:0")?;
+    println!("{}", listener.local_addr()?.port());
+    std::io::stdout().flush()?;
+    let sessions = Arc::new(AtomicU64::new(0));
+    for conn in listener.incoming().flatten() {
+        let sessions = sessions.clone();
+        std::thread::spawn(move || serve(conn, &sessions));
+    }
+    Ok(())
 }
 
 /// One HTTP message read from a stream: (head lines, body).
@@ -69,9 +99,8 @@ fn header<'a>(head: &'a [String], name: &str) -> Option<&'a str> {
 
 fn serve(conn: TcpStream, sessions: &AtomicU64) {
     let _ = conn.set_nodelay(true);
-    let Ok(mut w) = conn.try_clone() else {
-        return;
-    };
+    // Reads and writes through the one fd (a dup'ed fd would be a second socket to
+    // whoever watches by fd).
     let mut r = BufReader::new(conn);
     while let Ok(Some((_, body))) = read_message(&mut r) {
         let msg: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
@@ -97,6 +126,7 @@ fn serve(conn: TcpStream, sessions: &AtomicU64) {
                 body.len()
             )
         };
+        let mut w: &TcpStream = r.get_ref();
         if w.write_all(answer.as_bytes()).is_err() {
             return;
         }
@@ -105,7 +135,7 @@ fn serve(conn: TcpStream, sessions: &AtomicU64) {
 
 /// A keep-alive client connection.
 pub struct LoadClient {
-    w: TcpStream,
+    /// The connection (reads and writes through this one fd).
     r: BufReader<TcpStream>,
     port: u16,
     session: Option<String>,
@@ -115,12 +145,10 @@ pub struct LoadClient {
 
 impl LoadClient {
     pub fn connect(port: u16) -> Result<LoadClient> {
-        let w = TcpStream::connect(("127.0.0.1", port)).context("bench: load client connect")?;
-        w.set_nodelay(true)?;
-        let r = BufReader::new(w.try_clone()?);
+        let s = TcpStream::connect(("127.0.0.1", port)).context("bench: load client connect")?;
+        s.set_nodelay(true)?;
         Ok(LoadClient {
-            w,
-            r,
+            r: BufReader::new(s),
             port,
             session: None,
             messages: 0,
@@ -140,7 +168,8 @@ impl LoadClient {
             self.port,
             body.len()
         );
-        self.w.write_all(req.as_bytes())?;
+        let mut w: &TcpStream = self.r.get_ref();
+        w.write_all(req.as_bytes())?;
         self.messages += 1;
         let Some((head, body)) = read_message(&mut self.r)? else {
             bail!("bench: the load server closed the connection");
@@ -257,12 +286,20 @@ mod tests {
 
     #[test]
     fn the_load_server_hands_out_distinct_sessions_and_answers_every_call() {
-        let server = LoadServer::start().expect("server");
-        let (clients, messages) = idle_sessions(server.port, 2, 5).expect("handshakes");
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        std::thread::spawn(move || {
+            let sessions = Arc::new(AtomicU64::new(0));
+            for conn in listener.incoming().flatten() {
+                let sessions = sessions.clone();
+                std::thread::spawn(move || serve(conn, &sessions));
+            }
+        });
+        let (clients, messages) = idle_sessions(port, 2, 5).expect("handshakes");
         // initialize + its answer + notifications/initialized, per session.
         assert_eq!(messages, 15);
         assert_eq!(clients.len(), 2);
-        let r = paced_calls(server.port, 2, 200.0, Duration::from_millis(100)).expect("calls");
+        let r = paced_calls(port, 2, 200.0, Duration::from_millis(100)).expect("calls");
         assert!(r.calls >= 10, "{r:?}");
         // Two handshake messages with a body... plus request and answer per call.
         assert_eq!(r.messages, 2 * 3 + 2 * r.calls);

@@ -20,7 +20,7 @@ mod agent;
 mod decoder;
 mod host_tax;
 mod latency;
-mod load;
+pub mod load;
 mod loss;
 mod nginx;
 mod peers;

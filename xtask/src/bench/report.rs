@@ -207,7 +207,7 @@ pub fn print(r: &Value) {
                 f(&o["startup_cpu_ms_mean"]),
                 o["cpu_us_per_message"].to_string(),
                 o["cpu_us_per_call"].to_string(),
-                o["messages_reported"],
+                o["messages_reported"].to_string(),
                 f(&o["vm_hwm_bytes"]) / 1048576.0
             );
         }
