@@ -110,7 +110,8 @@ pub fn attach(hooks: FloorHooks) -> Result<(Ebpf, FloorAttached), FloorError> {
     }
     for (program, ret) in [("floor_uprobe", false), ("floor_uretprobe", true)] {
         let prog: &mut UProbe = program_mut(&mut ebpf, program, "uprobe", "SSL_*")?;
-        prog.load().map_err(|e| prog_err(program, "uprobe", "SSL_*", e))?;
+        prog.load()
+            .map_err(|e| prog_err(program, "uprobe", "SSL_*", e))?;
         for file in &files {
             for symbol in SSL_SYMBOLS {
                 match prog.attach(*symbol, file, UProbeScope::AllProcesses) {

@@ -16,7 +16,8 @@ use crate::build::agent_binary;
 pub const MINIMAL_POLICY: &str =
     "default: allow\nrules:\n  - id: no-explode\n    action: deny\n    match: { tool: explode }\n";
 /// Allow everything, validate every call's arguments against the tool's schema.
-pub const ALLOW_ALL_SCHEMA_POLICY: &str = "default: allow\nchecks:\n  schema_violation: deny\n  unknown_tool: deny\n";
+pub const ALLOW_ALL_SCHEMA_POLICY: &str =
+    "default: allow\nchecks:\n  schema_violation: deny\n  unknown_tool: deny\n";
 
 /// What observes the traffic.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

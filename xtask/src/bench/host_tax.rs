@@ -59,7 +59,10 @@ fn run_one(what: &str, plan: HostTaxPlan, cert: &Cert) -> Result<(f64, f64)> {
             .arg(arg)
             .arg(n.to_string());
         if arg == "https" {
-            cmd.arg("--cert").arg(&cert.cert).arg("--key").arg(&cert.key);
+            cmd.arg("--cert")
+                .arg(&cert.cert)
+                .arg("--key")
+                .arg(&cert.key);
         }
         let out = cmd.output().context("bench: running host_tax.py")?;
         let v: Value = serde_json::from_slice(&out.stdout).with_context(|| {

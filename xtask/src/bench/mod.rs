@@ -127,6 +127,9 @@ pub fn bench(o: BenchOptions) -> Result<()> {
     let privileged = ["latency", "host-tax", "loss"];
     if privileged.iter().any(|p| wants(p)) {
         if is_root() {
+            // What a fresh machine lacks (peers, nginx, toolchain), then the agent.
+            crate::setup::setup(crate::setup::Scope::Bench)?;
+            crate::build::build()?;
             run_privileged(&mut r, &plan, &wants)?;
         } else {
             println!("bench: latency, host tax and loss skipped: they need root (the agent loads eBPF programs)");
@@ -143,9 +146,6 @@ pub fn bench(o: BenchOptions) -> Result<()> {
 }
 
 fn run_privileged(r: &mut Value, plan: &Plan, wants: &dyn Fn(&str) -> bool) -> Result<()> {
-    if !crate::build::agent_binary().is_file() {
-        bail!("bench: the agent is not built: run `cargo xtask build` first");
-    }
     let dir = tempfile::Builder::new()
         .prefix("mcpwarden-bench-")
         .tempdir()?;

@@ -59,7 +59,11 @@ impl Nginx {
         let conf = dir.join("nginx.conf");
         std::fs::write(
             &conf,
-            config(dir, cert, [tls_port, plain_port, tls_upstream, plain_upstream]),
+            config(
+                dir,
+                cert,
+                [tls_port, plain_port, tls_upstream, plain_upstream],
+            ),
         )?;
         let child = Command::new(NGINX)
             .arg("-c")

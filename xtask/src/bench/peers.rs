@@ -21,7 +21,9 @@ impl Cert {
         let cert = dir.join("cert.pem");
         let key = dir.join("key.pem");
         let out = Command::new("openssl")
-            .args(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1"])
+            .args([
+                "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+            ])
             .args(["-subj", "/CN=127.0.0.1"])
             .args(["-addext", "subjectAltName=IP:127.0.0.1"])
             .arg("-keyout")
@@ -104,7 +106,10 @@ pub fn raw_client(url: &str, calls: usize, cafile: Option<&Path>) -> Result<Vec<
         .map(|a| a.iter().filter_map(|x| x.as_f64()).collect())
         .unwrap_or_default();
     if v["ok"].as_u64() != Some(calls as u64) || us.len() != calls {
-        bail!("bench: raw client ({url}): {} of {calls} calls answered", v["ok"]);
+        bail!(
+            "bench: raw client ({url}): {} of {calls} calls answered",
+            v["ok"]
+        );
     }
     Ok(us)
 }
@@ -143,7 +148,10 @@ pub fn sdk_client(url: &str, calls: usize, cafile: Option<&Path>) -> Result<Vec<
         })
         .unwrap_or_default();
     if us.len() != calls {
-        bail!("bench: SDK client ({url}): {} of {calls} calls succeeded: {v}", us.len());
+        bail!(
+            "bench: SDK client ({url}): {} of {calls} calls succeeded: {v}",
+            us.len()
+        );
     }
     Ok(us)
 }

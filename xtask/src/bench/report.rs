@@ -13,7 +13,11 @@ fn first_line(cmd: &mut Command) -> String {
     cmd.output()
         .ok()
         .map(|o| {
-            let text = if o.stdout.is_empty() { o.stderr } else { o.stdout };
+            let text = if o.stdout.is_empty() {
+                o.stderr
+            } else {
+                o.stdout
+            };
             String::from_utf8_lossy(&text)
                 .lines()
                 .next()
@@ -67,9 +71,19 @@ pub fn targets(r: &Value) -> Value {
     };
     if !lat.is_null() {
         let raw = added("monitor", "raw_tls");
-        push("raw TLS client: added p50 ≤ 200 µs", raw, 200.0, raw <= 200.0);
+        push(
+            "raw TLS client: added p50 ≤ 200 µs",
+            raw,
+            200.0,
+            raw <= 200.0,
+        );
         let nginx = added("nginx", "raw_tls");
-        push("raw TLS client: added p50 ≤ nginx TLS hop", raw, nginx, raw <= nginx);
+        push(
+            "raw TLS client: added p50 ≤ nginx TLS hop",
+            raw,
+            nginx,
+            raw <= nginx,
+        );
         let plain = added("monitor", "raw_plain");
         let nginx_plain = added("nginx", "raw_plain");
         push(
@@ -80,7 +94,12 @@ pub fn targets(r: &Value) -> Value {
         );
         let sdk = added("monitor", "sdk_tls");
         let nginx_sdk = added("nginx", "sdk_tls");
-        push("SDK client: added p50 ≤ nginx hop", sdk, nginx_sdk, sdk <= nginx_sdk);
+        push(
+            "SDK client: added p50 ≤ nginx hop",
+            sdk,
+            nginx_sdk,
+            sdk <= nginx_sdk,
+        );
         for client in ["raw_tls", "sdk_tls"] {
             let ratio = f(&r["latency"]["ratios"][client]["monitor_over_floor_own"]);
             push(
@@ -109,20 +128,33 @@ pub fn targets(r: &Value) -> Value {
             .map(|x| f(&x["mb_per_s"]))
             .fold(f64::INFINITY, f64::min);
         if worst.is_finite() {
-            push("decoder (whole pipeline, slowest fixture) ≥ 300 MB/s per core", worst, 300.0, worst >= 300.0);
+            push(
+                "decoder (whole pipeline, slowest fixture) ≥ 300 MB/s per core",
+                worst,
+                300.0,
+                worst >= 300.0,
+            );
         }
     }
     let loss = &r["loss"];
     if !loss.is_null() {
         let un = f(&loss["unaccounted"]);
         push(
-            &format!("0 unaccounted loss at {} messages/s", loss["target_messages_per_s"]),
+            &format!(
+                "0 unaccounted loss at {} messages/s",
+                loss["target_messages_per_s"]
+            ),
             un,
             0.0,
             un == 0.0,
         );
         let counted = f(&loss["counted_loss_chunks_pct"]);
-        push("counted loss ≤ 0.1 % (ring chunks)", counted, 0.1, counted <= 0.1);
+        push(
+            "counted loss ≤ 0.1 % (ring chunks)",
+            counted,
+            0.1,
+            counted <= 0.1,
+        );
     }
     let idle = &r["idle_sessions"];
     if !idle.is_null() {
