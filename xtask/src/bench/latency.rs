@@ -111,6 +111,8 @@ pub fn run(dir: &Path, cert: &Cert, plan: LatencyPlan) -> Result<Value> {
     raw_client(&url("https", tls.port), 20, Some(&cert.cert))?;
     raw_client(&url("http", plain.port), 20, None)?;
     let mut samples: BTreeMap<(&str, &str), Vec<f64>> = BTreeMap::new();
+    // p50 of each block, by round: (mode, client) → [p50 of round 0, 1, …].
+    let mut block_p50: BTreeMap<(&str, &str), Vec<f64>> = BTreeMap::new();
     let mut costs: BTreeMap<&str, ObserverCost> = BTreeMap::new();
     let mut n = 0;
     for round in 0..plan.rounds {
@@ -143,18 +145,27 @@ pub fn run(dir: &Path, cert: &Cert, plan: LatencyPlan) -> Result<Value> {
                 None => 0.0,
             };
             let tls_url = url("https", tls_port);
-            samples
-                .entry((mode.key, "raw_tls"))
-                .or_default()
-                .extend(raw_client(&tls_url, plan.raw_calls, Some(&cert.cert))?);
-            samples
-                .entry((mode.key, "raw_plain"))
-                .or_default()
-                .extend(raw_client(&url("http", plain_port), plan.raw_calls, None)?);
-            samples
-                .entry((mode.key, "sdk_tls"))
-                .or_default()
-                .extend(sdk_client(&tls_url, plan.sdk_calls, Some(&cert.cert))?);
+            let blocks = [
+                (
+                    "raw_tls",
+                    raw_client(&tls_url, plan.raw_calls, Some(&cert.cert))?,
+                ),
+                (
+                    "raw_plain",
+                    raw_client(&url("http", plain_port), plan.raw_calls, None)?,
+                ),
+                (
+                    "sdk_tls",
+                    sdk_client(&tls_url, plan.sdk_calls, Some(&cert.cert))?,
+                ),
+            ];
+            for (client, us) in blocks {
+                block_p50
+                    .entry((mode.key, client))
+                    .or_default()
+                    .push(p50_p99(&us).0);
+                samples.entry((mode.key, client)).or_default().extend(us);
+            }
             drop(proxy);
             if let Some(r) = running {
                 let is_agent = r.observer.is_agent();
@@ -173,15 +184,29 @@ pub fn run(dir: &Path, cert: &Cert, plan: LatencyPlan) -> Result<Value> {
             }
         }
     }
-    Ok(report(&samples, &costs, plan))
+    Ok(report(&samples, &block_p50, &costs, plan))
 }
 
 fn url(scheme: &str, port: u16) -> String {
     format!("{scheme}://127.0.0.1:{port}/mcp")
 }
 
+/// The median over rounds of (this mode's block p50 − no agent (A)'s block p50 in the same
+/// round): the added p50 with slow drift paired away.
+fn paired_added(block_p50: &BTreeMap<(&str, &str), Vec<f64>>, mode: &str, client: &str) -> f64 {
+    let (Some(m), Some(base)) = (
+        block_p50.get(&(mode, client)),
+        block_p50.get(&("none_a", client)),
+    ) else {
+        return 0.0;
+    };
+    let deltas: Vec<f64> = m.iter().zip(base).map(|(a, b)| a - b).collect();
+    p50_p99(&deltas).0
+}
+
 fn report(
     samples: &BTreeMap<(&str, &str), Vec<f64>>,
+    block_p50: &BTreeMap<(&str, &str), Vec<f64>>,
     costs: &BTreeMap<&str, ObserverCost>,
     plan: LatencyPlan,
 ) -> Value {
@@ -203,6 +228,7 @@ fn report(
                     "p50_us": round1(p50),
                     "p99_us": round1(p99),
                     "added_p50_us": round1(p50 - base),
+                    "added_p50_paired_us": round1(paired_added(block_p50, mode.key, client)),
                     "samples": samples.get(&(mode.key, *client)).map_or(0, Vec::len),
                 }),
             );

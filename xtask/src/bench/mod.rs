@@ -89,7 +89,7 @@ fn plan(o: &BenchOptions) -> Plan {
                 sdk_calls: 150,
             },
             host_tax: host_tax::HostTaxPlan {
-                rounds: 3,
+                rounds: 5,
                 dd_bytes: 1_000_000,
                 pipe_writes: 500_000,
                 tcp_round_trips: 50_000,
@@ -136,6 +136,10 @@ pub fn bench(o: BenchOptions) -> Result<()> {
         }
     }
     r["elapsed_s"] = json!(stats::round1(started.elapsed().as_secs_f64()));
+    // Others' work on the host is noise the interleaving can only spread: say how much.
+    r["machine"]["loadavg_at_end"] = json!(std::fs::read_to_string("/proc/loadavg")
+        .unwrap_or_default()
+        .trim());
     r["targets"] = report::targets(&r);
     report::print(&r);
     let path = o

@@ -52,6 +52,7 @@ pub fn machine() -> Value {
         "git_commit": first_line(Command::new("git").args(["rev-parse", "--short", "HEAD"]).current_dir(crate::util::workspace_root())),
         "nginx": first_line(Command::new(super::nginx::NGINX).arg("-v")),
         "openssl": first_line(Command::new("openssl").arg("version")),
+        "loadavg_at_start": std::fs::read_to_string("/proc/loadavg").unwrap_or_default().trim(),
     })
 }
 
@@ -173,27 +174,32 @@ pub fn targets(r: &Value) -> Value {
 pub fn print(r: &Value) {
     let m = &r["machine"];
     println!(
-        "\n== mcpwarden bench ({}) on {} ({} cores), Linux {}, {}",
+        "\n== mcpwarden bench ({}) on {} ({} cores), Linux {}, {}; load average at start {}, at end {}",
         r["profile"].as_str().unwrap_or(""),
         m["cpu"].as_str().unwrap_or("?"),
         m["cores"],
         m["kernel"].as_str().unwrap_or("?"),
-        m["date_utc"].as_str().unwrap_or("")
+        m["date_utc"].as_str().unwrap_or(""),
+        m["loadavg_at_start"].as_str().unwrap_or("?"),
+        m["loadavg_at_end"].as_str().unwrap_or("?"),
     );
     let lat = &r["latency"];
     if !lat.is_null() {
         println!(
-            "\nper-call latency, µs ({} rounds; {} raw / {} SDK calls per block; added = p50 − p50 of no agent (A))",
+            "\nper-call latency, µs ({} rounds; {} raw / {} SDK calls per block; added = p50 − p50 of no agent (A); paired = median over rounds of the same difference per round)",
             lat["rounds"], lat["raw_calls_per_block"], lat["sdk_calls_per_block"]
         );
         print!("{:<22}", "mode");
         for (_, label) in CLIENTS {
-            print!(" | {:^31}", label);
+            print!(" | {:^35}", label);
         }
         println!();
         print!("{:<22}", "");
         for _ in CLIENTS {
-            print!(" | {:>9} {:>9} {:>11}", "p50", "p99", "added p50");
+            print!(
+                " | {:>8} {:>8} {:>8} {:>8}",
+                "p50", "p99", "added", "paired"
+            );
         }
         println!();
         for mode in MODES {
@@ -202,10 +208,11 @@ pub fn print(r: &Value) {
             for (client, _) in CLIENTS {
                 let c = &e["clients"][client];
                 print!(
-                    " | {:>9.0} {:>9.0} {:>+11.0}",
+                    " | {:>8.0} {:>8.0} {:>+8.0} {:>+8.0}",
                     f(&c["p50_us"]),
                     f(&c["p99_us"]),
-                    f(&c["added_p50_us"])
+                    f(&c["added_p50_us"]),
+                    f(&c["added_p50_paired_us"])
                 );
             }
             println!();
