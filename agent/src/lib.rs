@@ -7,6 +7,7 @@ pub mod conn;
 pub mod control;
 pub mod enforce;
 pub mod export;
+pub mod floor;
 pub mod health;
 pub mod http;
 pub mod mcp;

@@ -71,6 +71,15 @@ enum Cmd {
         #[command(subcommand)]
         cmd: PolicyCmd,
     },
+    /// Empty eBPF programs on a hook set, until SIGINT/SIGTERM (`cargo xtask bench`).
+    #[command(hide = true)]
+    Floor {
+        /// `own` (the agent's sock-mode hooks) or `obvious` (SSL probes + syscall tracepoints).
+        #[arg(long)]
+        hooks: mcpwarden::floor::FloorHooks,
+        #[arg(long)]
+        ready_file: Option<std::path::PathBuf>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -207,6 +216,9 @@ fn main() {
         } => mcpwarden::policy::load(&file)
             .map(|p| print!("{}", p.describe()))
             .map_err(anyhow::Error::new),
+        Cmd::Floor { hooks, ready_file } => {
+            mcpwarden::floor::run(hooks, ready_file.as_deref()).map_err(anyhow::Error::new)
+        }
         Cmd::Collector(args) => mcpwarden_collector::run_blocking(args)
             .map_err(|e| anyhow::Error::new(e).context("collector")),
     };

@@ -1,7 +1,6 @@
 //! Project entry points. `cargo xtask <command>` (alias in `.cargo/config.toml`).
 
 mod bench;
-mod bench_hold;
 mod build;
 mod fixtures;
 mod fuzz;
@@ -69,12 +68,27 @@ enum Cmd {
         /// Only these targets (default: all).
         targets: Vec<String>,
     },
-    /// Print the decoder's MB/s and messages/s on the recorded fixtures (one thread).
+    /// The performance figures (issue 19): decoder throughput, per-call latency with and
+    /// without the agent beside an nginx hop and empty eBPF programs, host tax, loss and
+    /// memory. Prints tables, writes bench/results.json; never fails on timing. Root for all
+    /// but the offline part.
     Bench {
-        /// Seconds of measurement per figure.
-        #[arg(long, default_value_t = 2.0)]
-        seconds: f64,
+        /// A short run of every part (CI: proves the harness works).
+        #[arg(long)]
+        quick: bool,
+        /// Seconds of measurement per offline figure (default 2; 0.2 with --quick).
+        #[arg(long)]
+        seconds: Option<f64>,
+        /// Only these parts (comma-separated): offline, latency, host-tax, loss.
+        #[arg(long, value_delimiter = ',')]
+        parts: Vec<String>,
+        /// Where to write the results.
+        #[arg(long, value_name = "FILE")]
+        output: Option<std::path::PathBuf>,
     },
+    /// The bench's load server (a child of `cargo xtask bench`): prints its port, serves.
+    #[command(hide = true)]
+    BenchLoadServer,
 }
 
 fn main() -> ExitCode {
@@ -87,7 +101,18 @@ fn main() -> ExitCode {
         Cmd::Image { tag, agent } => image::image(image::ImageOptions { tag, agent }),
         Cmd::RecordFixtures => fixtures::record_fixtures(),
         Cmd::Fuzz { seconds, targets } => fuzz::fuzz(seconds, targets),
-        Cmd::Bench { seconds } => bench::bench(seconds),
+        Cmd::Bench {
+            quick,
+            seconds,
+            parts,
+            output,
+        } => bench::bench(bench::BenchOptions {
+            quick,
+            seconds,
+            parts,
+            output,
+        }),
+        Cmd::BenchLoadServer => bench::load::serve_forever(),
         Cmd::Test { unit, e2e } => {
             let both = !unit && !e2e;
             test::test(test::Selection {

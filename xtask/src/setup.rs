@@ -23,6 +23,8 @@ const BPF_LINKER_VERSION: &str = "0.13.0";
 pub enum Scope {
     /// nightly + rust-src, LLVM 22, bpf-linker.
     Toolchain,
+    /// Toolchain, plus what `cargo xtask bench` runs: PostgreSQL, the Python peers, nginx.
+    Bench,
     /// Toolchain, plus the Python and Node test peers and the tracefs note.
     All,
 }
@@ -68,7 +70,7 @@ pub fn setup(scope: Scope) -> Result<()> {
             install: install_bpf_linker,
         },
     ];
-    if scope == Scope::All {
+    if scope != Scope::Toolchain {
         steps.extend([
             Step {
                 name: "PostgreSQL (collector storage tests)",
@@ -78,13 +80,17 @@ pub fn setup(scope: Scope) -> Result<()> {
             },
             Step {
                 name: "python test peers (.venv)",
-            note: "",
+                note: "",
                 check: check_python_peers,
                 install: install_python_peers,
             },
+        ]);
+    }
+    if scope == Scope::All {
+        steps.extend([
             Step {
                 name: "node test peers (tests/peers/node)",
-            note: "",
+                note: "",
                 check: check_node_peers,
                 install: install_node_peers,
             },
@@ -97,6 +103,8 @@ pub fn setup(scope: Scope) -> Result<()> {
         ]);
         steps.push(docker_step());
         steps.push(chromium_step());
+    }
+    if scope != Scope::Toolchain {
         steps.push(nginx_step());
     }
     for step in steps {
@@ -525,7 +533,8 @@ fn chromium_step() -> Step {
 
 // ---- TLS reverse proxy for the proxy capture test ---------------------------------------------
 
-/// Debian `nginx` (tests/tests/tls_proxy.rs puts it between an SDK client and server). The
+/// Debian `nginx` (tests/tests/tls_proxy.rs puts it between an SDK client and server;
+/// `cargo xtask bench` measures its proxy hop). The
 /// test starts its own instance on free ports; an instance the package's scripts may have
 /// started is stopped again.
 fn nginx_step() -> Step {

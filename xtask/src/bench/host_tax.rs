@@ -1,0 +1,141 @@
+//! Host tax: what the agent costs the host's non-MCP work. Four workloads, each run with
+//! and without the agent (`mcpwarden run`, monitor), interleaved in rounds: `dd bs=1` from
+//! /dev/zero to /dev/null (two syscalls per byte, no sockets), a write loop to a pipe, a TCP
+//! echo loop on loopback, and an HTTPS client loop (keep-alive, plain text answers). Each
+//! workload's wall time per operation and the CPU of its process tree are compared.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::process::Command;
+use std::time::Instant;
+
+use anyhow::{bail, Context, Result};
+use serde_json::{json, Value};
+
+use super::agent::{self, Observer};
+use super::peers::{python, script, Cert};
+use super::procs::children_cpu_seconds;
+use super::stats::{mean, ratio, round1, round3};
+
+/// Operations per workload run.
+#[derive(Debug, Clone, Copy)]
+pub struct HostTaxPlan {
+    pub rounds: usize,
+    pub dd_bytes: u64,
+    pub pipe_writes: u64,
+    pub tcp_round_trips: u64,
+    pub https_requests: u64,
+}
+
+pub const WORKLOADS: &[(&str, &str)] = &[
+    ("dd", "dd bs=1 /dev/zero → /dev/null"),
+    ("pipe", "write loop to a pipe (64 B)"),
+    ("tcp_echo", "TCP echo loop (64 B, loopback)"),
+    ("https", "HTTPS client loop (keep-alive, non-MCP)"),
+];
+
+/// One run: (ns per operation, CPU seconds of the process tree).
+fn run_one(what: &str, plan: HostTaxPlan, cert: &Cert) -> Result<(f64, f64)> {
+    let cpu0 = children_cpu_seconds();
+    let t0 = Instant::now();
+    let (ops, reported_ns) = if what == "dd" {
+        let out = Command::new("dd")
+            .args(["if=/dev/zero", "of=/dev/null", "bs=1"])
+            .arg(format!("count={}", plan.dd_bytes))
+            .output()
+            .context("bench: running dd")?;
+        if !out.status.success() {
+            bail!("bench: dd failed: {}", String::from_utf8_lossy(&out.stderr));
+        }
+        (plan.dd_bytes, None)
+    } else {
+        let (arg, n) = match what {
+            "pipe" => ("pipe", plan.pipe_writes),
+            "tcp_echo" => ("tcp", plan.tcp_round_trips),
+            _ => ("https", plan.https_requests),
+        };
+        let mut cmd = Command::new(python()?);
+        cmd.arg(script("tests/bench/host_tax.py"))
+            .arg(arg)
+            .arg(n.to_string());
+        if arg == "https" {
+            cmd.arg("--cert")
+                .arg(&cert.cert)
+                .arg("--key")
+                .arg(&cert.key);
+        }
+        let out = cmd.output().context("bench: running host_tax.py")?;
+        let v: Value = serde_json::from_slice(&out.stdout).with_context(|| {
+            format!(
+                "bench: host_tax.py {arg}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            )
+        })?;
+        (n, v["ns_per_op"].as_f64())
+    };
+    let wall = t0.elapsed().as_secs_f64();
+    let cpu = children_cpu_seconds() - cpu0;
+    // dd: the whole run is the loop; the Python loops time themselves (no interpreter start).
+    let ns = reported_ns.unwrap_or(wall * 1e9 / ops as f64);
+    Ok((ns, cpu))
+}
+
+/// Runs the rounds; returns the `host_tax` part of results.json.
+pub fn run(dir: &Path, cert: &Cert, plan: HostTaxPlan) -> Result<Value> {
+    // (workload, with agent) → [(ns/op, cpu s)]
+    let mut runs: BTreeMap<(&str, bool), Vec<(f64, f64)>> = BTreeMap::new();
+    let mut n = 1000;
+    for round in 0..plan.rounds {
+        // Alternate which half goes first.
+        for half in 0..2 {
+            let with_agent = (round + half) % 2 == 1;
+            eprintln!(
+                "bench: host tax round {}/{}: {}",
+                round + 1,
+                plan.rounds,
+                if with_agent { "agent" } else { "no agent" }
+            );
+            n += 1;
+            let agent = if with_agent {
+                Some(agent::start(dir, Observer::Monitor, n, 0)?)
+            } else {
+                None
+            };
+            for (what, _) in WORKLOADS {
+                runs.entry((what, with_agent))
+                    .or_default()
+                    .push(run_one(what, plan, cert)?);
+            }
+            if let Some(a) = agent {
+                a.stop()?;
+            }
+        }
+    }
+    let mut out = serde_json::Map::new();
+    for (what, label) in WORKLOADS {
+        let get = |with: bool| runs.get(&(*what, with)).cloned().unwrap_or_default();
+        let (without, with) = (get(false), get(true));
+        let ns = |v: &[(f64, f64)]| mean(&v.iter().map(|x| x.0).collect::<Vec<_>>());
+        let cpu = |v: &[(f64, f64)]| mean(&v.iter().map(|x| x.1).collect::<Vec<_>>());
+        out.insert(
+            what.to_string(),
+            json!({
+                "label": label,
+                "ns_per_op_without": round1(ns(&without)),
+                "ns_per_op_with": round1(ns(&with)),
+                "time_ratio": ratio(ns(&with), ns(&without)),
+                "cpu_s_without": round3(cpu(&without)),
+                "cpu_s_with": round3(cpu(&with)),
+                "cpu_ratio": ratio(cpu(&with), cpu(&without)),
+            }),
+        );
+    }
+    Ok(json!({
+        "rounds": plan.rounds,
+        "dd_bytes": plan.dd_bytes,
+        "pipe_writes": plan.pipe_writes,
+        "tcp_round_trips": plan.tcp_round_trips,
+        "https_requests": plan.https_requests,
+        "workloads": out,
+    }))
+}

@@ -1,0 +1,168 @@
+//! `cargo xtask bench [--quick] [--seconds S] [--parts …] [--output FILE]`: the performance
+//! figures of issue 19 in one run, printed as tables and written to `bench/results.json`.
+//! Figures only: it never fails on timing (it fails only when something cannot run).
+//!
+//! Parts (see each module):
+//! - `offline` ([`decoder`]): decoder throughput on the recorded fixtures, policy decision
+//!   time, collector ingest rate (`cargo bench`, no root);
+//! - `latency` ([`latency`], root): per-call p50/p99 of a raw TLS, a raw plaintext and the
+//!   official SDK client against the SDK server, with no agent (twice: A/A), the agent
+//!   (monitor, allow-all policy + schema validation, hold), an nginx hop, and empty programs
+//!   on the agent's own and on the obvious hooks, interleaved in rounds; the agent's start-up,
+//!   CPU per message and RSS;
+//! - `host-tax` ([`host_tax`], root): non-MCP workloads with and without the agent;
+//! - `loss` ([`loss`], root): loss at a paced message rate, and RSS with many idle sessions.
+//!
+//! `--quick` runs every part briefly (CI: it proves the harness works, ~2–3 minutes once
+//! built); the default is the full run (under 15 minutes on the 2-core development VM).
+
+mod agent;
+mod decoder;
+mod host_tax;
+mod latency;
+pub mod load;
+mod loss;
+mod nginx;
+mod peers;
+mod procs;
+mod report;
+mod stats;
+
+use std::path::PathBuf;
+
+use anyhow::{bail, Result};
+use serde_json::{json, Value};
+
+use crate::util::{is_root, workspace_root};
+
+/// What `cargo xtask bench` was asked for.
+#[derive(Debug, Clone)]
+pub struct BenchOptions {
+    pub quick: bool,
+    /// Seconds per offline figure (default: 2, quick: 0.2).
+    pub seconds: Option<f64>,
+    /// Parts to run (default: all).
+    pub parts: Vec<String>,
+    /// Where to write the results (default: bench/results.json).
+    pub output: Option<PathBuf>,
+}
+
+pub const PARTS: &[&str] = &["offline", "latency", "host-tax", "loss"];
+
+/// How much of everything: the full run or the quick one.
+struct Plan {
+    offline_seconds: f64,
+    latency: latency::LatencyPlan,
+    host_tax: host_tax::HostTaxPlan,
+    loss: loss::LossPlan,
+}
+
+fn plan(o: &BenchOptions) -> Plan {
+    if o.quick {
+        Plan {
+            offline_seconds: o.seconds.unwrap_or(0.2),
+            latency: latency::LatencyPlan {
+                rounds: 1,
+                raw_calls: 30,
+                sdk_calls: 10,
+            },
+            host_tax: host_tax::HostTaxPlan {
+                rounds: 1,
+                dd_bytes: 100_000,
+                pipe_writes: 50_000,
+                tcp_round_trips: 5_000,
+                https_requests: 2_000,
+            },
+            loss: loss::LossPlan {
+                messages_per_s: 5_000.0,
+                seconds: 2.0,
+                connections: 4,
+                idle_sessions: 1_000,
+            },
+        }
+    } else {
+        Plan {
+            offline_seconds: o.seconds.unwrap_or(2.0),
+            latency: latency::LatencyPlan {
+                rounds: 5,
+                raw_calls: 300,
+                sdk_calls: 150,
+            },
+            host_tax: host_tax::HostTaxPlan {
+                rounds: 5,
+                dd_bytes: 1_000_000,
+                pipe_writes: 500_000,
+                tcp_round_trips: 50_000,
+                https_requests: 20_000,
+            },
+            loss: loss::LossPlan {
+                messages_per_s: 20_000.0,
+                seconds: 10.0,
+                connections: 4,
+                idle_sessions: 10_000,
+            },
+        }
+    }
+}
+
+pub fn bench(o: BenchOptions) -> Result<()> {
+    for p in &o.parts {
+        if !PARTS.contains(&p.as_str()) {
+            bail!("bench: unknown part {p:?} (one of {})", PARTS.join(", "));
+        }
+    }
+    let wants = |p: &str| o.parts.is_empty() || o.parts.iter().any(|x| x == p);
+    let plan = plan(&o);
+    let started = std::time::Instant::now();
+    let mut r = json!({
+        "profile": if o.quick { "quick" } else { "full" },
+        "machine": report::machine(),
+    });
+    if wants("offline") {
+        let (decoder, policy, collector) = decoder::run(plan.offline_seconds)?;
+        r["decoder"] = decoder;
+        r["policy_decision"] = policy;
+        r["collector_ingest"] = collector;
+    }
+    let privileged = ["latency", "host-tax", "loss"];
+    if privileged.iter().any(|p| wants(p)) {
+        if is_root() {
+            // What a fresh machine lacks (peers, nginx, toolchain), then the agent.
+            crate::setup::setup(crate::setup::Scope::Bench)?;
+            crate::build::build()?;
+            run_privileged(&mut r, &plan, &wants)?;
+        } else {
+            println!("bench: latency, host tax and loss skipped: they need root (the agent loads eBPF programs)");
+        }
+    }
+    r["elapsed_s"] = json!(stats::round1(started.elapsed().as_secs_f64()));
+    // Others' work on the host is noise the interleaving can only spread: say how much.
+    r["machine"]["loadavg_at_end"] = json!(std::fs::read_to_string("/proc/loadavg")
+        .unwrap_or_default()
+        .trim());
+    r["targets"] = report::targets(&r);
+    report::print(&r);
+    let path = o
+        .output
+        .clone()
+        .unwrap_or_else(|| workspace_root().join("bench/results.json"));
+    report::write(&path, &r)
+}
+
+fn run_privileged(r: &mut Value, plan: &Plan, wants: &dyn Fn(&str) -> bool) -> Result<()> {
+    let dir = tempfile::Builder::new()
+        .prefix("mcpwarden-bench-")
+        .tempdir()?;
+    let cert = peers::Cert::generate(dir.path())?;
+    if wants("latency") {
+        r["latency"] = latency::run(dir.path(), &cert, plan.latency)?;
+    }
+    if wants("host-tax") {
+        r["host_tax"] = host_tax::run(dir.path(), &cert, plan.host_tax)?;
+    }
+    if wants("loss") {
+        r["loss"] = loss::loss(dir.path(), plan.loss)?;
+        r["idle_sessions"] = loss::idle(dir.path(), plan.loss)?;
+    }
+    Ok(())
+}
