@@ -11,6 +11,7 @@
 //! The table is bounded: when it is full, the least recently active connection is evicted
 //! (counted). An ordered index by (last activity, connection) makes that O(log n).
 
+mod dup;
 pub mod procfs;
 
 use std::collections::{BTreeSet, HashMap, VecDeque};
@@ -48,6 +49,11 @@ pub struct ConnStats {
     /// Plaintext connections first seen mid-stream: the kernel had not seen them established
     /// (they predate the agent, e.g. after a restart); what they carried before is not seen.
     pub conns_adopted: u64,
+    /// Duplicate fds of a connection's socket (`dup`, `try_clone`) whose stream joined it.
+    pub dup_fds_joined: u64,
+    /// Bytes of a joined duplicate fd in a direction another fd of the socket already
+    /// carries: dropped (the two fds' positions cannot be ordered), counted per event.
+    pub dup_stream_conflicts: u64,
 }
 
 struct DirStream {
@@ -84,6 +90,8 @@ struct Conn {
     /// records carry the right 4-tuple; released by the tie, or by `on_tick` after
     /// `TIE_WAIT_NS` with the tuple left unknown.
     awaiting_tie: Option<HeldData>,
+    /// Which fd carries each direction once a duplicate fd joined (see `dup`).
+    dup_owners: dup::DirOwners,
 }
 
 struct HeldData {
@@ -109,6 +117,8 @@ pub struct ConnTable {
     tuples: HashMap<(String, String), ConnIdent>,
     /// Every connection by (last activity, id): the first is the next to evict.
     by_activity: BTreeSet<(u64, ConnIdent)>,
+    /// Duplicate fds joined to the connection of their socket.
+    dups: dup::Duplicates,
 }
 
 fn other(d: Direction) -> Direction {
@@ -128,6 +138,7 @@ impl ConnTable {
             stats: ConnStats::default(),
             tuples: HashMap::new(),
             by_activity: BTreeSet::new(),
+            dups: dup::Duplicates::default(),
         }
     }
 
@@ -251,6 +262,9 @@ impl ConnTable {
                     (Some(l), Some(r)) => (Some(l), Some(r)),
                     _ => proc_tuple.unzip(),
                 };
+                if self.join_duplicate(conn, &fmt_addr(local), &fmt_addr(remote)) {
+                    return;
+                }
                 self.insert(conn, comm, (local, remote), side_of(connector), ts_ns, out);
                 if adopted {
                     self.stats.conns_adopted += 1;
@@ -299,6 +313,9 @@ impl ConnTable {
                 bytes,
                 ..
             } => {
+                let Some((conn, pos)) = self.route(conn, direction, pos) else {
+                    return;
+                };
                 if !self.conns.contains_key(&conn) {
                     // Its open record was lost (the live agent puts an `Open` resolved from
                     // /proc before such data, see `run`): the connection starts unnamed.
@@ -340,6 +357,9 @@ impl ConnTable {
                 egress_bytes,
                 ingress_bytes,
             } => {
+                if self.close_duplicate(conn) {
+                    return;
+                }
                 self.release(conn, out);
                 if let Some(mut c) = self.remove(&conn) {
                     self.stats.conns_closed += 1;
@@ -491,6 +511,7 @@ impl ConnTable {
                 cur_response: None,
                 last_ts: ts_ns,
                 awaiting_tie: None,
+                dup_owners: dup::DirOwners::default(),
                 sniff: None,
             },
         );

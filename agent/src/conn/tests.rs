@@ -357,11 +357,14 @@ fn plain(pid: u32, fd: u32) -> ConnIdent {
     }
 }
 
+/// A plaintext open with a 4-tuple of its own (same-tuple opens of one process are
+/// duplicate fds of one socket).
 fn open_plain(conn: ConnIdent, ts_ns: u64) -> KernelEvent {
+    let port = 1000 + conn.fd as u16 + 100 * conn.pid as u16;
     KernelEvent::Open {
         conn,
         ts_ns,
-        local: Some("127.0.0.1:1000".parse().unwrap()),
+        local: Some(std::net::SocketAddr::from(([127, 0, 0, 1], port))),
         remote: Some("127.0.0.1:2000".parse().unwrap()),
         connector: Some(true),
         comm: "c".into(),
@@ -458,4 +461,116 @@ fn eviction_cost_with_a_full_table() {
     let per = t0.elapsed() / inserts;
     eprintln!("eviction: {per:?} per insert into a full table of {n}");
     assert_eq!(t.stats.conns_evicted, u64::from(inserts));
+}
+
+fn plain_open(fd: u32, start_ns: u64) -> (ConnIdent, KernelEvent) {
+    let conn = ConnIdent {
+        pid: 4343,
+        fd,
+        start_ns,
+    };
+    let ev = KernelEvent::Open {
+        conn,
+        ts_ns: start_ns,
+        local: Some("127.0.0.1:8000".parse().unwrap()),
+        remote: Some("127.0.0.1:40000".parse().unwrap()),
+        connector: Some(false),
+        comm: "server".into(),
+        tls: false,
+        sock_fd: Some(fd),
+        proc_tuple: None,
+    };
+    (conn, ev)
+}
+
+fn close_of(conn: ConnIdent, ts_ns: u64) -> KernelEvent {
+    KernelEvent::Close {
+        conn,
+        ts_ns,
+        egress_bytes: 0,
+        ingress_bytes: 0,
+    }
+}
+
+/// A server reads requests through one fd and answers through a `dup` of it: the duplicate's
+/// stream joins the connection, so each answer pairs with its request.
+#[test]
+fn answers_written_through_a_duplicated_fd_pair_with_the_requests_read_through_the_first() {
+    let mut t = table();
+    let mut out = Vec::new();
+    let (reader, open_reader) = plain_open(5, 1_000);
+    let (writer, open_writer) = plain_open(6, 2_000);
+    t.on_event(open_reader, &mut out);
+    t.on_event(data(reader, Direction::Ingress, 0, REQ, 3_000), &mut out);
+    t.on_event(open_writer, &mut out);
+    t.on_event(data(writer, Direction::Egress, 0, RESP, 4_000), &mut out);
+    let req2 = String::from_utf8_lossy(REQ).replace("\"id\":7", "\"id\":8");
+    let resp2 = String::from_utf8_lossy(RESP).replace("\"id\":7", "\"id\":8");
+    t.on_event(
+        data(
+            reader,
+            Direction::Ingress,
+            REQ.len() as u64,
+            req2.as_bytes(),
+            5_000,
+        ),
+        &mut out,
+    );
+    t.on_event(
+        data(
+            writer,
+            Direction::Egress,
+            RESP.len() as u64,
+            resp2.as_bytes(),
+            6_000,
+        ),
+        &mut out,
+    );
+    let m = messages(&out);
+    let got: Vec<(String, String, String)> = m
+        .iter()
+        .map(|r| {
+            (
+                r["conn_id"].to_string(),
+                r["kind"].to_string(),
+                r["method"].to_string(),
+            )
+        })
+        .collect();
+    let conn_id = format!("\"{reader}\"");
+    let want: Vec<(String, String, String)> = ["request", "response", "request", "response"]
+        .iter()
+        .map(|k| {
+            (
+                conn_id.clone(),
+                format!("\"{k}\""),
+                "\"tools/call\"".to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(got, want, "{m:#?}");
+    assert_eq!(t.stats.dup_fds_joined, 1);
+    assert_eq!(t.stats.unmatched_responses, 0);
+    // The duplicate closing first leaves the connection; then the connection closes.
+    t.on_event(close_of(writer, 7_000), &mut out);
+    assert_eq!(t.stats.conns_closed, 0);
+    t.on_event(close_of(reader, 7_001), &mut out);
+    assert_eq!(t.stats.conns_closed, 1);
+    assert_eq!(t.stats.gaps, 0);
+}
+
+/// Both fds writing one direction cannot be ordered: the second fd's bytes are counted, and
+/// the first fd's stream stays intact.
+#[test]
+fn a_direction_written_through_two_fds_keeps_the_first_and_counts_the_other() {
+    let mut t = table();
+    let mut out = Vec::new();
+    let (a, open_a) = plain_open(5, 1_000);
+    let (b, open_b) = plain_open(6, 2_000);
+    t.on_event(open_a, &mut out);
+    t.on_event(open_b, &mut out);
+    t.on_event(data(b, Direction::Egress, 0, RESP, 3_000), &mut out);
+    t.on_event(data(a, Direction::Egress, 0, RESP, 4_000), &mut out);
+    assert_eq!(t.stats.dup_stream_conflicts, 1);
+    assert_eq!(t.stats.dup_fds_joined, 1);
 }
