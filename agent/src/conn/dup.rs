@@ -34,10 +34,19 @@ pub(super) struct Duplicates {
     joined: HashMap<ConnIdent, ConnIdent>,
 }
 
+impl Duplicates {
+    pub(super) fn is_joined(&self, conn: &ConnIdent) -> bool {
+        self.joined.contains_key(conn)
+    }
+}
+
 impl ConnTable {
     /// `conn` opens with the 4-tuple (`local`, `remote`): if an open plaintext connection of
     /// the same process has it, `conn` is a duplicate fd of that socket and joins it.
     pub(super) fn join_duplicate(&mut self, conn: ConnIdent, local: &str, remote: &str) -> bool {
+        if self.dups.is_joined(&conn) {
+            return true;
+        }
         if conn.is_tls() || local.is_empty() || remote.is_empty() {
             return false;
         }

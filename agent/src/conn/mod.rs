@@ -143,8 +143,9 @@ impl ConnTable {
     }
 
     /// Is this connection in the table?
+    /// The connection is known: open, or a duplicate fd joined to an open one.
     pub fn contains(&self, id: &ConnIdent) -> bool {
-        self.conns.contains_key(id)
+        self.conns.contains_key(id) || self.dups.is_joined(id)
     }
 
     /// Removes a connection and its activity index entry.

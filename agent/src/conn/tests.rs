@@ -504,6 +504,10 @@ fn answers_written_through_a_duplicated_fd_pair_with_the_requests_read_through_t
     t.on_event(data(reader, Direction::Ingress, 0, REQ, 3_000), &mut out);
     t.on_event(open_writer, &mut out);
     t.on_event(data(writer, Direction::Egress, 0, RESP, 4_000), &mut out);
+    // The joined fd is known (no open resolved from /proc for it), and a repeated open of it
+    // joins once.
+    assert!(t.contains(&writer));
+    t.on_event(plain_open(6, 2_000).1, &mut out);
     let req2 = String::from_utf8_lossy(REQ).replace("\"id\":7", "\"id\":8");
     let resp2 = String::from_utf8_lossy(RESP).replace("\"id\":7", "\"id\":8");
     t.on_event(
