@@ -70,3 +70,71 @@ fn both_processes_of_a_forked_connection_see_it_end() {
         );
     }
 }
+
+/// A client that writes its requests through a `dup` of its socket and reads the answers
+/// through the socket itself (a reader/writer split, like Rust's `try_clone`): its view is
+/// one conversation on one connection, every answer paired with its request.
+#[test]
+fn a_client_writing_through_a_duplicated_fd_is_one_conversation() {
+    let server = PyServer::start(free_port());
+    let agent = Agent::start(&[]);
+    let env = test_env();
+    let out = Command::new(&env.python)
+        .arg(env.peers_dir.join("python/dup_fd.py"))
+        .arg(server.port().to_string())
+        .output()
+        .expect("run dup_fd.py");
+    assert!(
+        out.status.success(),
+        "dup_fd.py failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: Value = serde_json::from_slice(&out.stdout).expect("its JSON line");
+    assert_eq!(report["sum"], "5", "{report}");
+    let records = agent.stop();
+    let pid = report["pid"].as_u64().unwrap_or_default();
+    let mine: Vec<&Value> = records
+        .iter()
+        .filter(|r| r["type"] == "message" && r["pid"] == pid)
+        .collect();
+    let shape: Vec<(String, String, String)> = mine
+        .iter()
+        .map(|m| {
+            (
+                m["kind"].as_str().unwrap_or_default().to_string(),
+                m["method"].as_str().unwrap_or("null").to_string(),
+                m["id"].to_string(),
+            )
+        })
+        .collect();
+    let want: Vec<(String, String, String)> = [
+        ("request", "initialize", "1"),
+        ("response", "initialize", "1"),
+        ("notification", "notifications/initialized", "null"),
+        ("request", "tools/list", "2"),
+        ("response", "tools/list", "2"),
+        ("request", "tools/call", "3"),
+        ("response", "tools/call", "3"),
+    ]
+    .iter()
+    .map(|(k, m, i)| (k.to_string(), m.to_string(), i.to_string()))
+    .collect();
+    assert_eq!(shape, want, "the client's view: {mine:#?}");
+    let conns: std::collections::BTreeSet<&str> =
+        mine.iter().filter_map(|m| m["conn_id"].as_str()).collect();
+    assert_eq!(conns.len(), 1, "one connection: {conns:?}");
+    for m in mine.iter().filter(|m| m["kind"] == "response") {
+        assert!(m["latency_ns"].as_u64().unwrap_or(0) > 0, "paired: {m}");
+    }
+    let health = records
+        .iter()
+        .rev()
+        .find(|r| r["type"] == "health")
+        .cloned()
+        .unwrap_or_default();
+    assert!(
+        health["conn"]["dup_fds_joined"].as_u64().unwrap_or(0) >= 1,
+        "{health}"
+    );
+    assert_eq!(health["conn"]["dup_stream_conflicts"], 0, "{health}");
+}
