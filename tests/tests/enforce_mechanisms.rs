@@ -351,7 +351,9 @@ fn approval_holds_the_call_until_a_person_decides() {
         VerdictHints::default(),
         peers.port,
     );
-    let mut client = peers.client("async", &["approve_yes", "approve_no", "add"]);
+    // The pause after initialize lets the agent mark the client as an MCP process before its
+    // first call (a first call written sooner is not held: see the README, "Enforcement").
+    let mut client = peers.client_paused("async", &["approve_yes", "approve_no", "add"], 500);
     let p = driver.wait_pending(1, Duration::from_secs(20));
     assert_eq!(p.len(), 1, "no held call appeared: {}", client.stderr());
     assert_eq!(p[0]["tool"], "approve_yes");

@@ -91,6 +91,7 @@ fn stricter(a: Action, b: Action) -> Action {
 
 impl Judge {
     pub fn new(policy: Policy) -> Judge {
+        super::schema::warm_up();
         let mut pins = PinTable::new(MAX_PINS);
         pins.load_file_pins(&policy.file_pins);
         Judge {
@@ -113,11 +114,15 @@ impl Judge {
     }
 
     /// A server's complete tools list was (re)committed: first sight pins each tool's
-    /// definition (written to the pins file, when one is configured).
+    /// definition (written to the pins file, when one is configured), and each `inputSchema`
+    /// is compiled now, between the list and the calls, rather than by the first call.
     pub fn observe_catalog(&mut self, server: &str, catalog: &ToolCatalog) {
         let mut added = false;
-        for def in catalog.tools.values() {
+        for (name, def) in &catalog.tools {
             added |= self.pins.observe(server, def);
+            if let Some(schema) = &def.input_schema {
+                let _ = self.schemas.get(server, name, &def.hash, schema);
+            }
         }
         if added {
             self.persist_pins();

@@ -48,6 +48,24 @@ pub fn compile(schema: &Value) -> Result<Validator, String> {
     }
 }
 
+/// The drafts the SDKs emit, by `$schema` (none means 2020-12).
+const DRAFTS: [&str; 5] = [
+    "https://json-schema.org/draft/2020-12/schema",
+    "http://json-schema.org/draft-07/schema#",
+    "https://json-schema.org/draft/2019-09/schema",
+    "http://json-schema.org/draft-06/schema#",
+    "http://json-schema.org/draft-04/schema#",
+];
+
+/// Builds the compiler's per-draft state (its meta-schemas) once, before the first call is
+/// judged: the first compile of each draft costs 0.5-11 ms here, 20-40 µs after. Paid at
+/// policy load, not by the first `tools/call` while its reset races the server's answer.
+pub fn warm_up() {
+    for draft in DRAFTS {
+        let _ = compile(&serde_json::json!({"$schema": draft, "type": "object"}));
+    }
+}
+
 /// Validates `instance`; `None` when valid, else the detail (instance paths, masked
 /// messages, at most [`MAX_LISTED_ERRORS`]).
 pub fn violations(validator: &Validator, instance: &Value) -> Option<String> {
