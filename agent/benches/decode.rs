@@ -23,6 +23,11 @@
 //! `--passes N` exactly N passes of it, e.g. to count instructions per pass with
 //! `valgrind --tool=callgrind --toggle-collect='decode::one_pass*'`.
 
+
+/// The agent binary's allocator (`src/main.rs`), so these figures are the agent's.
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};

@@ -20,8 +20,3 @@ pub mod record_mask;
 pub mod replay;
 pub mod rpc;
 pub mod top;
-
-/// mimalloc for every binary built on this library (the agent, its tests and benches): the
-/// pipeline allocates per message, and glibc's malloc/free were ~30 % of its profile.
-#[global_allocator]
-static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;

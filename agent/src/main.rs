@@ -2,6 +2,11 @@
 
 mod run;
 
+/// mimalloc: the pipeline allocates per message, and glibc's malloc/free were ~30 % of its
+/// profile (the decode bench uses it too, so its figures are the agent's).
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
