@@ -23,7 +23,6 @@
 //! `--passes N` exactly N passes of it, e.g. to count instructions per pass with
 //! `valgrind --tool=callgrind --toggle-collect='decode::one_pass*'`.
 
-
 /// The agent binary's allocator (`src/main.rs`), so these figures are the agent's.
 #[global_allocator]
 static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;

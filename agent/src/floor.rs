@@ -6,9 +6,10 @@
 //!
 //! Hook sets:
 //! - `own`: the agent's sock-mode hooks: uprobe + uretprobe on `SSL_read`, `SSL_write`,
-//!   `SSL_read_ex`, `SSL_write_ex` in every libssl the agent's start-up scan finds and in
-//!   `node`, and the tracepoints `sock:sock_send_length`, `sock:sock_recv_length`,
-//!   `sock:inet_sock_set_state`, `sched:sched_process_exec`;
+//!   `SSL_read_ex`, `SSL_write_ex` and a uprobe on `SSL_free` in every libssl the agent's
+//!   start-up scan finds and in `node`, a uprobe on the dynamic loaders' `_dl_debug_state`,
+//!   and the tracepoints `sock:sock_send_length`, `sock:sock_recv_length`,
+//!   `sock:inet_sock_set_state`, `sched:sched_process_exec`, `sched:sched_process_exit`;
 //! - `obvious`: the same SSL probes and `syscalls:sys_{enter,exit}_{read,write,sendto,recvfrom}`,
 //!   the hook set a first design would pick.
 
@@ -43,12 +44,18 @@ impl std::str::FromStr for FloorHooks {
 /// The OpenSSL symbols that get an entry and a return probe in both sets.
 const SSL_SYMBOLS: &[&str] = &["SSL_read", "SSL_write", "SSL_read_ex", "SSL_write_ex"];
 
+/// The agent's entry-only uprobes (own set): `SSL_free` in each OpenSSL file, and the
+/// loaders' `_dl_debug_state`.
+const OWN_ENTRY_ONLY_SSL: &[&str] = &["SSL_free"];
+const OWN_LOADER_SYMBOL: &str = "_dl_debug_state";
+
 /// The agent's own sock-mode tracepoints.
 const OWN_TRACEPOINTS: &[(&str, &str)] = &[
     ("sock", "sock_send_length"),
     ("sock", "sock_recv_length"),
     ("sock", "inet_sock_set_state"),
     ("sched", "sched_process_exec"),
+    ("sched", "sched_process_exit"),
 ];
 
 /// The syscall tracepoints of the obvious design.
@@ -104,7 +111,7 @@ pub fn attach(hooks: FloorHooks) -> Result<(Ebpf, FloorAttached), FloorError> {
         .load(EBPF_OBJECT)
         .map_err(|e| CaptureError::Load(Box::new(e)))?;
     let mut attached = FloorAttached::default();
-    let files = ssl_files();
+    let (files, loaders) = ssl_files();
     if files.is_empty() {
         return Err(FloorError::NoSslTarget);
     }
@@ -123,6 +130,22 @@ pub fn attach(hooks: FloorHooks) -> Result<(Ebpf, FloorAttached), FloorError> {
                         ret,
                         "floor: not attached: {e}"
                     ),
+                }
+            }
+        }
+    }
+    if hooks == FloorHooks::Own {
+        let program = "floor_uprobe";
+        let prog: &mut UProbe = program_mut(&mut ebpf, program, "uprobe", "SSL_free")?;
+        let entry_only = files
+            .iter()
+            .flat_map(|f| OWN_ENTRY_ONLY_SSL.iter().map(move |s| (f, *s)))
+            .chain(loaders.iter().map(|f| (f, OWN_LOADER_SYMBOL)));
+        for (file, symbol) in entry_only {
+            match prog.attach(symbol, file, UProbeScope::AllProcesses) {
+                Ok(_) => attached.uprobes += 1,
+                Err(e) => {
+                    tracing::info!(file = %file.display(), symbol, "floor: not attached: {e}")
                 }
             }
         }
@@ -167,16 +190,20 @@ pub fn run(hooks: FloorHooks, ready_file: Option<&Path>) -> Result<(), FloorErro
 }
 
 /// The OpenSSL files the agent's start-up scan attaches to (system libssl, executables
-/// of running processes that export `SSL_write`), and node's executable; one path per
-/// (device, inode).
-fn ssl_files() -> Vec<PathBuf> {
+/// of running processes that export `SSL_write`), and node's executable; then the dynamic
+/// loaders it finds. One path per (device, inode).
+fn ssl_files() -> (Vec<PathBuf>, Vec<PathBuf>) {
     let mut scanner = Scanner::default();
     let mut seen = HashSet::new();
     let mut files = Vec::new();
+    let mut loaders = Vec::new();
     let found = scanner.scan_system().into_iter().chain(scanner.scan_all());
-    for cand in found.filter(|c| c.kind == TargetKind::Ssl) {
+    for cand in found {
         if seen.insert((cand.dev, cand.ino)) {
-            files.push(cand.path);
+            match cand.kind {
+                TargetKind::Ssl => files.push(cand.path),
+                TargetKind::Loader => loaders.push(cand.path),
+            }
         }
     }
     let node = Path::new(NODE);
@@ -186,7 +213,7 @@ fn ssl_files() -> Vec<PathBuf> {
             files.push(node.to_path_buf());
         }
     }
-    files
+    (files, loaders)
 }
 
 fn program_mut<'a, T>(
