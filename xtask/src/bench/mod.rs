@@ -11,7 +11,8 @@
 //!   on the agent's own and on the obvious hooks, interleaved in rounds; the agent's start-up,
 //!   CPU per message and RSS;
 //! - `host-tax` ([`host_tax`], root): non-MCP workloads with and without the agent;
-//! - `loss` ([`loss`], root): loss at a paced message rate, and RSS with many idle sessions.
+//! - `loss` ([`loss`], root): loss at a paced message rate, and RSS with many idle sessions;
+//! - `idle` (root): only the idle-sessions RSS figure of `loss`.
 //!
 //! `--quick` runs every part briefly (CI: it proves the harness works, ~2–3 minutes once
 //! built); the default is the full run (under 15 minutes on the 2-core development VM).
@@ -47,7 +48,7 @@ pub struct BenchOptions {
     pub output: Option<PathBuf>,
 }
 
-pub const PARTS: &[&str] = &["offline", "latency", "host-tax", "loss"];
+pub const PARTS: &[&str] = &["offline", "latency", "host-tax", "loss", "idle"];
 
 /// How much of everything: the full run or the quick one.
 struct Plan {
@@ -124,7 +125,7 @@ pub fn bench(o: BenchOptions) -> Result<()> {
         r["policy_decision"] = policy;
         r["collector_ingest"] = collector;
     }
-    let privileged = ["latency", "host-tax", "loss"];
+    let privileged = ["latency", "host-tax", "loss", "idle"];
     if privileged.iter().any(|p| wants(p)) {
         if is_root() {
             // What a fresh machine lacks (peers, nginx, toolchain), then the agent.
@@ -162,6 +163,8 @@ fn run_privileged(r: &mut Value, plan: &Plan, wants: &dyn Fn(&str) -> bool) -> R
     }
     if wants("loss") {
         r["loss"] = loss::loss(dir.path(), plan.loss)?;
+        r["idle_sessions"] = loss::idle(dir.path(), plan.loss)?;
+    } else if wants("idle") {
         r["idle_sessions"] = loss::idle(dir.path(), plan.loss)?;
     }
     Ok(())
