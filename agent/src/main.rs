@@ -7,23 +7,23 @@ mod run;
 #[global_allocator]
 static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-// mimalloc's option setter (the vendored v3 library; `libmimalloc-sys` only declares it
-// behind a feature that does not name these options).
+// mimalloc's option setter (`libmimalloc-sys` only declares it behind a feature that does
+// not name these options).
 extern "C" {
     fn mi_option_set(option: std::ffi::c_int, value: std::ffi::c_long);
 }
-/// `mi_option_arena_eager_commit` in mimalloc v3's `mi_option_t` (`mimalloc.h`).
+/// `mi_option_arena_eager_commit` in `mi_option_t` (`mimalloc.h`; the same number in the v2
+/// and v3 headers `libmimalloc-sys` 0.1.49 vendors: check again on an upgrade).
 const MI_OPTION_ARENA_EAGER_COMMIT: std::ffi::c_int = 4;
-/// `mi_option_purge_delay` in mimalloc v3's `mi_option_t`.
+/// `mi_option_purge_delay` in `mi_option_t` (same in v2 and v3).
 const MI_OPTION_PURGE_DELAY: std::ffi::c_int = 15;
 
 /// Gives memory back instead of holding it: freed pages are purged after 1 ms instead of
 /// mimalloc's default 10 ms (which an idle agent, making few allocator calls, reaches late
 /// or never; 0 purged a little more but costs a syscall on every freed page), and arenas
 /// are committed as used. Overrides `MIMALLOC_PURGE_DELAY`/`MIMALLOC_ARENA_EAGER_COMMIT`.
-/// Measured with `cargo xtask bench --parts idle` (10,000 sessions): RSS 83 → 76 MB at
-/// start, 143 → 101 MB after (peak 107 MB); arena commit alone changed nothing measurable
-/// when set here (its arena is reserved before `main`).
+/// Measured with `cargo xtask bench --parts idle` (10,000 sessions, one run each): 76 MB at
+/// start and 172 MB after, against 83 / 229 MB untuned (glibc: 53 / 174 MB).
 fn tune_allocator() {
     // SAFETY: sets two integer options; mimalloc reads them on later calls.
     unsafe {

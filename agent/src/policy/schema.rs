@@ -60,10 +60,14 @@ const DRAFTS: [&str; 5] = [
 /// Builds the compiler's per-draft state (its meta-schemas) once, before the first call is
 /// judged: the first compile of each draft costs 0.5-11 ms here, 20-40 µs after. Paid at
 /// policy load, not by the first `tools/call` while its reset races the server's answer.
+/// Once per process (the state is the crate's own, process-wide).
 pub fn warm_up() {
-    for draft in DRAFTS {
-        let _ = compile(&serde_json::json!({"$schema": draft, "type": "object"}));
-    }
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        for draft in DRAFTS {
+            let _ = compile(&serde_json::json!({"$schema": draft, "type": "object"}));
+        }
+    });
 }
 
 /// Validates `instance`; `None` when valid, else the detail (instance paths, masked

@@ -615,3 +615,15 @@ fn a_judge_and_a_policy_can_move_between_threads() {
     send::<Policy>();
     send::<PolicySource>();
 }
+
+#[test]
+fn a_committed_catalogue_is_compiled_before_its_first_call() {
+    let v1 = catalog(SERVER, &[tool_v("Adds numbers", 100)]);
+    let mut judge = Judge::new(policy("default: allow\n"));
+    judge.observe_catalog(SERVER, &v1);
+    assert_eq!(judge.stats().schema_compiles, 1, "compiled at commit");
+    let j = judge_call(&mut judge, &v1, "add", json!({"a": 1}));
+    assert!(j.is_plain_allow(), "{j:?}");
+    let s = judge.stats();
+    assert_eq!(s.schema_compiles, 1, "the call reuses it: {s:?}");
+}
