@@ -221,7 +221,28 @@ impl PendingTable {
     /// belongs to.
     pub fn take(&mut self, answer_flow: Flow, side: Side, id: &RpcId) -> Option<Pending> {
         let key = self.find(answer_flow.opposite(), side, id)?;
-        self.remove(&key).map(|(_, pending)| pending)
+        let taken = self.remove(&key).map(|(_, pending)| pending);
+        self.release_if_empty();
+        taken
+    }
+
+    /// An empty table gives its allocations back: most sessions sit idle with nothing
+    /// pending, and a map or B-tree keeps its capacity (the B-tree its root node) when its
+    /// last entry goes.
+    fn release_if_empty(&mut self) {
+        if self.entries.is_empty() {
+            self.entries = HashMap::new();
+            self.order = BTreeMap::new();
+        }
+        if self.tokens.is_empty() {
+            self.tokens = HashMap::new();
+        }
+    }
+
+    /// Slots the maps hold allocated, plus the entries in age order (tests).
+    #[cfg(test)]
+    pub(crate) fn capacity(&self) -> usize {
+        self.entries.capacity() + self.tokens.capacity() + self.order.len()
     }
 
     /// Moves every entry of `other` in (oldest first), keeping the bound.
@@ -294,6 +315,22 @@ mod tests {
             t.take(Flow::ServerToClient, Side::Client, &RpcId::Str("1".into())),
             Some(p("ping", 1))
         );
+    }
+
+    #[test]
+    fn an_emptied_table_holds_no_allocation() {
+        let mut t = PendingTable::new(8);
+        for i in 0..5 {
+            t.insert(Flow::ClientToServer, Side::Client, RpcId::Num(i), p("a", 1));
+        }
+        assert!(t.capacity() > 0);
+        for i in 0..5 {
+            assert!(t
+                .take(Flow::ServerToClient, Side::Client, &RpcId::Num(i))
+                .is_some());
+        }
+        assert_eq!(t.capacity(), 0);
+        assert_eq!((t.len(), t.live()), (0, 0));
     }
 
     #[test]

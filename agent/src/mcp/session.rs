@@ -1,6 +1,7 @@
 //! One MCP session of one observed process: identity, handshake state, counters.
 
 use std::collections::BTreeSet;
+use std::sync::{Arc, Mutex};
 
 use serde::Serialize;
 use serde_json::{json, Value};
@@ -24,6 +25,32 @@ pub const MAX_CONNS_PER_SESSION: usize = 1024;
 pub const MAX_ATTACKS: usize = 256;
 
 /// The primitive families a method belongs to (for the summary's `primitives`).
+/// Distinct capability objects kept for sharing ([`shared_value`]).
+const MAX_SHARED_VALUES: usize = 64;
+
+/// Capability objects seen recently; sessions hold these instead of copies.
+static SHARED_VALUES: Mutex<Vec<Arc<Value>>> = Mutex::new(Vec::new());
+
+/// `v` as a shared value: the one already held when an equal value was seen (most sessions
+/// of a host show the same few capability objects, and a JSON object costs hundreds of bytes),
+/// else a new one, remembered while fewer than [`MAX_SHARED_VALUES`] are in use. Only
+/// memory is at stake: a value not remembered is still kept whole by its session.
+pub(crate) fn shared_value(v: &Value) -> Arc<Value> {
+    let Ok(mut known) = SHARED_VALUES.lock() else {
+        return Arc::new(v.clone());
+    };
+    if let Some(hit) = known.iter().find(|k| ***k == *v) {
+        return Arc::clone(hit);
+    }
+    let new = Arc::new(v.clone());
+    // Forget the values no session holds any more.
+    known.retain(|k| Arc::strong_count(k) > 1);
+    if known.len() < MAX_SHARED_VALUES {
+        known.push(Arc::clone(&new));
+    }
+    new
+}
+
 pub fn primitive_of(method: &str) -> Option<&'static str> {
     let family = method.strip_prefix("notifications/").unwrap_or(method);
     let head = family.split('/').next().unwrap_or(family);
@@ -106,9 +133,10 @@ pub struct McpSession {
     pub joined_mid_stream: bool,
     pub state: SessionState,
     pub client: Implementation,
-    pub client_capabilities: Option<Value>,
+    /// Shared with every session that showed the same capabilities ([`shared_value`]).
+    pub client_capabilities: Option<Arc<Value>>,
     pub server_info: Implementation,
-    pub server_capabilities: Option<Value>,
+    pub server_capabilities: Option<Arc<Value>>,
     /// Version the client asked for (`initialize` params or stateless `_meta`).
     pub requested_protocol_version: Option<String>,
     /// Version the server answered in the `initialize` result.
@@ -119,8 +147,8 @@ pub struct McpSession {
     pub notifications: u64,
     pub responses: u64,
     pub errors: u64,
-    pub methods: BTreeSet<String>,
-    pub tools: BTreeSet<String>,
+    pub methods: NameSet,
+    pub tools: NameSet,
     pub primitives: BTreeSet<&'static str>,
     /// The session id came from a query parameter (legacy HTTP+SSE style).
     pub id_in_query: bool,
@@ -143,7 +171,7 @@ pub struct McpSession {
     /// Multi round-trip calls awaiting their retry.
     pub(crate) rounds: RoundTable,
     /// Open connections this session's exchanges used (session-id sessions only).
-    pub(crate) conns: BTreeSet<String>,
+    pub(crate) conns: NameSet,
     /// More connections than [`MAX_CONNS_PER_SESSION`] were open at once.
     pub(crate) conns_overflowed: bool,
     /// Kernel time the last open connection closed; `None` while one is open.
@@ -189,8 +217,8 @@ impl McpSession {
             notifications: 0,
             responses: 0,
             errors: 0,
-            methods: BTreeSet::new(),
-            tools: BTreeSet::new(),
+            methods: NameSet::default(),
+            tools: NameSet::default(),
             primitives: BTreeSet::new(),
             id_in_query: false,
             identity: None,
@@ -204,7 +232,7 @@ impl McpSession {
             supported_versions: None,
             verification_failures: 0,
             rounds: RoundTable::default(),
-            conns: BTreeSet::new(),
+            conns: NameSet::default(),
             conns_overflowed: false,
             all_closed_ns: None,
             pages: PageBuffers::default(),
@@ -252,7 +280,7 @@ impl McpSession {
 
     /// The connections this session is known to have open.
     pub fn open_conns(&self) -> impl Iterator<Item = &str> {
-        self.conns.iter().map(String::as_str)
+        self.conns.iter()
     }
 
     /// The exchange on `conn_id` belongs to this session; `true` when newly added.
@@ -265,7 +293,7 @@ impl McpSession {
             self.conns_overflowed = true;
             return false;
         }
-        self.conns.insert(conn_id.to_string());
+        self.conns.insert(conn_id);
         true
     }
 
@@ -360,7 +388,7 @@ impl McpSession {
                     if let Some(client) = Implementation::from_value(p.get("clientInfo")) {
                         self.client = client;
                     }
-                    self.client_capabilities = p.get("capabilities").cloned();
+                    self.client_capabilities = p.get("capabilities").map(shared_value);
                     self.requested_protocol_version = extract::str_field(p.get("protocolVersion"));
                 }
             }
@@ -378,7 +406,7 @@ impl McpSession {
                 self.client = client;
             }
             if meta.capabilities.is_some() {
-                self.client_capabilities = meta.capabilities;
+                self.client_capabilities = meta.capabilities.as_ref().map(shared_value);
             }
         }
     }
@@ -390,7 +418,7 @@ impl McpSession {
             if let Some(info) = Implementation::from_value(result.get("serverInfo")) {
                 self.server_info = info;
             }
-            self.server_capabilities = result.get("capabilities").cloned();
+            self.server_capabilities = result.get("capabilities").map(shared_value);
             self.negotiated_protocol_version = extract::str_field(result.get("protocolVersion"));
             if self.state == SessionState::Initializing || self.state == SessionState::New {
                 self.state = SessionState::Initialized;
@@ -404,7 +432,7 @@ impl McpSession {
                 self.supported_versions = Some(versions);
             }
             if let Some(caps) = result.get("capabilities").filter(|c| c.is_object()) {
-                self.server_capabilities = Some(caps.clone());
+                self.server_capabilities = Some(shared_value(caps));
             }
         }
         // 2026-07-28 MRTR: sampling/elicitation/roots requests travel inside the result.
@@ -452,10 +480,10 @@ impl McpSession {
         self.notifications += other.notifications;
         self.responses += other.responses;
         self.errors += other.errors;
-        for m in &other.methods {
+        for m in other.methods.iter() {
             insert_bounded(&mut self.methods, m);
         }
-        for t in &other.tools {
+        for t in other.tools.iter() {
             insert_bounded(&mut self.tools, t);
         }
         self.primitives.extend(other.primitives);
@@ -516,8 +544,8 @@ impl McpSession {
             errors: self.errors,
             status,
             end_reason,
-            methods: self.methods.iter().cloned().collect(),
-            tools: self.tools.iter().cloned().collect(),
+            methods: self.methods.iter().map(str::to_string).collect(),
+            tools: self.tools.iter().map(str::to_string).collect(),
             primitives: self.primitives.iter().map(|p| p.to_string()).collect(),
             state: self.state,
             user: self.identity.as_ref().and_then(|i| i.user.clone()),
@@ -525,8 +553,8 @@ impl McpSession {
             identity_source: self.identity.as_ref().map(|i| i.source),
             identity_verified: self.identity.as_ref().is_some_and(|i| i.verified),
             process: crate::process::ProcessIdentity::default(),
-            client_capabilities: self.client_capabilities.clone(),
-            server_capabilities: self.server_capabilities.clone(),
+            client_capabilities: self.client_capabilities.as_deref().cloned(),
+            server_capabilities: self.server_capabilities.as_deref().cloned(),
             cancelled: self.cancelled,
             protocol_version_mismatches: self.protocol_version_mismatches,
             first_mismatched_protocol_version: self.first_mismatched_protocol_version.clone(),
@@ -541,14 +569,110 @@ impl McpSession {
     }
 }
 
-fn insert_bounded(set: &mut BTreeSet<String>, name: &str) {
-    if set.len() < MAX_DISTINCT_NAMES && !set.contains(name) {
-        set.insert(name.to_string());
+fn insert_bounded(set: &mut NameSet, name: &str) {
+    if set.len() < MAX_DISTINCT_NAMES {
+        set.insert(name);
+    }
+}
+
+/// A sorted set of names in one exactly-sized allocation. A session holds a handful of names
+/// in each of its sets (methods, tools, connections), and a `BTreeSet<String>` spends ~300
+/// bytes on its first node alone; the sets are bounded ([`MAX_DISTINCT_NAMES`],
+/// [`MAX_CONNS_PER_SESSION`]), so inserting into the middle stays cheap.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct NameSet(Vec<Box<str>>);
+
+impl NameSet {
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    fn find(&self, name: &str) -> Result<usize, usize> {
+        self.0.binary_search_by(|x| (**x).cmp(name))
+    }
+
+    pub fn contains(&self, name: &str) -> bool {
+        self.find(name).is_ok()
+    }
+
+    /// Adds `name`; false when it was there already.
+    pub fn insert(&mut self, name: &str) -> bool {
+        match self.find(name) {
+            Ok(_) => false,
+            Err(at) => {
+                self.0.reserve_exact(1);
+                self.0.insert(at, name.into());
+                true
+            }
+        }
+    }
+
+    /// Removes `name`; false when it was not there. An emptied set frees its allocation.
+    pub fn remove(&mut self, name: &str) -> bool {
+        match self.find(name) {
+            Ok(at) => {
+                self.0.remove(at);
+                if self.0.is_empty() {
+                    self.0 = Vec::new();
+                }
+                true
+            }
+            Err(_) => false,
+        }
+    }
+
+    /// The names in order.
+    pub fn iter(&self) -> impl Iterator<Item = &str> {
+        self.0.iter().map(|n| &**n)
+    }
+
+    /// Slots allocated (tests).
+    #[cfg(test)]
+    pub(crate) fn capacity(&self) -> usize {
+        self.0.capacity()
     }
 }
 
 fn fill<T>(slot: &mut Option<T>, other: Option<T>) {
     if slot.is_none() {
         *slot = other;
+    }
+}
+
+#[cfg(test)]
+mod name_set_tests {
+    use super::*;
+
+    #[test]
+    fn a_name_set_is_sorted_exactly_sized_and_freed_when_emptied() {
+        let mut set = NameSet::default();
+        for n in ["tools/list", "initialize", "ping", "initialize"] {
+            set.insert(n);
+        }
+        assert_eq!(
+            set.iter().collect::<Vec<_>>(),
+            ["initialize", "ping", "tools/list"]
+        );
+        assert_eq!(set.capacity(), 3);
+        assert!(set.contains("ping") && !set.contains("pong"));
+        assert!(!set.remove("pong"));
+        for n in ["ping", "initialize", "tools/list"] {
+            assert!(set.remove(n));
+        }
+        assert_eq!((set.len(), set.capacity()), (0, 0));
+    }
+
+    #[test]
+    fn equal_values_are_shared_and_unequal_ones_kept_apart() {
+        let a = shared_value(&json!({"name_set_tests": {"listChanged": true}}));
+        let b = shared_value(&json!({"name_set_tests": {"listChanged": true}}));
+        let c = shared_value(&json!({"name_set_tests": {"listChanged": false}}));
+        assert!(Arc::ptr_eq(&a, &b));
+        assert!(!Arc::ptr_eq(&a, &c));
+        assert_eq!(*c, json!({"name_set_tests": {"listChanged": false}}));
     }
 }

@@ -464,6 +464,33 @@ fn a_handshake_session_is_reported_message_by_message_and_summarised_on_delete()
 }
 
 #[test]
+fn idle_sessions_share_their_capabilities_and_hold_no_empty_tables() {
+    let mut sim = Sim::new();
+    let c1 = client("c1", 40001);
+    sim.handshake(&c1, "s1", SEC);
+    sim.handshake(&c1, "s2", 2 * SEC);
+    let sessions: Vec<&McpSession> = sim.tracker.sessions().collect();
+    assert_eq!(sessions.len(), 2);
+    let (a, b) = (sessions[0], sessions[1]);
+    for (x, y) in [
+        (&a.client_capabilities, &b.client_capabilities),
+        (&a.server_capabilities, &b.server_capabilities),
+    ] {
+        let (Some(x), Some(y)) = (x, y) else {
+            panic!("both sessions keep the capabilities");
+        };
+        assert!(std::sync::Arc::ptr_eq(x, y), "one copy for equal values");
+    }
+    for s in [a, b] {
+        // The initialize request was answered: nothing pending, nothing allocated for it.
+        assert_eq!((s.pending(), s.pending.capacity()), (0, 0));
+        // Exactly sized name sets.
+        assert_eq!(s.methods.capacity(), s.methods.len());
+        assert_eq!(s.conns.capacity(), 1);
+    }
+}
+
+#[test]
 fn handshake_capabilities_and_state_are_kept_on_the_session() {
     let mut sim = Sim::new();
     let c1 = client("c1", 40001);
@@ -492,8 +519,8 @@ fn handshake_capabilities_and_state_are_kept_on_the_session() {
     assert_eq!(s.state, SessionState::Operating);
     assert_eq!(s.grouping(), Grouping::SessionHeader);
     assert_eq!(
-        s.client_capabilities,
-        Some(json!({"sampling": {}, "roots": {"listChanged": true}}))
+        s.client_capabilities.as_deref(),
+        Some(&json!({"sampling": {}, "roots": {"listChanged": true}}))
     );
     assert_eq!(
         s.server_capabilities.as_ref().and_then(|c| c.get("tools")),
