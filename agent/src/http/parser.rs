@@ -29,6 +29,10 @@ use super::sse::SseParser;
 /// Most request methods remembered for responses not seen yet (pipelining depth).
 const MAX_EXPECTED_RESPONSES: usize = 1024;
 
+/// Capacity the held-back input keeps between messages; beyond it, the buffer is shrunk to
+/// what it holds once it holds at most a quarter of this.
+pub(crate) const KEEP_BUF_CAPACITY: usize = 4096;
+
 /// Incremental HTTP/1.x parser for one direction of one connection.
 #[derive(Debug)]
 pub struct HttpParser {
@@ -159,6 +163,20 @@ impl HttpParser {
         while self.pieces.len() >= 2 && self.pieces[1].0 <= self.buf_start {
             self.pieces.pop_front();
         }
+        // A large head, resynchronisation candidate or piece of data went through: do not
+        // keep its capacity for the connection's lifetime (most connections sit idle).
+        if self.buf.capacity() > KEEP_BUF_CAPACITY && self.buf.len() <= KEEP_BUF_CAPACITY / 4 {
+            self.buf.shrink_to(self.buf.len());
+        }
+        if self.pieces.capacity() > 64 && self.pieces.len() <= 16 {
+            self.pieces.shrink_to(self.pieces.len());
+        }
+    }
+
+    /// Bytes allocated for held-back input (tests).
+    #[cfg(test)]
+    pub(crate) fn buf_capacity(&self) -> usize {
+        self.buf.capacity()
     }
 
     /// `lost` bytes of the stream are missing (capture loss). Drops the current message

@@ -1191,3 +1191,29 @@ mod properties {
         }
     }
 }
+
+#[test]
+fn the_held_back_buffer_is_shrunk_after_a_large_message() {
+    let mut p = HttpParser::new(MessageKind::Request, Limits::default());
+    let body = format!(
+        r#"{{"jsonrpc":"2.0","method":"x","params":{{"pad":"{}"}}}}"#,
+        "a".repeat(200_000)
+    );
+    let whole = post_mcp(&body, "");
+    let mut out = Vec::new();
+    // An incomplete head first: the rest arrives in one large read appended to it.
+    p.push(&whole[..20], 1, &mut out);
+    p.push(&whole[20..], 2, &mut out);
+    assert!(
+        out.iter()
+            .any(|e| matches!(e, HttpEvent::Body { .. } | HttpEvent::Partial { .. })),
+        "{:?}",
+        describe(&out)
+    );
+    assert_eq!(p.buffered_bytes(), 0);
+    assert!(
+        p.buf_capacity() <= parser::KEEP_BUF_CAPACITY,
+        "{}",
+        p.buf_capacity()
+    );
+}
