@@ -315,6 +315,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
     );
     metrics.health().beat(monotonic_ns());
     metrics.health().ready.store(true, Ordering::SeqCst);
+    crate::release_freed_memory();
     if let Some(p) = &args.ready_file {
         std::fs::write(p, format!("{}\n", std::process::id()))
             .with_context(|| format!("writing {}", p.display()))?;
@@ -445,6 +446,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
             table.on_tick(now, &mut records);
             enforcer.after_event(None, &mut records, from, &hints);
             last_tick = now;
+            crate::release_freed_memory();
             metrics.observe_programs(&mcpwarden::capture::progstats::read());
             metrics.observe_exports(&exporter.stats());
             metrics.observe_stages(

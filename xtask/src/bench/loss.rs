@@ -146,16 +146,35 @@ pub fn idle(dir: &Path, plan: LossPlan) -> Result<Value> {
     let agent = agent::start(dir, Observer::Monitor, 2002, 1)?;
     let rss_before = agent.rss_bytes()?;
     let (clients, messages) = idle_sessions(server.port, 10, plan.idle_sessions)?;
-    // The agent drains and writes a health record (every second here).
-    std::thread::sleep(Duration::from_millis(2500));
+    // The handshakes come faster than one core decodes them: the agent works through the
+    // ring's backlog after the clients are done. Measure once its health records (one a
+    // second here) stop changing the tracked-session count, or after 30 s.
+    let wait_from = std::time::Instant::now();
+    let mut last: Option<Value> = None;
+    let mut settled_for = 0;
+    let health = loop {
+        std::thread::sleep(Duration::from_millis(1100));
+        let h = agent
+            .output
+            .as_deref()
+            .and_then(|p| agent::read_records(p).ok())
+            .and_then(|r| last_health(&r).cloned());
+        let tracked = h.as_ref().map(|h| h["tracked"]["sessions"].clone());
+        if tracked.is_some() && tracked == last.as_ref().map(|l| l["tracked"]["sessions"].clone()) {
+            settled_for += 1;
+        } else {
+            settled_for = 0;
+        }
+        if settled_for >= 2 || wait_from.elapsed() > Duration::from_secs(30) {
+            break h.unwrap_or(Value::Null);
+        }
+        last = h;
+    };
+    let settle_s = wait_from.elapsed().as_secs_f64();
     let rss_after = agent.rss_bytes()?;
     let hwm = agent.hwm_bytes()?;
-    let tracked = agent
-        .output
-        .as_deref()
-        .and_then(|p| agent::read_records(p).ok())
-        .and_then(|r| last_health(&r).map(|h| h["tracked"]["sessions"].clone()))
-        .unwrap_or(Value::Null);
+    let tracked = health["tracked"]["sessions"].clone();
+    let counters = loss_counters(&health);
     drop(clients);
     let records = agent.stop()?;
     let reported = messages_for_port(&records, server.port);
@@ -165,6 +184,8 @@ pub fn idle(dir: &Path, plan: LossPlan) -> Result<Value> {
         "wire_messages": messages,
         "reported_records": reported,
         "tracked_sessions": tracked,
+        "settle_s": (settle_s * 10.0).round() / 10.0,
+        "loss_counters": counters,
         "agent_vm_rss_bytes_before": rss_before,
         "agent_vm_rss_bytes": rss_after,
         "agent_vm_hwm_bytes": hwm,

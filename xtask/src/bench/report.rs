@@ -270,15 +270,7 @@ pub fn print(r: &Value) {
     }
     let loss = &r["loss"];
     if !loss.is_null() {
-        let lost: Vec<String> = loss["loss_counters"]
-            .as_object()
-            .map(|c| {
-                c.iter()
-                    .filter(|(_, v)| v.as_u64().unwrap_or(0) > 0)
-                    .map(|(k, v)| format!("{k}={v}"))
-                    .collect()
-            })
-            .unwrap_or_default();
+        let lost = nonzero(&loss["loss_counters"]);
         println!(
             "\nloss: {} messages/s asked, {} achieved for {} s; records expected {} (both ends), reported {}, unaccounted {} ({} %), counted chunk loss {} %; non-zero loss counters: [{}]; agent CPU {} % of a core, HWM {:.1} MiB",
             loss["target_messages_per_s"],
@@ -297,12 +289,14 @@ pub fn print(r: &Value) {
     let idle = &r["idle_sessions"];
     if !idle.is_null() {
         println!(
-            "idle sessions: {} handshakes (tracked by the agent: {}), agent RSS {:.1} MiB (before {:.1} MiB, HWM {:.1} MiB)",
+            "idle sessions: {} handshakes (tracked by the agent: {}, settled after {} s), agent RSS {:.1} MiB (before {:.1} MiB, HWM {:.1} MiB); non-zero loss counters: [{}]",
             idle["sessions"],
             idle["tracked_sessions"],
+            idle["settle_s"],
             f(&idle["agent_vm_rss_bytes"]) / 1048576.0,
             f(&idle["agent_vm_rss_bytes_before"]) / 1048576.0,
-            f(&idle["agent_vm_hwm_bytes"]) / 1048576.0
+            f(&idle["agent_vm_hwm_bytes"]) / 1048576.0,
+            nonzero(&idle["loss_counters"]).join(", ")
         );
     }
     if let Some(figs) = r["decoder"]["figures"].as_array() {
@@ -341,4 +335,17 @@ pub fn write(path: &Path, r: &Value) -> Result<()> {
         .with_context(|| format!("bench: writing {}", path.display()))?;
     println!("\nbench: wrote {}", path.display());
     Ok(())
+}
+
+/// The loss counters of a figure that are not zero, as `name=value`.
+fn nonzero(counters: &Value) -> Vec<String> {
+    counters
+        .as_object()
+        .map(|c| {
+            c.iter()
+                .filter(|(_, v)| v.as_u64().unwrap_or(0) > 0)
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect()
+        })
+        .unwrap_or_default()
 }
