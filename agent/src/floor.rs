@@ -6,20 +6,34 @@
 //!
 //! Hook sets:
 //! - `own`: the agent's sock-mode hooks: uprobe + uretprobe on `SSL_read`, `SSL_write`,
-//!   `SSL_read_ex`, `SSL_write_ex` and a uprobe on `SSL_free` in every libssl the agent's
-//!   start-up scan finds and in `node`, a uprobe on the dynamic loaders' `_dl_debug_state`,
+//!   `SSL_read_ex`, `SSL_write_ex` (or on OpenSSL's read and write cores, where the agent
+//!   finds them: see [`crate::capture::ssl_sites`]) and a uprobe on `SSL_free` in every
+//!   libssl the agent's start-up scan finds and in `node`, a uprobe on the dynamic loaders' `_dl_debug_state`,
 //!   and the tracepoints `sock:sock_send_length`, `sock:sock_recv_length`,
 //!   `sock:inet_sock_set_state`, `sched:sched_process_exec`, `sched:sched_process_exit`;
 //! - `obvious`: the same SSL probes and `syscalls:sys_{enter,exit}_{read,write,sendto,recvfrom}`,
 //!   the hook set a first design would pick.
+//!
+//! One kind of hook at a time, for the price of each (`cargo xtask bench --parts hooks`):
+//! - `ssl-entry`: the entry uprobes on the four SSL symbols only;
+//! - `ssl-return`: their return probes only;
+//! - `ssl`: both (the SSL part of `own`, without `SSL_free` and the loaders);
+//! - `ssl-exports`: both, on the exported symbols even where the agent uses the cores (the
+//!   placement before [`crate::capture::ssl_sites`]);
+//! - `sock`: the tracepoints of `own` only;
+//! - `syscalls`: the tracepoints of `obvious` only.
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
-use aya::programs::{uprobe::UProbeScope, TracePoint, UProbe};
+use aya::programs::{
+    uprobe::{UProbeAttachLocation, UProbeScope},
+    TracePoint, UProbe,
+};
 use aya::{Ebpf, EbpfLoader};
 use thiserror::Error;
 
+use crate::capture::ssl_sites;
 use crate::capture::tls::{exports_ssl, Scanner, TargetKind};
 use crate::capture::{preflight, CaptureError, EBPF_OBJECT};
 
@@ -28,6 +42,32 @@ use crate::capture::{preflight, CaptureError, EBPF_OBJECT};
 pub enum FloorHooks {
     Own,
     Obvious,
+    SslEntry,
+    SslReturn,
+    Ssl,
+    SslExports,
+    Sock,
+    Syscalls,
+}
+
+impl FloorHooks {
+    /// Entry uprobes on [`SSL_SYMBOLS`].
+    fn ssl_entry(self) -> bool {
+        !matches!(self, Self::SslReturn | Self::Sock | Self::Syscalls)
+    }
+
+    /// Return probes on [`SSL_SYMBOLS`].
+    fn ssl_return(self) -> bool {
+        !matches!(self, Self::SslEntry | Self::Sock | Self::Syscalls)
+    }
+
+    fn tracepoints(self) -> &'static [(&'static str, &'static str)] {
+        match self {
+            Self::Own | Self::Sock => OWN_TRACEPOINTS,
+            Self::Obvious | Self::Syscalls => OBVIOUS_TRACEPOINTS,
+            Self::SslEntry | Self::SslReturn | Self::Ssl | Self::SslExports => &[],
+        }
+    }
 }
 
 impl std::str::FromStr for FloorHooks {
@@ -36,7 +76,15 @@ impl std::str::FromStr for FloorHooks {
         match s {
             "own" => Ok(Self::Own),
             "obvious" => Ok(Self::Obvious),
-            other => Err(format!("unknown hook set {other:?} (own, obvious)")),
+            "ssl-entry" => Ok(Self::SslEntry),
+            "ssl-return" => Ok(Self::SslReturn),
+            "ssl" => Ok(Self::Ssl),
+            "ssl-exports" => Ok(Self::SslExports),
+            "sock" => Ok(Self::Sock),
+            "syscalls" => Ok(Self::Syscalls),
+            other => Err(format!(
+                "unknown hook set {other:?} (own, obvious, ssl-entry, ssl-return, ssl, ssl-exports, sock, syscalls)"
+            )),
         }
     }
 }
@@ -115,13 +163,33 @@ pub fn attach(hooks: FloorHooks) -> Result<(Ebpf, FloorAttached), FloorError> {
     if files.is_empty() {
         return Err(FloorError::NoSslTarget);
     }
-    for (program, ret) in [("floor_uprobe", false), ("floor_uretprobe", true)] {
+    let ssl_programs = [("floor_uprobe", false), ("floor_uretprobe", true)]
+        .into_iter()
+        .filter(|(_, ret)| {
+            if *ret {
+                hooks.ssl_return()
+            } else {
+                hooks.ssl_entry()
+            }
+        });
+    for (program, ret) in ssl_programs {
         let prog: &mut UProbe = program_mut(&mut ebpf, program, "uprobe", "SSL_*")?;
         prog.load()
             .map_err(|e| prog_err(program, "uprobe", "SSL_*", e))?;
         for file in &files {
+            // Where the agent puts them: on the read and write cores when found.
+            let cores = match hooks {
+                FloorHooks::SslExports => None,
+                _ => ssl_sites::core_sites(file),
+            };
             for symbol in SSL_SYMBOLS {
-                match prog.attach(*symbol, file, UProbeScope::AllProcesses) {
+                let location = match (cores, *symbol) {
+                    (None, s) => UProbeAttachLocation::Symbol(s),
+                    (Some(c), "SSL_read_ex") => UProbeAttachLocation::AbsoluteOffset(c.read),
+                    (Some(c), "SSL_write_ex") => UProbeAttachLocation::AbsoluteOffset(c.write),
+                    (Some(_), _) => continue,
+                };
+                match prog.attach(location, file, UProbeScope::AllProcesses) {
                     Ok(_) => attached.uprobes += 1,
                     // The `_ex` pair exists only in OpenSSL >= 1.1.1: as in the agent, a skip.
                     Err(e) => tracing::info!(
@@ -150,10 +218,11 @@ pub fn attach(hooks: FloorHooks) -> Result<(Ebpf, FloorAttached), FloorError> {
             }
         }
     }
-    let tracepoints = match hooks {
-        FloorHooks::Own => OWN_TRACEPOINTS,
-        FloorHooks::Obvious => OBVIOUS_TRACEPOINTS,
-    };
+    let tracepoints = hooks.tracepoints();
+    if tracepoints.is_empty() {
+        attached.files = files;
+        return Ok((ebpf, attached));
+    }
     let program = "floor_tracepoint";
     let prog: &mut TracePoint = program_mut(&mut ebpf, program, "tracepoint", "*")?;
     prog.load()

@@ -115,7 +115,8 @@ enum Cmd {
     /// Empty eBPF programs on a hook set, until SIGINT/SIGTERM (`cargo xtask bench`).
     #[command(hide = true)]
     Floor {
-        /// `own` (the agent's sock-mode hooks) or `obvious` (SSL probes + syscall tracepoints).
+        /// `own` (the agent's sock-mode hooks), `obvious` (SSL probes + syscall tracepoints), or one
+        /// kind alone: `ssl-entry`, `ssl-return`, `ssl`, `sock`, `syscalls`.
         #[arg(long)]
         hooks: mcpwarden::floor::FloorHooks,
         #[arg(long)]

@@ -3,11 +3,15 @@
     python host_tax.py pipe N
     python host_tax.py tcp N
     python host_tax.py https N --cert CERT --key KEY
+    python host_tax.py ssl N --cert CERT --key KEY
 
 pipe:  N writes of 64 bytes to a pipe a forked child drains;
 tcp:   N round trips of 64 bytes on one loopback TCP connection to a forked echo server;
 https: N `GET /` requests on one keep-alive TLS connection to a forked HTTPS server (plain
        text answers: HTTP, but no JSON-RPC anywhere).
+ssl:   N rounds of one `SSL_write_ex` (64 bytes, client) and one `SSL_read_ex` (server) in
+       this process, over memory BIOs (no socket, no syscall): the price of the SSL probes
+       alone, per pair of calls.
 
 Prints one JSON object: {"ops": N, "ns_per_op": wall time per operation of the loop}. The
 caller measures the CPU of the whole process tree (this process and its waited-for child).
@@ -124,6 +128,39 @@ def https(n: int, cert: str, key: str) -> float:
     return spent / n
 
 
+def ssl_calls(n: int, cert: str, key: str) -> float:
+    server_ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    server_ctx.load_cert_chain(cert, key)
+    client_ctx = ssl.create_default_context(cafile=cert)
+    c_in, c_out, s_in, s_out = (ssl.MemoryBIO() for _ in range(4))
+    client = client_ctx.wrap_bio(c_in, c_out, server_hostname="127.0.0.1")
+    server = server_ctx.wrap_bio(s_in, s_out, server_side=True)
+
+    def pump() -> None:
+        s_in.write(c_out.read())
+        c_in.write(s_out.read())
+
+    for _ in range(10):
+        for side in (client, server):
+            try:
+                side.do_handshake()
+            except ssl.SSLWantReadError:
+                pass
+        pump()
+    client.do_handshake()
+    server.do_handshake()
+    pump()
+    data = b"z" * 64
+    t0 = time.perf_counter_ns()
+    for _ in range(n):
+        client.write(data)
+        s_in.write(c_out.read())
+        if server.read(64) != data:
+            raise SystemExit("ssl loop: the server read other bytes")
+    spent = time.perf_counter_ns() - t0
+    return spent / n
+
+
 def main() -> int:
     what, n = sys.argv[1], int(sys.argv[2])
     if what == "pipe":
@@ -133,8 +170,11 @@ def main() -> int:
     elif what == "https":
         args = sys.argv[3:]
         ns = https(n, args[args.index("--cert") + 1], args[args.index("--key") + 1])
+    elif what == "ssl":
+        args = sys.argv[3:]
+        ns = ssl_calls(n, args[args.index("--cert") + 1], args[args.index("--key") + 1])
     else:
-        print(f"unknown workload {what!r} (pipe, tcp, https)", file=sys.stderr)
+        print(f"unknown workload {what!r} (pipe, tcp, https, ssl)", file=sys.stderr)
         return 2
     print(json.dumps({"ops": n, "ns_per_op": ns}))
     return 0

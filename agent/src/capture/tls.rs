@@ -26,7 +26,12 @@ use std::fs::File;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
-use aya::programs::{uprobe::UProbeScope, UProbe};
+use aya::programs::{
+    uprobe::{UProbeAttachLocation, UProbeScope},
+    UProbe,
+};
+
+use super::ssl_sites::CoreSites;
 use aya::Ebpf;
 
 /// The programs and the symbol each attaches to.
@@ -86,6 +91,32 @@ pub const TLS_PROBES: &[TlsProbe] = &[
         optional: true,
     },
 ];
+
+/// Where one of [`TLS_PROBES`] goes in a file whose read and write cores were found
+/// ([`super::ssl_sites`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Site {
+    /// At its symbol.
+    Symbol,
+    /// At this file offset (a core), named by the label.
+    Core(u64, &'static str),
+    /// Not attached: the core's probe sees these calls.
+    Covered,
+}
+
+/// The `_ex` programs go on the cores (their arguments and result are the cores'); the
+/// plain `SSL_read`/`SSL_write` programs are not needed there.
+pub fn site_of(p: &TlsProbe, cores: Option<CoreSites>) -> Site {
+    let Some(c) = cores else {
+        return Site::Symbol;
+    };
+    match p.program {
+        "ssl_read_ex" | "ssl_read_ex_ret" => Site::Core(c.read, "ssl_read_internal"),
+        "ssl_write_ex" | "ssl_write_ex_ret" => Site::Core(c.write, "ssl_write_internal"),
+        "ssl_read" | "ssl_read_ret" | "ssl_write" | "ssl_write_ret" => Site::Covered,
+        _ => Site::Symbol,
+    }
+}
 
 /// The dynamic loader's hook: `void _dl_debug_state(void)` (glibc `elf/dl-debug.c`, every
 /// version; musl `ldso/dynlink.c`), the function debuggers break on; called after each
@@ -396,6 +427,10 @@ impl TlsAttacher {
         let path = cand.path.as_path();
         let mut symbols = Vec::new();
         let mut failed = Vec::new();
+        let cores = match cand.kind {
+            TargetKind::Ssl => super::ssl_sites::core_sites(path),
+            TargetKind::Loader => None,
+        };
         for p in cand.kind.probes() {
             if !programs.contains(&p.program) {
                 continue;
@@ -406,10 +441,15 @@ impl TlsAttacher {
             let Ok(prog): Result<&mut UProbe, _> = prog.try_into() else {
                 continue;
             };
-            match prog.attach(p.symbol, path, UProbeScope::AllProcesses) {
+            let (location, label) = match site_of(p, cores) {
+                Site::Symbol => (UProbeAttachLocation::Symbol(p.symbol), p.symbol),
+                Site::Core(offset, label) => (UProbeAttachLocation::AbsoluteOffset(offset), label),
+                Site::Covered => continue,
+            };
+            match prog.attach(location, path, UProbeScope::AllProcesses) {
                 Ok(_) => {
-                    if !symbols.contains(&p.symbol) {
-                        symbols.push(p.symbol);
+                    if !symbols.contains(&label) {
+                        symbols.push(label);
                     }
                 }
                 Err(e) if p.optional => {
@@ -524,6 +564,32 @@ mod tests {
                 None
             ]
         );
+    }
+
+    #[test]
+    fn with_cores_found_the_ex_programs_move_to_them_and_the_plain_ones_are_covered() {
+        let cores = Some(CoreSites {
+            read: 0x35290,
+            write: 0x355a0,
+        });
+        let site = |program: &str| {
+            let p = TLS_PROBES
+                .iter()
+                .find(|p| p.program == program)
+                .expect("probe");
+            (site_of(p, cores), site_of(p, None))
+        };
+        assert_eq!(
+            site("ssl_read_ex_ret"),
+            (Site::Core(0x35290, "ssl_read_internal"), Site::Symbol)
+        );
+        assert_eq!(
+            site("ssl_write_ex"),
+            (Site::Core(0x355a0, "ssl_write_internal"), Site::Symbol)
+        );
+        assert_eq!(site("ssl_write_ret"), (Site::Covered, Site::Symbol));
+        assert_eq!(site("ssl_read"), (Site::Covered, Site::Symbol));
+        assert_eq!(site("ssl_free"), (Site::Symbol, Site::Symbol));
     }
 
     #[test]
