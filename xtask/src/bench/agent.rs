@@ -32,6 +32,8 @@ pub enum Observer {
     FloorOwn,
     /// `mcpwarden floor --hooks obvious`.
     FloorObvious,
+    /// `mcpwarden floor --hooks SET` for one kind of hook (`ssl-entry`, `sock`, …).
+    FloorSet(&'static str),
 }
 
 impl Observer {
@@ -46,6 +48,7 @@ impl Observer {
             Self::Hold => "hold",
             Self::FloorOwn => "floor-own",
             Self::FloorObvious => "floor-obvious",
+            Self::FloorSet(set) => set,
         }
     }
 }
@@ -78,6 +81,9 @@ pub fn start(dir: &Path, observer: Observer, n: usize, health_secs: u32) -> Resu
                 "obvious"
             };
             cmd.args(["floor", "--hooks", hooks]);
+        }
+        Observer::FloorSet(set) => {
+            cmd.args(["floor", "--hooks", set]);
         }
         _ => {
             let out = dir.join(format!("records-{tag}.jsonl"));

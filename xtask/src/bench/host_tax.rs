@@ -36,48 +36,55 @@ pub const WORKLOADS: &[(&str, &str)] = &[
 
 /// One run: (ns per operation, CPU seconds of the process tree).
 fn run_one(what: &str, plan: HostTaxPlan, cert: &Cert) -> Result<(f64, f64)> {
-    let cpu0 = children_cpu_seconds();
-    let t0 = Instant::now();
-    let (ops, reported_ns) = if what == "dd" {
-        let out = Command::new("dd")
-            .args(["if=/dev/zero", "of=/dev/null", "bs=1"])
-            .arg(format!("count={}", plan.dd_bytes))
-            .output()
-            .context("bench: running dd")?;
-        if !out.status.success() {
-            bail!("bench: dd failed: {}", String::from_utf8_lossy(&out.stderr));
-        }
-        (plan.dd_bytes, None)
-    } else {
+    if what != "dd" {
         let (arg, n) = match what {
             "pipe" => ("pipe", plan.pipe_writes),
             "tcp_echo" => ("tcp", plan.tcp_round_trips),
             _ => ("https", plan.https_requests),
         };
-        let mut cmd = Command::new(python()?);
-        cmd.arg(script("tests/bench/host_tax.py"))
-            .arg(arg)
-            .arg(n.to_string());
-        if arg == "https" {
-            cmd.arg("--cert")
-                .arg(&cert.cert)
-                .arg("--key")
-                .arg(&cert.key);
-        }
-        let out = cmd.output().context("bench: running host_tax.py")?;
-        let v: Value = serde_json::from_slice(&out.stdout).with_context(|| {
-            format!(
-                "bench: host_tax.py {arg}: {}",
-                String::from_utf8_lossy(&out.stderr)
-            )
-        })?;
-        (n, v["ns_per_op"].as_f64())
-    };
-    let wall = t0.elapsed().as_secs_f64();
-    let cpu = children_cpu_seconds() - cpu0;
-    // dd: the whole run is the loop; the Python loops time themselves (no interpreter start).
-    let ns = reported_ns.unwrap_or(wall * 1e9 / ops as f64);
-    Ok((ns, cpu))
+        return python_workload(arg, n, cert);
+    }
+    let cpu0 = children_cpu_seconds();
+    let t0 = Instant::now();
+    let out = Command::new("dd")
+        .args(["if=/dev/zero", "of=/dev/null", "bs=1"])
+        .arg(format!("count={}", plan.dd_bytes))
+        .output()
+        .context("bench: running dd")?;
+    if !out.status.success() {
+        bail!("bench: dd failed: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    // dd: the whole run is the loop.
+    let ns = t0.elapsed().as_secs_f64() * 1e9 / plan.dd_bytes as f64;
+    Ok((ns, children_cpu_seconds() - cpu0))
+}
+
+/// One run of `tests/bench/host_tax.py ARG N` (`pipe`, `tcp`, `https`, `ssl`): (ns per
+/// operation as the loop timed itself, without the interpreter's start; CPU seconds of the
+/// process tree).
+pub fn python_workload(arg: &str, n: u64, cert: &Cert) -> Result<(f64, f64)> {
+    let cpu0 = children_cpu_seconds();
+    let mut cmd = Command::new(python()?);
+    cmd.arg(script("tests/bench/host_tax.py"))
+        .arg(arg)
+        .arg(n.to_string());
+    if arg == "https" || arg == "ssl" {
+        cmd.arg("--cert")
+            .arg(&cert.cert)
+            .arg("--key")
+            .arg(&cert.key);
+    }
+    let out = cmd.output().context("bench: running host_tax.py")?;
+    let v: Value = serde_json::from_slice(&out.stdout).with_context(|| {
+        format!(
+            "bench: host_tax.py {arg}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        )
+    })?;
+    let ns = v["ns_per_op"]
+        .as_f64()
+        .with_context(|| format!("bench: host_tax.py {arg} printed no ns_per_op: {v}"))?;
+    Ok((ns, children_cpu_seconds() - cpu0))
 }
 
 /// Runs the rounds; returns the `host_tax` part of results.json.

@@ -11,6 +11,8 @@
 //!   on the agent's own and on the obvious hooks, interleaved in rounds; the agent's start-up,
 //!   CPU per message and RSS;
 //! - `host-tax` ([`host_tax`], root): non-MCP workloads with and without the agent;
+//! - `hooks` ([`hooks`], root): the price of each kind of hook alone (empty programs), the
+//!   figures behind the hook design;
 //! - `loss` ([`loss`], root): loss at a paced message rate, and RSS with many idle sessions;
 //! - `idle` (root): only the idle-sessions RSS figure of `loss`.
 //!
@@ -19,6 +21,7 @@
 
 mod agent;
 mod decoder;
+mod hooks;
 mod host_tax;
 mod latency;
 pub mod load;
@@ -48,13 +51,14 @@ pub struct BenchOptions {
     pub output: Option<PathBuf>,
 }
 
-pub const PARTS: &[&str] = &["offline", "latency", "host-tax", "loss", "idle"];
+pub const PARTS: &[&str] = &["offline", "latency", "host-tax", "hooks", "loss", "idle"];
 
 /// How much of everything: the full run or the quick one.
 struct Plan {
     offline_seconds: f64,
     latency: latency::LatencyPlan,
     host_tax: host_tax::HostTaxPlan,
+    hooks: hooks::HooksPlan,
     loss: loss::LossPlan,
 }
 
@@ -73,6 +77,12 @@ fn plan(o: &BenchOptions) -> Plan {
                 pipe_writes: 50_000,
                 tcp_round_trips: 5_000,
                 https_requests: 2_000,
+            },
+            hooks: hooks::HooksPlan {
+                rounds: 1,
+                ssl_pairs: 10_000,
+                tcp_round_trips: 2_000,
+                pipe_writes: 20_000,
             },
             loss: loss::LossPlan {
                 messages_per_s: 5_000.0,
@@ -95,6 +105,12 @@ fn plan(o: &BenchOptions) -> Plan {
                 pipe_writes: 500_000,
                 tcp_round_trips: 50_000,
                 https_requests: 20_000,
+            },
+            hooks: hooks::HooksPlan {
+                rounds: 3,
+                ssl_pairs: 200_000,
+                tcp_round_trips: 30_000,
+                pipe_writes: 300_000,
             },
             loss: loss::LossPlan {
                 messages_per_s: 20_000.0,
@@ -125,7 +141,7 @@ pub fn bench(o: BenchOptions) -> Result<()> {
         r["policy_decision"] = policy;
         r["collector_ingest"] = collector;
     }
-    let privileged = ["latency", "host-tax", "loss", "idle"];
+    let privileged = ["latency", "host-tax", "hooks", "loss", "idle"];
     if privileged.iter().any(|p| wants(p)) {
         if is_root() {
             // What a fresh machine lacks (peers, nginx, toolchain), then the agent.
@@ -160,6 +176,9 @@ fn run_privileged(r: &mut Value, plan: &Plan, wants: &dyn Fn(&str) -> bool) -> R
     }
     if wants("host-tax") {
         r["host_tax"] = host_tax::run(dir.path(), &cert, plan.host_tax)?;
+    }
+    if wants("hooks") {
+        r["hooks"] = hooks::run(dir.path(), &cert, plan.hooks)?;
     }
     if wants("loss") {
         r["loss"] = loss::loss(dir.path(), plan.loss)?;
