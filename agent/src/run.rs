@@ -103,6 +103,13 @@ pub struct RunArgs {
     /// by scheduling. 0 keeps the inherited priority; ignored in `monitor`.
     #[arg(long, value_name = "NICE", default_value_t = -10, allow_hyphen_values = true)]
     enforce_nice: i32,
+    /// Monitor mode: after a turn that found records, wait this long before looking at the
+    /// ring again, so a busy host wakes the agent about once per period instead of once per
+    /// record (each wake-up is a context switch on a core the traced programs want). Records
+    /// are reported up to this much later. 0: look again at once. Ignored when enforcing
+    /// (`reset`, `hold`): a decision must not wait.
+    #[arg(long, value_name = "MS", default_value_t = 2)]
+    batch_ms: u64,
     /// Local control socket for `mcpwarden approve|reject|pending|catalog accept`.
     #[arg(long, default_value = DEFAULT_CONTROL_SOCKET)]
     control_socket: PathBuf,
@@ -331,6 +338,11 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
     let health_every_ns = args.health_interval.saturating_mul(1_000_000_000);
     // Records were left on the ring last turn: look again without waiting.
     let mut more = false;
+    let batch_ns = if enforce == EnforceMode::Monitor {
+        args.batch_ms.saturating_mul(1_000_000)
+    } else {
+        0
+    };
     loop {
         let stopping = stop.load(Ordering::SeqCst);
         let mut pfds = [
@@ -417,6 +429,11 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
             Ok::<(), anyhow::Error>(())
         })?;
         more = drained.more;
+        if batch_ns > 0 && drained.records > 0 && !more && !stop.load(Ordering::SeqCst) {
+            // Let records gather: the producers' commits find the agent behind and queue no
+            // wake-up, and the next turn takes them all at once.
+            std::thread::sleep(Duration::from_nanos(batch_ns));
+        }
         let now = monotonic_ns();
         let found = discovery.take_found();
         capture.note_discovery_dropped(discovery.dropped());
