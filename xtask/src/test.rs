@@ -1,5 +1,6 @@
 //! `cargo xtask test [--unit | --e2e]`: format and lint checks, setup, build, unit tests, a
-//! fuzz smoke, then the privileged end-to-end tests against real MCP SDK peers.
+//! fuzz smoke, then the privileged end-to-end tests against real MCP SDK peers and a bench
+//! smoke (`cargo xtask bench --quick`).
 
 use std::process::Command;
 
@@ -110,6 +111,21 @@ pub fn test(selection: Selection) -> Result<()> {
             "see the failures above",
             with_ebpf_object(&mut cmd, &object),
         )?;
+    }
+    if selection.e2e {
+        // The bench's short mode: proves every part of `cargo xtask bench` runs here (its
+        // figures are too short to compare, and it never fails on timing).
+        println!("test: bench smoke (`cargo xtask bench --quick`) …");
+        let out = tempfile::Builder::new()
+            .prefix("mcpwarden-bench-smoke-")
+            .tempdir()?;
+        crate::bench::bench(crate::bench::BenchOptions {
+            quick: true,
+            seconds: None,
+            parts: Vec::new(),
+            output: Some(out.path().join("results.json")),
+        })
+        .map_err(|e| anyhow!("test: bench smoke failed: {e:#}"))?;
     }
     println!("test: all passed");
     Ok(())

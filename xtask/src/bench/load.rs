@@ -256,13 +256,25 @@ pub fn paced_calls(
 
 /// `sessions` handshakes over `conns` connections, left open (returned) so the sessions do
 /// not end on close; and the messages they carried.
-pub fn idle_sessions(port: u16, conns: usize, sessions: usize) -> Result<(Vec<LoadClient>, u64)> {
+pub fn idle_sessions(
+    port: u16,
+    conns: usize,
+    sessions: usize,
+    per_s: f64,
+) -> Result<(Vec<LoadClient>, u64)> {
+    // Each connection's share of the rate, on a fixed schedule (a late handshake does not
+    // make the next ones wait).
+    let interval = Duration::from_secs_f64(conns as f64 / per_s.max(1.0));
     let threads: Vec<_> = (0..conns)
         .map(|i| {
             let n = sessions / conns + usize::from(i < sessions % conns);
             std::thread::spawn(move || -> Result<LoadClient> {
                 let mut c = LoadClient::connect(port)?;
-                for _ in 0..n {
+                let start = std::time::Instant::now();
+                for k in 0..n {
+                    if let Some(wait) = (interval * k as u32).checked_sub(start.elapsed()) {
+                        std::thread::sleep(wait);
+                    }
                     c.handshake()?;
                 }
                 Ok(c)
@@ -295,7 +307,7 @@ mod tests {
                 std::thread::spawn(move || serve(conn, &sessions));
             }
         });
-        let (clients, messages) = idle_sessions(port, 2, 5).expect("handshakes");
+        let (clients, messages) = idle_sessions(port, 2, 5, 1000.0).expect("handshakes");
         // initialize + its answer + notifications/initialized, per session.
         assert_eq!(messages, 15);
         assert_eq!(clients.len(), 2);
