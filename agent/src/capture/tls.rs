@@ -164,6 +164,9 @@ pub struct Candidate {
     pub dev: u64,
     pub ino: u64,
     pub kind: TargetKind,
+    /// OpenSSL's read and write cores in this file, when its code has the known shape
+    /// ([`super::ssl_sites`]; decoded here, on the discovery thread, not while attaching).
+    pub cores: Option<CoreSites>,
 }
 
 /// One attached file.
@@ -279,11 +282,16 @@ impl Scanner {
         if must_export && !exports_symbol(path, symbol) {
             return None;
         }
+        let cores = match kind {
+            TargetKind::Ssl => super::ssl_sites::core_sites(path),
+            TargetKind::Loader => None,
+        };
         Some(Candidate {
             path: path.to_path_buf(),
             dev: key.0,
             ino: key.1,
             kind,
+            cores,
         })
     }
 
@@ -427,10 +435,7 @@ impl TlsAttacher {
         let path = cand.path.as_path();
         let mut symbols = Vec::new();
         let mut failed = Vec::new();
-        let cores = match cand.kind {
-            TargetKind::Ssl => super::ssl_sites::core_sites(path),
-            TargetKind::Loader => None,
-        };
+        let cores = cand.cores;
         for p in cand.kind.probes() {
             if !programs.contains(&p.program) {
                 continue;
