@@ -7,22 +7,13 @@ mod run;
 #[global_allocator]
 static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-// mimalloc's option setter (`libmimalloc-sys` only declares it behind a feature that does
-// not name these options).
+// mimalloc's option setter and collector (`libmimalloc-sys` only declares them behind a
+// feature that does not name these options).
 extern "C" {
     fn mi_option_set(option: std::ffi::c_int, value: std::ffi::c_long);
     fn mi_collect(force: bool);
 }
 
-/// Hands the pages freed since the last call back to the kernel. mimalloc purges freed
-/// pages only from inside later allocator calls, so an agent that has gone quiet kept what
-/// its start-up (ELF and BTF parsing, program loading) and its last burst freed: called once
-/// ready and then on the capture loop's one-second tick. Measured on an idle agent: RSS at
-/// ready 72 → 53 MB, the same as glibc's malloc.
-pub(crate) fn release_freed_memory() {
-    // SAFETY: no preconditions; collects the calling thread's heap and purges the arenas.
-    unsafe { mi_collect(true) }
-}
 /// `mi_option_arena_eager_commit` in `mi_option_t` (`mimalloc.h`; the same number in the v2
 /// and v3 headers `libmimalloc-sys` 0.1.49 vendors: check again on an upgrade).
 const MI_OPTION_ARENA_EAGER_COMMIT: std::ffi::c_int = 4;
@@ -41,6 +32,16 @@ fn tune_allocator() {
         mi_option_set(MI_OPTION_ARENA_EAGER_COMMIT, 0);
         mi_option_set(MI_OPTION_PURGE_DELAY, 1);
     }
+}
+
+/// Hands the pages freed since the last call back to the kernel. mimalloc purges freed
+/// pages only from inside later allocator calls, so an agent that has gone quiet kept what
+/// its start-up (ELF and BTF parsing, program loading) and its last burst freed: called once
+/// ready and then on the capture loop's one-second tick. Measured on an idle agent: RSS at
+/// ready 72 → 52 MB, the same as glibc's malloc.
+pub(crate) fn release_freed_memory() {
+    // SAFETY: no preconditions; collects the calling thread's heap and purges the arenas.
+    unsafe { mi_collect(true) }
 }
 
 use clap::{Parser, Subcommand};
@@ -116,7 +117,7 @@ enum Cmd {
     #[command(hide = true)]
     Floor {
         /// `own` (the agent's sock-mode hooks), `obvious` (SSL probes + syscall tracepoints), or one
-        /// kind alone: `ssl-entry`, `ssl-return`, `ssl`, `sock`, `syscalls`.
+        /// kind alone: `ssl-entry`, `ssl-return`, `ssl`, `ssl-exports`, `sock`, `syscalls`.
         #[arg(long)]
         hooks: mcpwarden::floor::FloorHooks,
         #[arg(long)]

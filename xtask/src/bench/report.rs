@@ -137,46 +137,6 @@ pub fn targets(r: &Value) -> Value {
             );
         }
     }
-    if let Some(modes) = r["hooks"]["modes"].as_object() {
-        println!(
-            "\nthe price of each kind of hook alone (median of {} rounds; ns per operation, added over none)",
-            r["hooks"]["rounds"]
-        );
-        let loops = ["ssl", "tcp_echo", "pipe"];
-        println!(
-            "{:<13} {:>22} {:>22} {:>22}",
-            "mode", "SSL write+read pair", "TCP echo round trip", "pipe write"
-        );
-        let order = [
-            "none",
-            "ssl-exports",
-            "ssl-entry",
-            "ssl-return",
-            "ssl",
-            "sock",
-            "syscalls",
-            "agent",
-        ];
-        for mode in order {
-            let Some(per) = modes.get(mode) else {
-                continue;
-            };
-            let cells: Vec<String> = loops
-                .iter()
-                .map(|w| {
-                    format!(
-                        "{:>9.0} ({:>+7.0})",
-                        f(&per[w]["ns_per_op"]),
-                        f(&per[w]["added_ns"])
-                    )
-                })
-                .collect();
-            println!(
-                "{:<13} {:>22} {:>22} {:>22}",
-                mode, cells[0], cells[1], cells[2]
-            );
-        }
-    }
     let loss = &r["loss"];
     if !loss.is_null() {
         let un = f(&loss["unaccounted"]);
