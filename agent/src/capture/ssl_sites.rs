@@ -215,4 +215,27 @@ mod tests {
             }
         }
     }
+
+    #[test]
+    fn a_libssl_whose_exports_have_the_known_shape_resolves_to_cores_beginning_with_a_push() {
+        // The OpenSSL 3 of the development and CI hosts (Debian) has the shape: it must
+        // resolve, and to code an x86 uprobe emulates.
+        let path = Path::new("/usr/lib/x86_64-linux-gnu/libssl.so.3");
+        let Some(mut elf) = Elf::read(path) else {
+            return; // no such library on this host
+        };
+        let ex = elf.address("SSL_read_ex").expect("SSL_read_ex exported");
+        let head = elf.bytes_at(ex, 13).expect("code of SSL_read_ex");
+        if call_after_prologue(ex, &head).is_none() {
+            return; // another build: the exports stay, nothing to check here
+        }
+        let s = core_sites(path).expect("the known shape resolves to cores");
+        let mut file = File::open(path).expect("open");
+        for off in [s.read, s.write] {
+            let mut b = [0u8; 2];
+            file.seek(SeekFrom::Start(off)).expect("seek");
+            file.read_exact(&mut b).expect("read");
+            assert!(begins_with_push(&b), "{off:#x}: {b:x?}");
+        }
+    }
 }
