@@ -11,7 +11,7 @@ fn main() {
         None => {
             let manifest =
                 PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR").unwrap_or_default());
-            manifest.join("../target/bpfel-unknown-none/release/mcpwarden-ebpf")
+            manifest.join("../target/bpfel-unknown-none/release/mcpwarden-ebpf.o")
         }
     };
     println!("cargo::rerun-if-changed={}", path.display());

@@ -125,7 +125,7 @@ pub const CHUNK_DATA_MAX: usize = 16 * 1024;
 /// large MCP message written in one call (a 2 MB tool result handed to a single `SSL_write`)
 /// arrives whole. The walk runs under `bpf_loop`, so this bound costs no verifier
 /// instructions; it bounds the time one probe spends copying and the ring space one call
-/// takes (a quarter of the default 16 MiB ring). Bytes beyond it are not carried, are counted
+/// takes (half of the default 8 MiB ring). Bytes beyond it are not carried, are counted
 /// as truncated, and show up in userspace as a gap in `pos`.
 pub const MAX_CHUNKS_PER_SYSCALL: u32 = 256;
 /// iovec entries walked per readv/writev/sendmsg/recvmsg.

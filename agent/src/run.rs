@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use mcpwarden::capture::attach::{CaptureMode, CaptureOptions};
+use mcpwarden::capture::attach::{CaptureMode, CaptureOptions, DEFAULT_RING_BYTES};
 use mcpwarden::capture::discovery::{Discovery, Request};
 use mcpwarden::capture::drain::{drain_bounded, DRAIN_BUDGET};
 use mcpwarden::capture::{events, Capture};
@@ -41,8 +41,11 @@ pub struct RunArgs {
     /// Trace only this process id.
     #[arg(long, default_value_t = 0)]
     pid: u32,
-    /// Ring buffer size in bytes (power of two).
-    #[arg(long, default_value_t = 16 * 1024 * 1024)]
+    /// Ring buffer size in bytes (power of two). The kernel maps its pages twice into the
+    /// agent, so it counts twice in the agent's RSS; raise it on hosts whose MCP traffic
+    /// comes in bursts longer than the agent can decode (losses are counted in the health
+    /// record's `kernel.ring_full_*`).
+    #[arg(long, default_value_t = DEFAULT_RING_BYTES)]
     ring_bytes: u32,
     /// Configuration file (YAML): per-server session-id location, identity (JWT claims and
     /// verification keys, or gateway headers), timeouts. See the README.

@@ -5,7 +5,7 @@
 //! `MCPWARDEN_EBPF_OBJECT`. This is the one build mechanism; nothing else builds the object.
 
 use std::ffi::OsString;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use anyhow::{Context, Result};
@@ -31,8 +31,14 @@ const EBPF_RUSTFLAGS: &[&str] = &[
     "target-cpu=v3",
 ];
 
-/// Where `build_ebpf` leaves the object (always release: debug BPF code does not verify).
+/// Where `build_ebpf` leaves the object the agent embeds: release (debug BPF code does not
+/// verify), without DWARF ([`strip_debug`]).
 pub fn ebpf_object() -> PathBuf {
+    ebpf_linked().with_extension("o")
+}
+
+/// Where cargo leaves the linked eBPF object, DWARF included.
+fn ebpf_linked() -> PathBuf {
     target_dir()
         .join(EBPF_TARGET)
         .join("release")
@@ -81,14 +87,48 @@ pub fn build_ebpf() -> Result<PathBuf> {
         "building the eBPF object failed (run `cargo xtask setup` if nightly, rust-src or \
          bpf-linker are missing)",
     )?;
-    let object = ebpf_object();
+    let linked = ebpf_linked();
     anyhow::ensure!(
-        object.is_file(),
+        linked.is_file(),
         "the eBPF build succeeded but {} does not exist",
-        object.display()
+        linked.display()
     );
+    let object = ebpf_object();
+    strip_debug(&linked, &object)?;
     println!("build-ebpf: {}", object.display());
     Ok(object)
+}
+
+/// Writes `object` from `linked` without its DWARF sections (2.1 of 2.8 MB): bpf-linker
+/// needs the debug info to write BTF, aya needs only the BTF (`.BTF`, `.BTF.ext`, kept), and
+/// the agent embeds the object, so every copy of the binary and its resident pages carried
+/// them. Rewritten only when cargo linked a newer object, so the agent's build script (which
+/// watches `object`) sees a change only when there is one. Without llvm-objcopy the object
+/// is copied whole.
+fn strip_debug(linked: &Path, object: &Path) -> Result<()> {
+    let mtime = |p: &Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
+    if let (Some(made), Some(from)) = (mtime(object), mtime(linked)) {
+        if made >= from {
+            return Ok(());
+        }
+    }
+    let tmp = object.with_extension("o.tmp");
+    let objcopy = Path::new(crate::setup::LLVM_PREFIX).join("bin/llvm-objcopy");
+    if objcopy.is_file() {
+        run(Command::new(&objcopy)
+            .arg("--strip-debug")
+            .arg(linked)
+            .arg(&tmp))
+        .context("stripping the eBPF object's debug sections failed")?;
+    } else {
+        eprintln!(
+            "build-ebpf: {} not found; the object keeps its debug sections (run `cargo xtask setup`)",
+            objcopy.display()
+        );
+        std::fs::copy(linked, &tmp)
+            .with_context(|| format!("could not copy {}", linked.display()))?;
+    }
+    std::fs::rename(&tmp, object).with_context(|| format!("could not write {}", object.display()))
 }
 
 /// Sets the variable that makes the agent's build script embed `object`. Every cargo command

@@ -14,7 +14,7 @@ use crate::util::{self, run, stdout_of, workspace_root};
 
 /// LLVM major version bpf-linker is built against (see PLATFORM.md: bpf-linker 0.13's
 /// default feature wants LLVM 23, which Debian does not ship; `llvm-22` is the one that links).
-const LLVM_PREFIX: &str = "/usr/lib/llvm-22";
+pub const LLVM_PREFIX: &str = "/usr/lib/llvm-22";
 const LLVM_PACKAGE: &str = "llvm-22-dev";
 const BPF_LINKER_VERSION: &str = "0.13.0";
 

@@ -30,6 +30,11 @@ macro_rules! sys {
     };
 }
 
+/// The ring buffer's default size: 8 MiB (two whole 4 MiB writes). The kernel maps the data
+/// pages twice into the agent, so the ring is 16 MiB of the agent's RSS (a 16 MiB ring was 32
+/// of its 52 MiB at start).
+pub const DEFAULT_RING_BYTES: u32 = 8 * 1024 * 1024;
+
 /// Programs of the syscall capture mode: `sys_enter_*` saves a payload syscall's arguments by
 /// thread, `sock_*_length` tags it with its socket, `sys_exit_*` streams it. Works on any
 /// kernel with these tracepoints, but every read/write-family syscall on the host pays for
@@ -257,7 +262,7 @@ impl Capture {
         }
         let me = std::process::id();
         let ring = if opts.ring_bytes == 0 {
-            16 * 1024 * 1024
+            DEFAULT_RING_BYTES
         } else {
             opts.ring_bytes
         };

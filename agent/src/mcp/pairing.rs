@@ -94,73 +94,34 @@ impl std::ops::AddAssign for Displaced {
     }
 }
 
-/// Bounded pending-request table.
+/// Bounded pending-request table. Its maps live in one box that exists only while a request
+/// is pending: most sessions sit idle with nothing pending, and a session holds the table
+/// inline (16 bytes here, 144 with the maps inline).
 #[derive(Debug)]
 pub struct PendingTable {
+    maps: Option<Box<PendingMaps>>,
+    max: usize,
+}
+
+#[derive(Debug, Default)]
+struct PendingMaps {
     entries: HashMap<Key, (u64, Pending)>,
     /// Insertion sequence → key: the first entry is the oldest.
     order: BTreeMap<u64, Key>,
     next_seq: u64,
-    max: usize,
     /// (direction of the request, progress token) → request id.
     tokens: HashMap<Key, RpcId>,
     /// Entries not cancelled.
     live: usize,
 }
 
-impl PendingTable {
-    pub fn new(max: usize) -> Self {
-        PendingTable {
-            entries: HashMap::new(),
-            order: BTreeMap::new(),
-            next_seq: 0,
-            max: max.max(1),
-            tokens: HashMap::new(),
-            live: 0,
-        }
-    }
-
-    pub fn len(&self) -> usize {
-        self.entries.len()
-    }
-
-    /// Requests awaiting an answer that were not cancelled.
-    pub fn live(&self) -> usize {
-        self.live
-    }
-
+impl PendingMaps {
     /// The key of the pending request sent in `flow` with `id`: the one seen on `side` first,
     /// else one seen on another side (a side learned only after the request).
     fn find(&self, flow: Flow, side: Side, id: &RpcId) -> Option<Key> {
         sides_from(side)
             .map(|s| (flow, s, id.clone()))
             .find(|k| self.entries.contains_key(k))
-    }
-
-    /// Marks the request sent in `flow` with `id` as cancelled; `false` when none is pending.
-    pub fn cancel(&mut self, flow: Flow, side: Side, id: &RpcId) -> bool {
-        let Some(key) = self.find(flow, side, id) else {
-            return false;
-        };
-        match self.entries.get_mut(&key) {
-            Some((_, p)) if !p.cancelled => {
-                p.cancelled = true;
-                self.live -= 1;
-                true
-            }
-            Some(_) => true,
-            None => false,
-        }
-    }
-
-    /// The id of the pending request that travelled in `request_flow` with progress `token`.
-    pub fn request_for_token(
-        &self,
-        request_flow: Flow,
-        side: Side,
-        token: &RpcId,
-    ) -> Option<&RpcId> {
-        sides_from(side).find_map(|s| self.tokens.get(&(request_flow, s, token.clone())))
     }
 
     fn remove(&mut self, key: &Key) -> Option<(u64, Pending)> {
@@ -177,80 +138,129 @@ impl PendingTable {
         }
         Some((seq, pending))
     }
+}
+
+impl PendingTable {
+    pub fn new(max: usize) -> Self {
+        PendingTable {
+            maps: None,
+            max: max.max(1),
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.maps.as_ref().map_or(0, |m| m.entries.len())
+    }
+
+    /// Requests awaiting an answer that were not cancelled.
+    pub fn live(&self) -> usize {
+        self.maps.as_ref().map_or(0, |m| m.live)
+    }
+
+    /// Marks the request sent in `flow` with `id` as cancelled; `false` when none is pending.
+    pub fn cancel(&mut self, flow: Flow, side: Side, id: &RpcId) -> bool {
+        let Some(m) = self.maps.as_deref_mut() else {
+            return false;
+        };
+        let Some(key) = m.find(flow, side, id) else {
+            return false;
+        };
+        match m.entries.get_mut(&key) {
+            Some((_, p)) if !p.cancelled => {
+                p.cancelled = true;
+                m.live -= 1;
+                true
+            }
+            Some(_) => true,
+            None => false,
+        }
+    }
+
+    /// The id of the pending request that travelled in `request_flow` with progress `token`.
+    pub fn request_for_token(
+        &self,
+        request_flow: Flow,
+        side: Side,
+        token: &RpcId,
+    ) -> Option<&RpcId> {
+        let m = self.maps.as_deref()?;
+        sides_from(side).find_map(|s| m.tokens.get(&(request_flow, s, token.clone())))
+    }
 
     /// Records a request that travelled in `flow`, seen on `side`.
     pub fn insert(&mut self, flow: Flow, side: Side, id: RpcId, pending: Pending) -> Displaced {
+        let max = self.max;
+        let m = self.maps.get_or_insert_with(Box::default);
         let mut displaced = Displaced::default();
         let key = (flow, side, id);
-        if self.remove(&key).is_some() {
+        if m.remove(&key).is_some() {
             displaced.replaced += 1;
         }
-        while self.entries.len() >= self.max {
-            let Some(oldest) = self.order.first_key_value().map(|(_, k)| k.clone()) else {
+        while m.entries.len() >= max {
+            let Some(oldest) = m.order.first_key_value().map(|(_, k)| k.clone()) else {
                 break;
             };
-            self.remove(&oldest);
+            m.remove(&oldest);
             displaced.evicted += 1;
         }
-        let seq = self.next_seq;
-        self.next_seq += 1;
+        let seq = m.next_seq;
+        m.next_seq += 1;
         if !pending.cancelled {
-            self.live += 1;
+            m.live += 1;
         }
         if let Some(token) = &pending.progress_token {
-            self.tokens
-                .insert((flow, side, token.clone()), key.2.clone());
+            m.tokens.insert((flow, side, token.clone()), key.2.clone());
         }
-        self.order.insert(seq, key.clone());
-        self.entries.insert(key, (seq, pending));
+        m.order.insert(seq, key.clone());
+        m.entries.insert(key, (seq, pending));
         displaced
     }
 
     /// The pending request that travelled in `request_flow` with `id`.
     pub fn get_mut(&mut self, request_flow: Flow, side: Side, id: &RpcId) -> Option<&mut Pending> {
-        let key = self.find(request_flow, side, id)?;
-        self.entries.get_mut(&key).map(|(_, p)| p)
+        let m = self.maps.as_deref_mut()?;
+        let key = m.find(request_flow, side, id)?;
+        m.entries.get_mut(&key).map(|(_, p)| p)
     }
 
     /// Whether a request that travelled in `request_flow` with `id` is pending.
     pub fn contains(&self, request_flow: Flow, side: Side, id: &RpcId) -> bool {
-        self.find(request_flow, side, id).is_some()
+        self.maps
+            .as_deref()
+            .is_some_and(|m| m.find(request_flow, side, id).is_some())
     }
 
     /// Takes the request an answer travelling in `answer_flow` with `id`, seen on `side`,
     /// belongs to.
     pub fn take(&mut self, answer_flow: Flow, side: Side, id: &RpcId) -> Option<Pending> {
-        let key = self.find(answer_flow.opposite(), side, id)?;
-        let taken = self.remove(&key).map(|(_, pending)| pending);
-        self.release_if_empty();
+        let m = self.maps.as_deref_mut()?;
+        let key = m.find(answer_flow.opposite(), side, id)?;
+        let taken = m.remove(&key).map(|(_, pending)| pending);
+        // An empty table gives its allocations back (a map or B-tree keeps its capacity, the
+        // B-tree its root node, when its last entry goes).
+        if m.entries.is_empty() {
+            self.maps = None;
+        }
         taken
-    }
-
-    /// An empty table gives its allocations back: most sessions sit idle with nothing
-    /// pending, and a map or B-tree keeps its capacity (the B-tree its root node) when its
-    /// last entry goes.
-    fn release_if_empty(&mut self) {
-        if self.entries.is_empty() {
-            self.entries = HashMap::new();
-            self.order = BTreeMap::new();
-        }
-        if self.tokens.is_empty() {
-            self.tokens = HashMap::new();
-        }
     }
 
     /// Slots the maps hold allocated, plus the entries in age order (tests).
     #[cfg(test)]
     pub(crate) fn capacity(&self) -> usize {
-        self.entries.capacity() + self.tokens.capacity() + self.order.len()
+        self.maps.as_ref().map_or(0, |m| {
+            m.entries.capacity() + m.tokens.capacity() + m.order.len()
+        })
     }
 
     /// Moves every entry of `other` in (oldest first), keeping the bound.
     pub fn absorb(&mut self, other: PendingTable) -> Displaced {
         let mut displaced = Displaced::default();
-        let PendingTable {
+        let Some(maps) = other.maps else {
+            return displaced;
+        };
+        let PendingMaps {
             mut entries, order, ..
-        } = other;
+        } = *maps;
         for (_, key) in order {
             if let Some((_, pending)) = entries.remove(&key) {
                 displaced += self.insert(key.0, key.1, key.2, pending);

@@ -25,30 +25,55 @@ pub const MAX_CONNS_PER_SESSION: usize = 1024;
 pub const MAX_ATTACKS: usize = 256;
 
 /// The primitive families a method belongs to (for the summary's `primitives`).
-/// Distinct capability objects kept for sharing ([`shared_value`]).
+/// Distinct values each pool keeps for sharing ([`SharedPool`]).
 const MAX_SHARED_VALUES: usize = 64;
 
-/// Capability objects seen recently; sessions hold these instead of copies.
-static SHARED_VALUES: Mutex<Vec<Arc<Value>>> = Mutex::new(Vec::new());
+/// Values most sessions of a host show alike (capability objects, `clientInfo` and
+/// `serverInfo`, protocol versions): sessions hold one shared copy instead of their own.
+/// The pool remembers up to [`MAX_SHARED_VALUES`] distinct values that some session still
+/// holds. Only memory is at stake: a value not remembered is still kept whole by its session.
+struct SharedPool<T: ?Sized>(Mutex<Vec<Arc<T>>>);
 
-/// `v` as a shared value: the one already held when an equal value was seen (most sessions
-/// of a host show the same few capability objects, and a JSON object costs hundreds of bytes),
-/// else a new one, remembered while fewer than [`MAX_SHARED_VALUES`] are in use. Only
-/// memory is at stake: a value not remembered is still kept whole by its session.
+impl<T: ?Sized + PartialEq> SharedPool<T> {
+    const fn new() -> Self {
+        SharedPool(Mutex::new(Vec::new()))
+    }
+
+    /// The value already held when one equal to `v` was seen, else `make()`, remembered.
+    fn share(&self, v: &T, make: impl FnOnce() -> Arc<T>) -> Arc<T> {
+        let Ok(mut known) = self.0.lock() else {
+            return make();
+        };
+        if let Some(hit) = known.iter().find(|k| ***k == *v) {
+            return Arc::clone(hit);
+        }
+        let new = make();
+        // Forget the values no session holds any more.
+        known.retain(|k| Arc::strong_count(k) > 1);
+        if known.len() < MAX_SHARED_VALUES {
+            known.push(Arc::clone(&new));
+        }
+        new
+    }
+}
+
+static SHARED_VALUES: SharedPool<Value> = SharedPool::new();
+static SHARED_IMPLEMENTATIONS: SharedPool<Implementation> = SharedPool::new();
+static SHARED_STRS: SharedPool<str> = SharedPool::new();
+
+/// `v` as a shared value (a JSON object costs hundreds of bytes).
 pub(crate) fn shared_value(v: &Value) -> Arc<Value> {
-    let Ok(mut known) = SHARED_VALUES.lock() else {
-        return Arc::new(v.clone());
-    };
-    if let Some(hit) = known.iter().find(|k| ***k == *v) {
-        return Arc::clone(hit);
-    }
-    let new = Arc::new(v.clone());
-    // Forget the values no session holds any more.
-    known.retain(|k| Arc::strong_count(k) > 1);
-    if known.len() < MAX_SHARED_VALUES {
-        known.push(Arc::clone(&new));
-    }
-    new
+    SHARED_VALUES.share(v, || Arc::new(v.clone()))
+}
+
+/// `v` as a shared `clientInfo`/`serverInfo`.
+pub(crate) fn shared_implementation(v: Implementation) -> Arc<Implementation> {
+    SHARED_IMPLEMENTATIONS.share(&v, || Arc::new(v.clone()))
+}
+
+/// `v` as a shared string (protocol versions).
+pub(crate) fn shared_str(v: &str) -> Arc<str> {
+    SHARED_STRS.share(v, || Arc::from(v))
 }
 
 pub fn primitive_of(method: &str) -> Option<&'static str> {
@@ -71,8 +96,9 @@ pub fn primitive_of(method: &str) -> Option<&'static str> {
 /// How the tracker finds a session, within one process.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub(crate) enum GroupKey {
-    /// The session header's value.
-    Header(String),
+    /// The session header's value (shared by the tracker's map, the session and the
+    /// connections' lists).
+    Header(Arc<str>),
     /// The connection's `conn_id` (no session id issued, or `initialize` not yet answered).
     Conn(String),
     /// Stateless era: server endpoint, client address, `clientInfo`, subject.
@@ -98,7 +124,8 @@ impl GroupKey {
     /// The text reported as the summary's `session_id`.
     pub(crate) fn label(&self) -> String {
         match self {
-            GroupKey::Header(id) | GroupKey::Conn(id) => id.clone(),
+            GroupKey::Header(id) => id.to_string(),
+            GroupKey::Conn(id) => id.clone(),
             GroupKey::Stateless(k) => k.id.clone(),
         }
     }
@@ -132,15 +159,16 @@ pub struct McpSession {
     /// a handshake-era session that never showed `initialize`, reported as `joined_mid_stream`.
     pub joined_mid_stream: bool,
     pub state: SessionState,
-    pub client: Implementation,
+    /// Shared with every session that showed the same one ([`shared_implementation`]).
+    pub client: Arc<Implementation>,
     /// Shared with every session that showed the same capabilities ([`shared_value`]).
     pub client_capabilities: Option<Arc<Value>>,
-    pub server_info: Implementation,
+    pub server_info: Arc<Implementation>,
     pub server_capabilities: Option<Arc<Value>>,
     /// Version the client asked for (`initialize` params or stateless `_meta`).
-    pub requested_protocol_version: Option<String>,
+    pub requested_protocol_version: Option<Arc<str>>,
     /// Version the server answered in the `initialize` result.
-    pub negotiated_protocol_version: Option<String>,
+    pub negotiated_protocol_version: Option<Arc<str>>,
     pub started_ns: u64,
     pub last_ns: u64,
     pub requests: u64,
@@ -157,7 +185,7 @@ pub struct McpSession {
     /// Digest of the headers the identity was read from (re-read only when they change).
     pub(crate) identity_inputs: Option<[u8; 32]>,
     /// First `MCP-Protocol-Version` header seen (version of last resort for the summary).
-    pub header_protocol_version: Option<String>,
+    pub header_protocol_version: Option<Arc<str>>,
     pub protocol_version_mismatches: u64,
     pub first_mismatched_protocol_version: Option<String>,
     /// Requests named by `notifications/cancelled`.
@@ -205,9 +233,9 @@ impl McpSession {
             server,
             joined_mid_stream: false,
             state: SessionState::New,
-            client: Implementation::default(),
+            client: shared_implementation(Implementation::default()),
             client_capabilities: None,
-            server_info: Implementation::default(),
+            server_info: shared_implementation(Implementation::default()),
             server_capabilities: None,
             requested_protocol_version: None,
             negotiated_protocol_version: None,
@@ -308,7 +336,7 @@ impl McpSession {
     /// (handshake era) or the version the request's `_meta` named (stateless era).
     pub(crate) fn check_protocol_version(&mut self, header: &str) {
         if self.header_protocol_version.is_none() {
-            self.header_protocol_version = Some(header.to_string());
+            self.header_protocol_version = Some(shared_str(header));
         }
         let expected = match self.key.era() {
             Era::Handshake => self.negotiated_protocol_version.as_deref(),
@@ -386,10 +414,13 @@ impl McpSession {
                 self.state = SessionState::Initializing;
                 if let Some(p) = params {
                     if let Some(client) = Implementation::from_value(p.get("clientInfo")) {
-                        self.client = client;
+                        self.client = shared_implementation(client);
                     }
                     self.client_capabilities = p.get("capabilities").map(shared_value);
-                    self.requested_protocol_version = extract::str_field(p.get("protocolVersion"));
+                    self.requested_protocol_version = p
+                        .get("protocolVersion")
+                        .and_then(Value::as_str)
+                        .map(shared_str);
                 }
             }
             "notifications/initialized" if !is_request => self.state = SessionState::Operating,
@@ -401,9 +432,9 @@ impl McpSession {
             _ => {}
         }
         if let Some(meta) = StatelessMeta::from_params(params) {
-            self.requested_protocol_version = Some(meta.protocol_version);
+            self.requested_protocol_version = Some(shared_str(&meta.protocol_version));
             if let Some(client) = meta.client {
-                self.client = client;
+                self.client = shared_implementation(client);
             }
             if meta.capabilities.is_some() {
                 self.client_capabilities = meta.capabilities.as_ref().map(shared_value);
@@ -416,16 +447,19 @@ impl McpSession {
         self.responses += 1;
         if method == Some("initialize") {
             if let Some(info) = Implementation::from_value(result.get("serverInfo")) {
-                self.server_info = info;
+                self.server_info = shared_implementation(info);
             }
             self.server_capabilities = result.get("capabilities").map(shared_value);
-            self.negotiated_protocol_version = extract::str_field(result.get("protocolVersion"));
+            self.negotiated_protocol_version = result
+                .get("protocolVersion")
+                .and_then(Value::as_str)
+                .map(shared_str);
             if self.state == SessionState::Initializing || self.state == SessionState::New {
                 self.state = SessionState::Initialized;
             }
         }
         if let Some(info) = extract::stateless_server_info(result) {
-            self.server_info = info;
+            self.server_info = shared_implementation(info);
         }
         if method == Some("server/discover") {
             if let Some(versions) = stateless::discover_versions(result) {
@@ -462,11 +496,9 @@ impl McpSession {
         if self.state == SessionState::New {
             self.state = other.state;
         }
-        fill(&mut self.client.name, other.client.name);
-        fill(&mut self.client.version, other.client.version);
+        self.client = merged(&self.client, &other.client);
         fill(&mut self.client_capabilities, other.client_capabilities);
-        fill(&mut self.server_info.name, other.server_info.name);
-        fill(&mut self.server_info.version, other.server_info.version);
+        self.server_info = merged(&self.server_info, &other.server_info);
         fill(&mut self.server_capabilities, other.server_capabilities);
         fill(
             &mut self.requested_protocol_version,
@@ -532,9 +564,10 @@ impl McpSession {
             server_version: self.server_info.version.clone(),
             protocol_version: self
                 .negotiated_protocol_version
-                .clone()
-                .or_else(|| self.requested_protocol_version.clone())
-                .or_else(|| self.header_protocol_version.clone()),
+                .as_deref()
+                .or(self.requested_protocol_version.as_deref())
+                .or(self.header_protocol_version.as_deref())
+                .map(str::to_owned),
             started_ns: self.started_ns,
             ended_ns,
             duration_ns: ended_ns - self.started_ns,
@@ -569,18 +602,20 @@ impl McpSession {
     }
 }
 
+/// Method and tool names repeat from session to session: the set holds shared copies.
 fn insert_bounded(set: &mut NameSet, name: &str) {
-    if set.len() < MAX_DISTINCT_NAMES {
-        set.insert(name);
+    if set.len() < MAX_DISTINCT_NAMES && !set.contains(name) {
+        set.insert_shared(shared_str(name));
     }
 }
 
 /// A sorted set of names in one exactly-sized allocation. A session holds a handful of names
 /// in each of its sets (methods, tools, connections), and a `BTreeSet<String>` spends ~300
 /// bytes on its first node alone; the sets are bounded ([`MAX_DISTINCT_NAMES`],
-/// [`MAX_CONNS_PER_SESSION`]), so inserting into the middle stays cheap.
+/// [`MAX_CONNS_PER_SESSION`]), so inserting into the middle stays cheap. Names may be
+/// shared with other sessions ([`shared_str`]).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct NameSet(Vec<Box<str>>);
+pub struct NameSet(Vec<Arc<str>>);
 
 impl NameSet {
     pub fn len(&self) -> usize {
@@ -601,11 +636,16 @@ impl NameSet {
 
     /// Adds `name`; false when it was there already.
     pub fn insert(&mut self, name: &str) -> bool {
-        match self.find(name) {
+        self.insert_shared(Arc::from(name))
+    }
+
+    /// Adds `name`, held as given; false when it was there already.
+    pub fn insert_shared(&mut self, name: Arc<str>) -> bool {
+        match self.find(&name) {
             Ok(_) => false,
             Err(at) => {
                 self.0.reserve_exact(1);
-                self.0.insert(at, name.into());
+                self.0.insert(at, name);
                 true
             }
         }
@@ -641,6 +681,17 @@ fn fill<T>(slot: &mut Option<T>, other: Option<T>) {
     if slot.is_none() {
         *slot = other;
     }
+}
+
+/// `mine`, its missing name or version taken from `other`.
+fn merged(mine: &Arc<Implementation>, other: &Implementation) -> Arc<Implementation> {
+    if mine.name.is_some() && mine.version.is_some() {
+        return Arc::clone(mine);
+    }
+    shared_implementation(Implementation {
+        name: mine.name.clone().or_else(|| other.name.clone()),
+        version: mine.version.clone().or_else(|| other.version.clone()),
+    })
 }
 
 #[cfg(test)]

@@ -236,21 +236,23 @@ pub struct OpenRound {
     pub call: CallRound,
 }
 
-/// Input-required rounds of one session awaiting their retry, oldest first, bounded.
+/// Input-required rounds of one session awaiting their retry, oldest first, bounded. Boxed,
+/// and only while a round is open (8 bytes inline in a session, 32 with the queue inline).
 #[derive(Debug, Default)]
 pub struct RoundTable {
-    open: VecDeque<OpenRound>,
+    open: Option<Box<VecDeque<OpenRound>>>,
 }
 
 impl RoundTable {
     /// Remembers a round; returns how many old ones were dropped to stay bounded.
     pub fn push(&mut self, round: OpenRound) -> u64 {
+        let open = self.open.get_or_insert_with(Box::default);
         let mut evicted = 0;
-        while self.open.len() >= MAX_OPEN_ROUNDS {
-            self.open.pop_front();
+        while open.len() >= MAX_OPEN_ROUNDS {
+            open.pop_front();
             evicted += 1;
         }
-        self.open.push_back(round);
+        open.push_back(round);
         evicted
     }
 
@@ -265,7 +267,8 @@ impl RoundTable {
         state: Option<[u8; 32]>,
         args: [u8; 32],
     ) -> Option<OpenRound> {
-        let pos = self.open.iter().rposition(|r| {
+        let open = self.open.as_deref_mut()?;
+        let pos = open.iter().rposition(|r| {
             r.flow == flow
                 && r.method == method
                 && r.name.as_deref() == name
@@ -274,17 +277,21 @@ impl RoundTable {
                     None => r.state.is_none() && r.args == args,
                 }
         })?;
-        self.open.remove(pos)
+        let taken = open.remove(pos);
+        if open.is_empty() {
+            self.open = None;
+        }
+        taken
     }
 
     pub fn len(&self) -> usize {
-        self.open.len()
+        self.open.as_ref().map_or(0, |o| o.len())
     }
 
     /// Moves `other`'s rounds in after this table's.
     pub fn absorb(&mut self, other: RoundTable) -> u64 {
         let mut evicted = 0;
-        for r in other.open {
+        for r in other.open.into_iter().flat_map(|o| *o) {
             evicted += self.push(r);
         }
         evicted

@@ -39,6 +39,7 @@
 //! [`DriftRecord`] and as an attack on the session that saw it.
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::sync::Arc;
 
 use ring::digest;
 use serde::Serialize;
@@ -268,7 +269,7 @@ pub struct McpTracker {
     /// Identity header fingerprint → subject, for stateless grouping.
     subjects: HashMap<[u8; 32], Option<String>>,
     /// Connection → ids of the session-id sessions whose exchanges used it.
-    conn_sessions: HashMap<ConnKey, Vec<String>>,
+    conn_sessions: HashMap<ConnKey, Vec<Arc<str>>>,
     /// Connections bound to a session id by a legacy SSE `endpoint` event.
     bound_conns: HashMap<ConnKey, String>,
     /// Open connections first seen mid-stream (they predate the agent); a session created on
@@ -694,7 +695,7 @@ impl McpTracker {
             }
             return;
         };
-        let key = GroupKey::Header(sid.value);
+        let key = GroupKey::Header(sid.value.into());
         let bodiless = !http.method.eq_ignore_ascii_case("POST");
         self.observe_exchange(ep, http, &key, bodiless, ts_ns);
         let reason = match http.status {
@@ -1002,7 +1003,7 @@ impl McpTracker {
                 if sid.origin == SidOrigin::ResponseHeader {
                     self.bind_connection(ep.pid, &ep.conn_id, &sid.value);
                 }
-                GroupKey::Header(sid.value.clone())
+                GroupKey::Header(sid.value.as_str().into())
             }
             None => GroupKey::Conn(ep.conn_id.clone()),
         }
@@ -1132,9 +1133,10 @@ impl McpTracker {
     /// The session held on connection `conn_id` (its `initialize` exchange) now has id `sid`.
     fn bind_connection(&mut self, pid: u32, conn_id: &str, sid: &str) {
         self.ended_ids.remove(pid, sid);
+        let sid: Arc<str> = Arc::from(sid);
         if let Some(ex) = self.exchanges.get_mut(&(pid, conn_id.to_string())) {
             if ex.key == GroupKey::Conn(conn_id.to_string()) {
-                ex.key = GroupKey::Header(sid.to_string());
+                ex.key = GroupKey::Header(Arc::clone(&sid));
             }
         }
         let Some(mut held) = self
@@ -1143,7 +1145,7 @@ impl McpTracker {
         else {
             return;
         };
-        let key = (pid, GroupKey::Header(sid.to_string()));
+        let key = (pid, GroupKey::Header(Arc::clone(&sid)));
         held.key = key.1.clone();
         match self.sessions.get_mut(&key) {
             Some(existing) => {
@@ -1154,22 +1156,26 @@ impl McpTracker {
                 self.sessions.insert(key, held);
             }
         }
-        self.track_conn(pid, conn_id, sid);
+        self.track_conn(pid, conn_id, &sid);
     }
 
     /// Session `sid` used connection `conn_id`.
     fn track_conn(&mut self, pid: u32, conn_id: &str, sid: &str) {
         let Some(s) = self
             .sessions
-            .get_mut(&(pid, GroupKey::Header(sid.to_string())))
+            .get_mut(&(pid, GroupKey::Header(Arc::from(sid))))
         else {
             return;
         };
         if s.add_conn(conn_id) {
+            // The session's own copy of its id, shared.
+            let GroupKey::Header(id) = &s.key else {
+                return;
+            };
             self.conn_sessions
                 .entry((pid, conn_id.to_string()))
                 .or_default()
-                .push(sid.to_string());
+                .push(Arc::clone(id));
         }
     }
 
