@@ -307,6 +307,8 @@ pub struct CompleteList {
 /// progress: a session holds this inline (8 bytes, 48 with the map inline).
 #[derive(Debug, Default)]
 pub struct PageBuffers {
+    // Boxed for the inline size of every session, not for the elements.
+    #[allow(clippy::box_collection)]
     buffers: Option<Box<HashMap<ListKind, PageBuffer>>>,
 }
 

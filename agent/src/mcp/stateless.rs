@@ -240,6 +240,8 @@ pub struct OpenRound {
 /// and only while a round is open (8 bytes inline in a session, 32 with the queue inline).
 #[derive(Debug, Default)]
 pub struct RoundTable {
+    // Boxed for the inline size of every session, not for the elements.
+    #[allow(clippy::box_collection)]
     open: Option<Box<VecDeque<OpenRound>>>,
 }
 
