@@ -25,23 +25,32 @@ pub const MAX_CONNS_PER_SESSION: usize = 1024;
 pub const MAX_ATTACKS: usize = 256;
 
 /// The primitive families a method belongs to (for the summary's `primitives`).
-/// Distinct values each pool keeps for sharing ([`SharedPool`]).
+/// Distinct JSON values and implementations each pool keeps for sharing ([`SharedPool`]).
 const MAX_SHARED_VALUES: usize = 64;
+/// Distinct strings kept for sharing: process names, server endpoints, protocol versions,
+/// method and called tool names.
+const MAX_SHARED_STRS: usize = 256;
 
 /// Values most sessions of a host show alike (capability objects, `clientInfo` and
 /// `serverInfo`, protocol versions): sessions hold one shared copy instead of their own.
-/// The pool remembers up to [`MAX_SHARED_VALUES`] distinct values that some session still
-/// holds. Only memory is at stake: a value not remembered is still kept whole by its session.
-struct SharedPool<T: ?Sized>(Mutex<Vec<Arc<T>>>);
+/// The pool remembers up to `max` distinct values that some session still holds. Only
+/// memory is at stake: a value not remembered is still kept whole by its session.
+struct SharedPool<T: ?Sized> {
+    known: Mutex<Vec<Arc<T>>>,
+    max: usize,
+}
 
 impl<T: ?Sized + PartialEq> SharedPool<T> {
-    const fn new() -> Self {
-        SharedPool(Mutex::new(Vec::new()))
+    const fn new(max: usize) -> Self {
+        SharedPool {
+            known: Mutex::new(Vec::new()),
+            max,
+        }
     }
 
     /// The value already held when one equal to `v` was seen, else `make()`, remembered.
     fn share(&self, v: &T, make: impl FnOnce() -> Arc<T>) -> Arc<T> {
-        let Ok(mut known) = self.0.lock() else {
+        let Ok(mut known) = self.known.lock() else {
             return make();
         };
         if let Some(hit) = known.iter().find(|k| ***k == *v) {
@@ -50,16 +59,16 @@ impl<T: ?Sized + PartialEq> SharedPool<T> {
         let new = make();
         // Forget the values no session holds any more.
         known.retain(|k| Arc::strong_count(k) > 1);
-        if known.len() < MAX_SHARED_VALUES {
+        if known.len() < self.max {
             known.push(Arc::clone(&new));
         }
         new
     }
 }
 
-static SHARED_VALUES: SharedPool<Value> = SharedPool::new();
-static SHARED_IMPLEMENTATIONS: SharedPool<Implementation> = SharedPool::new();
-static SHARED_STRS: SharedPool<str> = SharedPool::new();
+static SHARED_VALUES: SharedPool<Value> = SharedPool::new(MAX_SHARED_VALUES);
+static SHARED_IMPLEMENTATIONS: SharedPool<Implementation> = SharedPool::new(MAX_SHARED_VALUES);
+static SHARED_STRS: SharedPool<str> = SharedPool::new(MAX_SHARED_STRS);
 
 /// `v` as a shared value (a JSON object costs hundreds of bytes).
 pub(crate) fn shared_value(v: &Value) -> Arc<Value> {
@@ -71,7 +80,7 @@ pub(crate) fn shared_implementation(v: Implementation) -> Arc<Implementation> {
     SHARED_IMPLEMENTATIONS.share(&v, || Arc::new(v.clone()))
 }
 
-/// `v` as a shared string (protocol versions).
+/// `v` as a shared string.
 pub(crate) fn shared_str(v: &str) -> Arc<str> {
     SHARED_STRS.share(v, || Arc::from(v))
 }
@@ -151,10 +160,11 @@ pub enum SessionState {
 pub struct McpSession {
     pub(crate) key: GroupKey,
     pub pid: u32,
-    pub comm: String,
+    /// Shared with the other sessions of the process ([`shared_str`]).
+    pub comm: Arc<str>,
     pub side: Side,
-    /// `"ip:port/path"` of the server end.
-    pub server: String,
+    /// `"ip:port/path"` of the server end, shared with the other sessions of that server.
+    pub server: Arc<str>,
     /// First seen on a connection the agent adopted mid-stream (it predates the agent); with
     /// a handshake-era session that never showed `initialize`, reported as `joined_mid_stream`.
     pub joined_mid_stream: bool,
@@ -228,9 +238,9 @@ impl McpSession {
         McpSession {
             key,
             pid,
-            comm: comm.to_string(),
+            comm: shared_str(comm),
             side,
-            server,
+            server: shared_str(&server),
             joined_mid_stream: false,
             state: SessionState::New,
             client: shared_implementation(Implementation::default()),
@@ -555,9 +565,9 @@ impl McpSession {
             grouping: self.grouping(),
             era: self.key.era(),
             pid: self.pid,
-            comm: self.comm.clone(),
+            comm: self.comm.to_string(),
             side: self.side,
-            server: self.server.clone(),
+            server: self.server.to_string(),
             client_name: self.client.name.clone(),
             client_version: self.client.version.clone(),
             server_name: self.server_info.name.clone(),
@@ -725,5 +735,47 @@ mod name_set_tests {
         assert!(Arc::ptr_eq(&a, &b));
         assert!(!Arc::ptr_eq(&a, &c));
         assert_eq!(*c, json!({"name_set_tests": {"listChanged": false}}));
+    }
+
+    #[test]
+    fn sessions_that_show_the_same_handshake_share_its_strings() {
+        let session = |sid: &str| {
+            let mut s = McpSession::new(
+                GroupKey::Header(sid.into()),
+                7,
+                "name-set-tests-comm",
+                Side::Client,
+                "127.0.0.1:1/name-set-tests".into(),
+                1,
+                8,
+            );
+            s.on_call(
+                "initialize",
+                Some(&json!({"protocolVersion": "2099-01-01", "clientInfo": {"name": "c", "version": "1"}})),
+                true,
+            );
+            s.on_result(
+                Some("initialize"),
+                &json!({"protocolVersion": "2099-01-01", "serverInfo": {"name": "nst", "version": "2"}}),
+            );
+            s
+        };
+        let (a, b) = (session("a"), session("b"));
+        assert!(Arc::ptr_eq(&a.client, &b.client));
+        assert!(Arc::ptr_eq(&a.server_info, &b.server_info));
+        assert!(Arc::ptr_eq(&a.comm, &b.comm) && Arc::ptr_eq(&a.server, &b.server));
+        let (va, vb) = (
+            a.negotiated_protocol_version.clone().unwrap_or_default(),
+            b.requested_protocol_version.clone().unwrap_or_default(),
+        );
+        assert!(Arc::ptr_eq(&va, &vb));
+        assert_eq!(&*va, "2099-01-01");
+        assert_eq!(a.server_info.name.as_deref(), Some("nst"));
+        assert_eq!(
+            a.summary(SessionStatus::Active, None, 2)
+                .protocol_version
+                .as_deref(),
+            Some("2099-01-01")
+        );
     }
 }

@@ -1692,7 +1692,7 @@ impl McpTracker {
         }
         let full_key = (ep.pid, key.clone());
         let server = match self.sessions.get(&full_key) {
-            Some(s) => s.server.clone(),
+            Some(s) => s.server.to_string(),
             None => server_label(ep, http),
         };
         if let Some(info) = effects.discover {
