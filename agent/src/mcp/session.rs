@@ -191,9 +191,10 @@ pub struct McpSession {
     /// The session id came from a query parameter (legacy HTTP+SSE style).
     pub id_in_query: bool,
     /// User and role, from the latest request that carried them.
-    pub identity: Option<Identity>,
+    /// Boxed: most sessions carry none, and a session holds this inline.
+    pub identity: Option<Box<Identity>>,
     /// Digest of the headers the identity was read from (re-read only when they change).
-    pub(crate) identity_inputs: Option<[u8; 32]>,
+    pub(crate) identity_inputs: Option<Box<[u8; 32]>>,
     /// First `MCP-Protocol-Version` header seen (version of last resort for the summary).
     pub header_protocol_version: Option<Arc<str>>,
     pub protocol_version_mismatches: u64,

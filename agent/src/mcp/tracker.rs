@@ -1213,10 +1213,10 @@ impl McpTracker {
             return;
         }
         let fingerprint = fingerprint(&inputs);
-        if s.identity_inputs == Some(fingerprint) {
+        if s.identity_inputs.as_deref() == Some(&fingerprint) {
             return;
         }
-        s.identity_inputs = Some(fingerprint);
+        s.identity_inputs = Some(Box::new(fingerprint));
         let now_unix_s = self
             .cfg
             .realtime_offset_ns
@@ -1231,7 +1231,7 @@ impl McpTracker {
             tracing::debug!(pid = ep.pid, conn = %ep.conn_id, verification = ?v, "JWT not verified");
         }
         if let Some(identity) = res.identity {
-            s.identity = Some(identity);
+            s.identity = Some(Box::new(identity));
         }
     }
 
