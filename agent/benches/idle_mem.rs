@@ -1,28 +1,33 @@
 //! `cargo bench -p mcpwarden --bench idle_mem -- [N]`: the heap each idle session view holds
 //! (bytes asked of the allocator, without its overhead), after N handshake-era handshakes
 //! (`initialize`, its answer with a fresh `Mcp-Session-Id`, `notifications/initialized`, 202)
-//! spread over 20 keep-alive connections, and the inline size of a session. The figure the
-//! idle-sessions RSS of `cargo xtask bench` is made of, without the kernel and the allocator.
+//! spread over 20 keep-alive connections; the inline size of a session; and the resident
+//! memory each view adds under the agent's allocator (mimalloc, freed pages given back as the
+//! agent does each second). The figure the idle-sessions RSS of `cargo xtask bench` is made
+//! of, without the kernel, the ring buffer and the agent's other work.
 
-use std::alloc::{GlobalAlloc, Layout, System};
+use std::alloc::{GlobalAlloc, Layout};
 use std::sync::atomic::{AtomicIsize, Ordering};
 
-/// Counts the bytes live on the heap.
+use mimalloc::MiMalloc;
+
+/// Counts the bytes live on the heap, allocating with the agent's allocator (so the RSS
+/// figure is the agent's too).
 struct Counting;
 static LIVE: AtomicIsize = AtomicIsize::new(0);
-// SAFETY: forwards every call to the system allocator unchanged; only counts sizes.
+// SAFETY: forwards every call to mimalloc unchanged; only counts sizes.
 unsafe impl GlobalAlloc for Counting {
     unsafe fn alloc(&self, l: Layout) -> *mut u8 {
         LIVE.fetch_add(l.size() as isize, Ordering::Relaxed);
-        unsafe { System.alloc(l) }
+        unsafe { MiMalloc.alloc(l) }
     }
     unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
         LIVE.fetch_sub(l.size() as isize, Ordering::Relaxed);
-        unsafe { System.dealloc(p, l) }
+        unsafe { MiMalloc.dealloc(p, l) }
     }
     unsafe fn realloc(&self, p: *mut u8, l: Layout, n: usize) -> *mut u8 {
         LIVE.fetch_add(n as isize - l.size() as isize, Ordering::Relaxed);
-        unsafe { System.realloc(p, l, n) }
+        unsafe { MiMalloc.realloc(p, l, n) }
     }
 }
 #[global_allocator]
@@ -125,8 +130,10 @@ fn main() {
     };
     measure(&mut table, &mut out, 0, 100, &mut pos);
     let before = LIVE.load(Ordering::Relaxed);
+    let rss_before = rss_after_collect();
     measure(&mut table, &mut out, 100, 100 + n, &mut pos);
     let after = LIVE.load(Ordering::Relaxed);
+    let rss_after = rss_after_collect();
     println!(
         "a session is {} bytes inline (boxed in the tracker's map)",
         std::mem::size_of::<mcpwarden::mcp::McpSession>()
@@ -137,4 +144,26 @@ fn main() {
         after - before,
         table.tracker().stats().sessions
     );
+    println!(
+        "resident memory (mimalloc, freed pages purged as the agent does): {} bytes per view",
+        (rss_after - rss_before) / n as i64
+    );
+}
+
+extern "C" {
+    fn mi_collect(force: bool);
+}
+
+/// `VmRSS` in bytes once mimalloc has given back what it can (the agent's one-second tick).
+fn rss_after_collect() -> i64 {
+    // SAFETY: no preconditions.
+    unsafe { mi_collect(true) };
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("VmRSS:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<i64>().ok())
+        })
+        .map_or(0, |kb| kb * 1024)
 }
