@@ -24,7 +24,6 @@ pub const MAX_CONNS_PER_SESSION: usize = 1024;
 /// Attacks kept per session; further ones are counted in `attacks_dropped`.
 pub const MAX_ATTACKS: usize = 256;
 
-/// The primitive families a method belongs to (for the summary's `primitives`).
 /// Distinct JSON values and implementations each pool keeps for sharing ([`SharedPool`]).
 const MAX_SHARED_VALUES: usize = 64;
 /// Distinct strings kept for sharing: process names, server endpoints, protocol versions,
@@ -85,6 +84,7 @@ pub(crate) fn shared_str(v: &str) -> Arc<str> {
     SHARED_STRS.share(v, || Arc::from(v))
 }
 
+/// The primitive family a method belongs to (for the summary's `primitives`).
 pub fn primitive_of(method: &str) -> Option<&'static str> {
     let family = method.strip_prefix("notifications/").unwrap_or(method);
     let head = family.split('/').next().unwrap_or(family);
