@@ -11,8 +11,9 @@ use mcpwarden_common::{
     event::DataEvent,
 };
 
-/// Payload chunks and connection events to userspace. 16 MiB by default; the agent may
-/// resize it at load.
+/// Payload chunks and connection events to userspace. The agent always sizes it at load
+/// (`--ring-bytes`, default 8 MiB: `DEFAULT_RING_BYTES` in `agent/src/capture/attach.rs`);
+/// the size here holds only for a loader that keeps the object's own.
 #[map]
 pub static EVENTS: RingBuf = RingBuf::with_byte_size(16 * 1024 * 1024, 0);
 
