@@ -1159,11 +1159,12 @@ impl McpTracker {
         self.track_conn(pid, conn_id, &sid);
     }
 
-    /// Session `sid` used connection `conn_id`.
-    fn track_conn(&mut self, pid: u32, conn_id: &str, sid: &str) {
+    /// Session `sid` used connection `conn_id`. Takes the id as the tracker already holds it,
+    /// so the lookup on every exchange allocates nothing.
+    fn track_conn(&mut self, pid: u32, conn_id: &str, sid: &Arc<str>) {
         let Some(s) = self
             .sessions
-            .get_mut(&(pid, GroupKey::Header(Arc::from(sid))))
+            .get_mut(&(pid, GroupKey::Header(Arc::clone(sid))))
         else {
             return;
         };
