@@ -4,11 +4,15 @@
     python host_tax.py tcp N
     python host_tax.py https N --cert CERT --key KEY
     python host_tax.py ssl N --cert CERT --key KEY
+    python host_tax.py download N --cert CERT --key KEY
 
 pipe:  N writes of 64 bytes to a pipe a forked child drains;
 tcp:   N round trips of 64 bytes on one loopback TCP connection to a forked echo server;
 https: N `GET /` requests on one keep-alive TLS connection to a forked HTTPS server (plain
        text answers: HTTP, but no JSON-RPC anywhere).
+download: N `GET /file` requests on one keep-alive TLS connection, each answered with a
+       1 MiB `application/octet-stream` body (Content-Length): a bulk HTTPS transfer, the
+       bytes a host moves that are HTTP but never MCP.
 ssl:   N rounds of one `SSL_write_ex` (64 bytes, client) and one `SSL_read_ex` (server) in
        this process, over memory BIOs (no socket, no syscall): the price of the SSL probes
        alone, per pair of calls.
@@ -92,7 +96,9 @@ ANSWER = b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 2\r\n\
 REQUEST = b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: text/plain\r\n\r\n"
 
 
-def https(n: int, cert: str, key: str) -> float:
+def https(n: int, cert: str, key: str, answer_bytes: bytes = b"", request: bytes = b"") -> float:
+    answer_bytes = answer_bytes or ANSWER
+    request = request or REQUEST
     server_ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     server_ctx.load_cert_chain(cert, key)
     ls = socket.socket()
@@ -110,7 +116,7 @@ def https(n: int, cert: str, key: str) -> float:
             buf += d
             while b"\r\n\r\n" in buf:
                 _, buf = buf.split(b"\r\n\r\n", 1)
-                tls.sendall(ANSWER)
+                tls.sendall(answer_bytes)
 
     child = serve(ls, answer)
     ctx = ssl.create_default_context(cafile=cert)
@@ -118,14 +124,26 @@ def https(n: int, cert: str, key: str) -> float:
     s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     t0 = time.perf_counter_ns()
     for _ in range(n):
-        s.sendall(REQUEST)
-        buf = b""
-        while not buf.endswith(b"ok"):
-            buf += s.recv(4096)
+        s.sendall(request)
+        want, got = len(answer_bytes), 0
+        while got < want:
+            d = s.recv(262144)
+            if not d:
+                raise SystemExit("https loop: the server closed the connection")
+            got += len(d)
     spent = time.perf_counter_ns() - t0
     s.close()
     os.waitpid(child, 0)
     return spent / n
+
+
+DOWNLOAD_BODY = 1 << 20
+DOWNLOAD_ANSWER = (
+    b"HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\n"
+    + b"Content-Length: %d\r\n\r\n" % DOWNLOAD_BODY
+    + b"\x5a" * DOWNLOAD_BODY
+)
+DOWNLOAD_REQUEST = b"GET /file HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: */*\r\n\r\n"
 
 
 def ssl_calls(n: int, cert: str, key: str) -> float:
@@ -170,11 +188,20 @@ def main() -> int:
     elif what == "https":
         args = sys.argv[3:]
         ns = https(n, args[args.index("--cert") + 1], args[args.index("--key") + 1])
+    elif what == "download":
+        args = sys.argv[3:]
+        ns = https(
+            n,
+            args[args.index("--cert") + 1],
+            args[args.index("--key") + 1],
+            DOWNLOAD_ANSWER,
+            DOWNLOAD_REQUEST,
+        )
     elif what == "ssl":
         args = sys.argv[3:]
         ns = ssl_calls(n, args[args.index("--cert") + 1], args[args.index("--key") + 1])
     else:
-        print(f"unknown workload {what!r} (pipe, tcp, https, ssl)", file=sys.stderr)
+        print(f"unknown workload {what!r} (pipe, tcp, https, download, ssl)", file=sys.stderr)
         return 2
     print(json.dumps({"ops": n, "ns_per_op": ns}))
     return 0

@@ -141,6 +141,7 @@ pub fn with_ebpf_object<'a>(cmd: &'a mut Command, object: &std::path::Path) -> &
 pub fn build() -> Result<PathBuf> {
     let object = build_ebpf()?;
     let mut cmd = Command::new("cargo");
+    util::scrub_run_env(&mut cmd);
     cmd.args(["build", "--release", "--package", AGENT_PACKAGE])
         .arg("--target-dir")
         .arg(target_dir())

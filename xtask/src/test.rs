@@ -133,6 +133,7 @@ pub fn test(selection: Selection) -> Result<()> {
 
 fn cargo() -> Command {
     let mut cmd = Command::new("cargo");
+    crate::util::scrub_run_env(&mut cmd);
     // The same target directory as `build`, whatever the caller's environment says.
     cmd.current_dir(workspace_root())
         .env("CARGO_TARGET_DIR", target_dir());

@@ -151,6 +151,32 @@ pub fn sha256_file(path: &Path) -> Result<String> {
 /// Environment variables the outer `cargo run` (and rustup's proxy) set for xtask that must
 /// not leak into a nested cargo of another toolchain: with them the nested build would use
 /// the outer compiler, flags or toolchain.
+/// Removes what `cargo run` set for xtask itself (`CARGO_MANIFEST_DIR`, `CARGO_PKG_*`, …)
+/// from a host cargo command, keeping the caller's configuration (`CARGO_HOME`,
+/// `CARGO_TARGET_DIR`, `CARGO_BUILD_*`, …). Some build scripts watch these variables
+/// (ring's `rerun-if-env-changed=CARGO_MANIFEST_DIR`): left in, every build through xtask
+/// would differ from the same build typed in a shell, and each would recompile a chain of
+/// crates (ring, rustls, tonic, the collector, the agent: about 2 minutes here) for the other.
+pub fn scrub_run_env(cmd: &mut Command) -> &mut Command {
+    for (key, _) in std::env::vars_os() {
+        let key = key.to_string_lossy();
+        let set_by_cargo_run = matches!(
+            key.as_ref(),
+            "CARGO_MANIFEST_DIR"
+                | "CARGO_MANIFEST_PATH"
+                | "CARGO_MANIFEST_LINKS"
+                | "CARGO_CRATE_NAME"
+                | "CARGO_BIN_NAME"
+                | "CARGO_PRIMARY_PACKAGE"
+                | "CARGO_RUSTC_CURRENT_DIR"
+        ) || key.starts_with("CARGO_PKG_");
+        if set_by_cargo_run {
+            cmd.env_remove(key.as_ref());
+        }
+    }
+    cmd
+}
+
 pub fn scrub_cargo_env(cmd: &mut Command) -> &mut Command {
     for (key, _) in std::env::vars_os() {
         let key = key.to_string_lossy();

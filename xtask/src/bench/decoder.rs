@@ -11,18 +11,31 @@ use serde_json::{json, Value};
 use crate::build::{ebpf_object, with_ebpf_object, AGENT_PACKAGE};
 use crate::util::{display, target_dir, workspace_root};
 
-/// Runs `cargo bench -p PACKAGE --bench NAME -- --seconds S`, echoes and returns its stdout.
-fn cargo_bench(package: &str, name: &str, seconds: f64) -> Result<String> {
+/// The collector's package (its `ingest` bench).
+const COLLECTOR_PACKAGE: &str = "mcpwarden-collector";
+
+/// Runs `cargo bench -p AGENT -p COLLECTOR --bench NAME -- --seconds S`, echoes and returns
+/// its stdout. Every bench is built with both packages selected, so all of them resolve the
+/// same features as the release agent (`cargo xtask build`) and share its dependencies: the
+/// collector selected alone resolves fewer features (tonic, serde, mio, …) and recompiled
+/// about a minute of crates for its bench.
+fn cargo_bench(name: &str, seconds: f64) -> Result<String> {
     let mut cmd = Command::new("cargo");
-    cmd.args(["bench", "--package", package, "--bench", name])
-        .arg("--target-dir")
-        .arg(target_dir())
-        .current_dir(workspace_root())
-        .args(["--", "--seconds", &seconds.to_string()]);
-    if package == AGENT_PACKAGE {
-        // The same build-script input as every other build of the agent (no needless rebuilds).
-        with_ebpf_object(&mut cmd, &ebpf_object());
-    }
+    crate::util::scrub_run_env(&mut cmd);
+    cmd.args([
+        "bench",
+        "--package",
+        AGENT_PACKAGE,
+        "--package",
+        COLLECTOR_PACKAGE,
+    ])
+    .args(["--bench", name])
+    .arg("--target-dir")
+    .arg(target_dir())
+    .current_dir(workspace_root())
+    .args(["--", "--seconds", &seconds.to_string()]);
+    // The same build-script input as every other build of the agent (no needless rebuilds).
+    with_ebpf_object(&mut cmd, &ebpf_object());
     eprintln!("+ {}", display(&cmd));
     let out = cmd
         .stderr(std::process::Stdio::inherit())
@@ -60,10 +73,10 @@ pub fn parse_decode_line(line: &str) -> Option<Value> {
 
 /// Runs the three offline benches; returns the `decoder`, `policy` and `collector` parts.
 pub fn run(seconds: f64) -> Result<(Value, Value, Value)> {
-    let decode = cargo_bench(AGENT_PACKAGE, "decode", seconds)?;
+    let decode = cargo_bench("decode", seconds)?;
     let figures: Vec<Value> = decode.lines().filter_map(parse_decode_line).collect();
-    let policy = cargo_bench(AGENT_PACKAGE, "policy", seconds)?;
-    let ingest = cargo_bench("mcpwarden-collector", "ingest", seconds)?;
+    let policy = cargo_bench("policy", seconds)?;
+    let ingest = cargo_bench("ingest", seconds)?;
     let lines = |t: &str| -> Vec<String> {
         t.lines()
             .map(str::trim_end)

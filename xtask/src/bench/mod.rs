@@ -134,19 +134,26 @@ pub fn bench(o: BenchOptions) -> Result<()> {
     let mut r = json!({
         "profile": if o.quick { "quick" } else { "full" },
         "machine": report::machine(),
+        "part_seconds": {},
     });
     if wants("offline") {
+        let t = Timer::start();
         let (decoder, policy, collector) = decoder::run(plan.offline_seconds)?;
         r["decoder"] = decoder;
         r["policy_decision"] = policy;
         r["collector_ingest"] = collector;
+        t.stop(&mut r, "offline (benches built and run)");
     }
     let privileged = ["latency", "host-tax", "hooks", "loss", "idle"];
     if privileged.iter().any(|p| wants(p)) {
         if is_root() {
             // What a fresh machine lacks (peers, nginx, toolchain), then the agent.
+            let t = Timer::start();
             crate::setup::setup(crate::setup::Scope::Bench)?;
+            t.stop(&mut r, "setup");
+            let t = Timer::start();
             crate::build::build()?;
+            t.stop(&mut r, "build (eBPF object and agent)");
             run_privileged(&mut r, &plan, &wants)?;
         } else {
             println!("bench: latency, host tax and loss skipped: they need root (the agent loads eBPF programs)");
@@ -166,25 +173,50 @@ pub fn bench(o: BenchOptions) -> Result<()> {
     report::write(&path, &r)
 }
 
+/// Wall time of one part of the run, kept in `part_seconds` (where the bench's time goes).
+struct Timer(std::time::Instant);
+
+impl Timer {
+    fn start() -> Self {
+        Timer(std::time::Instant::now())
+    }
+
+    fn stop(self, r: &mut Value, part: &str) {
+        let s = stats::round1(self.0.elapsed().as_secs_f64());
+        eprintln!("bench: {part}: {s} s");
+        r["part_seconds"][part] = json!(s);
+    }
+}
+
 fn run_privileged(r: &mut Value, plan: &Plan, wants: &dyn Fn(&str) -> bool) -> Result<()> {
     let dir = tempfile::Builder::new()
         .prefix("mcpwarden-bench-")
         .tempdir()?;
     let cert = peers::Cert::generate(dir.path())?;
     if wants("latency") {
+        let t = Timer::start();
         r["latency"] = latency::run(dir.path(), &cert, plan.latency)?;
+        t.stop(r, "latency");
     }
     if wants("host-tax") {
+        let t = Timer::start();
         r["host_tax"] = host_tax::run(dir.path(), &cert, plan.host_tax)?;
+        t.stop(r, "host-tax");
     }
     if wants("hooks") {
+        let t = Timer::start();
         r["hooks"] = hooks::run(dir.path(), &cert, plan.hooks)?;
+        t.stop(r, "hooks");
     }
     if wants("loss") {
+        let t = Timer::start();
         r["loss"] = loss::loss(dir.path(), plan.loss)?;
+        t.stop(r, "loss");
+    }
+    if wants("loss") || wants("idle") {
+        let t = Timer::start();
         r["idle_sessions"] = loss::idle(dir.path(), plan.loss)?;
-    } else if wants("idle") {
-        r["idle_sessions"] = loss::idle(dir.path(), plan.loss)?;
+        t.stop(r, "idle sessions");
     }
     Ok(())
 }

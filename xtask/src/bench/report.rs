@@ -364,6 +364,15 @@ pub fn print(r: &Value) {
             );
         }
     }
+    if let Some(parts) = r["part_seconds"].as_object() {
+        println!(
+            "\nwhere the run's {} s went",
+            r["elapsed_s"].as_f64().unwrap_or(0.0)
+        );
+        for (part, s) in parts {
+            println!("  {part:<34} {:>7.1} s", s.as_f64().unwrap_or(0.0));
+        }
+    }
 }
 
 /// Writes `path` (pretty JSON), creating its directory.
