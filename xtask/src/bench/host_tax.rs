@@ -1,8 +1,10 @@
-//! Host tax: what the agent costs the host's non-MCP work. Four workloads, each run with
+//! Host tax: what the agent costs the host's non-MCP work. Five workloads, each run with
 //! and without the agent (`mcpwarden run`, monitor), interleaved in rounds: `dd bs=1` from
 //! /dev/zero to /dev/null (two syscalls per byte, no sockets), a write loop to a pipe, a TCP
-//! echo loop on loopback, and an HTTPS client loop (keep-alive, plain text answers). Each
-//! workload's wall time per operation and the CPU of its process tree are compared.
+//! echo loop on loopback, an HTTPS client loop (keep-alive, plain text answers) and an HTTPS
+//! download loop (keep-alive, 1 MiB bodies). Each workload's wall time per operation and the
+//! CPU of its process tree are compared; the agent's counted ring loss over its blocks is
+//! reported too (bulk HTTP that is not MCP still crosses the ring).
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -25,13 +27,21 @@ pub struct HostTaxPlan {
     pub pipe_writes: u64,
     pub tcp_round_trips: u64,
     pub https_requests: u64,
+    /// 1 MiB downloads per run.
+    pub downloads: u64,
 }
 
+/// In the order they run; the download goes last: the agent is still digesting its bytes for
+/// a while after it ends, and would tax whatever ran next.
 pub const WORKLOADS: &[(&str, &str)] = &[
     ("dd", "dd bs=1 /dev/zero → /dev/null"),
     ("pipe", "write loop to a pipe (64 B)"),
     ("tcp_echo", "TCP echo loop (64 B, loopback)"),
     ("https", "HTTPS client loop (keep-alive, non-MCP)"),
+    (
+        "https_download",
+        "HTTPS download loop (1 MiB bodies, non-MCP)",
+    ),
 ];
 
 /// One run: (ns per operation, CPU seconds of the process tree).
@@ -40,6 +50,7 @@ fn run_one(what: &str, plan: HostTaxPlan, cert: &Cert) -> Result<(f64, f64)> {
         let (arg, n) = match what {
             "pipe" => ("pipe", plan.pipe_writes),
             "tcp_echo" => ("tcp", plan.tcp_round_trips),
+            "https_download" => ("download", plan.downloads),
             _ => ("https", plan.https_requests),
         };
         return python_workload(arg, n, cert);
@@ -59,7 +70,7 @@ fn run_one(what: &str, plan: HostTaxPlan, cert: &Cert) -> Result<(f64, f64)> {
     Ok((ns, children_cpu_seconds() - cpu0))
 }
 
-/// One run of `tests/bench/host_tax.py ARG N` (`pipe`, `tcp`, `https`, `ssl`): (ns per
+/// One run of `tests/bench/host_tax.py ARG N` (`pipe`, `tcp`, `https`, `download`, `ssl`): (ns per
 /// operation as the loop timed itself, without the interpreter's start; CPU seconds of the
 /// process tree).
 pub fn python_workload(arg: &str, n: u64, cert: &Cert) -> Result<(f64, f64)> {
@@ -68,7 +79,7 @@ pub fn python_workload(arg: &str, n: u64, cert: &Cert) -> Result<(f64, f64)> {
     cmd.arg(script("tests/bench/host_tax.py"))
         .arg(arg)
         .arg(n.to_string());
-    if arg == "https" || arg == "ssl" {
+    if matches!(arg, "https" | "ssl" | "download") {
         cmd.arg("--cert")
             .arg(&cert.cert)
             .arg("--key")
@@ -92,6 +103,8 @@ pub fn run(dir: &Path, cert: &Cert, plan: HostTaxPlan) -> Result<Value> {
     // (workload, with agent) → [(ns/op, cpu s)]
     let mut runs: BTreeMap<(&str, bool), Vec<(f64, f64)>> = BTreeMap::new();
     let mut n = 1000;
+    // The agent's counted ring loss over its blocks: (chunks, bytes).
+    let (mut lost_chunks, mut lost_bytes) = (0u64, 0u64);
     for round in 0..plan.rounds {
         // Alternate which half goes first.
         for half in 0..2 {
@@ -114,7 +127,11 @@ pub fn run(dir: &Path, cert: &Cert, plan: HostTaxPlan) -> Result<Value> {
                     .push(run_one(what, plan, cert)?);
             }
             if let Some(a) = agent {
-                a.stop()?;
+                let records = a.stop()?;
+                if let Some(h) = agent::last_health(&records) {
+                    lost_chunks += h["kernel"]["ring_full_chunks"].as_u64().unwrap_or(0);
+                    lost_bytes += h["kernel"]["ring_full_bytes"].as_u64().unwrap_or(0);
+                }
             }
         }
     }
@@ -143,6 +160,9 @@ pub fn run(dir: &Path, cert: &Cert, plan: HostTaxPlan) -> Result<Value> {
         "pipe_writes": plan.pipe_writes,
         "tcp_round_trips": plan.tcp_round_trips,
         "https_requests": plan.https_requests,
+        "downloads": plan.downloads,
+        "agent_ring_full_chunks": lost_chunks,
+        "agent_ring_full_bytes": lost_bytes,
         "workloads": out,
     }))
 }

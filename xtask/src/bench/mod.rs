@@ -77,6 +77,7 @@ fn plan(o: &BenchOptions) -> Plan {
                 pipe_writes: 50_000,
                 tcp_round_trips: 5_000,
                 https_requests: 2_000,
+                downloads: 20,
             },
             hooks: hooks::HooksPlan {
                 rounds: 1,
@@ -105,6 +106,7 @@ fn plan(o: &BenchOptions) -> Plan {
                 pipe_writes: 500_000,
                 tcp_round_trips: 50_000,
                 https_requests: 20_000,
+                downloads: 300,
             },
             hooks: hooks::HooksPlan {
                 rounds: 3,

@@ -267,6 +267,10 @@ pub fn print(r: &Value) {
                 v["cpu_ratio"].to_string()
             );
         }
+        println!(
+            "the agent's counted ring loss over its blocks: {} chunks, {} bytes",
+            r["host_tax"]["agent_ring_full_chunks"], r["host_tax"]["agent_ring_full_bytes"]
+        );
     }
     if let Some(modes) = r["hooks"]["modes"].as_object() {
         println!(
