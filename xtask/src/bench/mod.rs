@@ -110,7 +110,7 @@ fn plan(o: &BenchOptions) -> Plan {
             },
             hooks: hooks::HooksPlan {
                 rounds: 3,
-                ssl_pairs: 200_000,
+                ssl_pairs: 100_000,
                 tcp_round_trips: 30_000,
                 pipe_writes: 300_000,
             },
