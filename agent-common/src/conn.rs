@@ -107,3 +107,11 @@ mod user {
     unsafe impl aya::Pod for super::TlsKey {}
     unsafe impl aya::Pod for super::TlsConnState {}
 }
+
+/// Load shedding: when a call's bytes would leave the ring more than half full of records the
+/// agent has not read yet, and its process has not been seen taking part in MCP (the
+/// `MCP_PROCS` map, filled by userspace), they are dropped and counted (`shed_chunks`,
+/// `shed_bytes`) instead of taking the room MCP traffic needs, unless they lie within the
+/// first `SHED_GRACE_BYTES` of their stream direction: a new connection's first messages (an `initialize`, a first request of
+/// a process not marked yet) are always carried while the ring has room.
+pub const SHED_GRACE_BYTES: u64 = 64 * 1024;

@@ -80,12 +80,17 @@ pub enum Counter {
     /// A socket used by more fds than remembered (shared across fork or `SCM_RIGHTS`): the
     /// oldest one's connection no longer ends with the socket's TCP_CLOSE.
     SkOwnersFull = 32,
+    /// Chunks not carried because the ring was more than half full and their process has
+    /// not been seen taking part in MCP (load shedding; see `shed`): their bytes are lost.
+    ShedChunks = 33,
+    /// Bytes of those chunks.
+    BytesShed = 34,
 }
 
 pub const COUNTER_SLOTS: u32 = 48;
 
 impl Counter {
-    pub const ALL: [Counter; 33] = [
+    pub const ALL: [Counter; 35] = [
         Counter::RingFull,
         Counter::BytesTruncated,
         Counter::ArgsMapFull,
@@ -119,6 +124,8 @@ impl Counter {
         Counter::TlsArgsExited,
         Counter::TlsTieNotRecord,
         Counter::SkOwnersFull,
+        Counter::ShedChunks,
+        Counter::BytesShed,
     ];
     /// Metric-style name.
     pub fn name(self) -> &'static str {
@@ -156,6 +163,8 @@ impl Counter {
             Counter::TlsArgsExited => "tls_args_exited",
             Counter::TlsTieNotRecord => "tls_tie_not_record",
             Counter::SkOwnersFull => "sk_owners_full",
+            Counter::ShedChunks => "shed_chunks",
+            Counter::BytesShed => "shed_bytes",
         }
     }
 }

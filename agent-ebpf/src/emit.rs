@@ -4,12 +4,15 @@
 
 use core::ffi::c_void;
 
-use aya_ebpf::helpers::{
-    bpf_get_current_comm, bpf_ktime_get_ns, bpf_probe_read_user,
-    generated::{bpf_loop, bpf_probe_read_user as raw_probe_read_user},
+use aya_ebpf::{
+    bindings::{BPF_RB_AVAIL_DATA, BPF_RB_RING_SIZE},
+    helpers::{
+        bpf_get_current_comm, bpf_ktime_get_ns, bpf_probe_read_user,
+        generated::{bpf_loop, bpf_probe_read_user as raw_probe_read_user},
+    },
 };
 use mcpwarden_common::{
-    conn::ConnState,
+    conn::{ConnState, SHED_GRACE_BYTES},
     counters::{Counter, HookCounter},
     event::{
         ConnOpenEvent, DataEventHeader, DataSource, EventHeader, EventKind, CHUNK_DATA_MAX,
@@ -18,7 +21,41 @@ use mcpwarden_common::{
     sniff::is_http_prefix,
 };
 
-use crate::maps::{count, count_hook, WalkState, EVENTS, SCRATCH, SOCKS, WALK};
+use crate::maps::{count, count_hook, WalkState, EVENTS, MCP_PROCS, SCRATCH, SOCKS, WALK};
+
+/// Load shedding: a stream that begins with a `POST` (the first request of every MCP
+/// conversation, in both protocol eras) gives its process priority at once, from the
+/// kernel, before userspace has read a byte of it (`MCP_PROCS`; userspace adds the
+/// processes it sees JSON-RPC from). Called once per stream, when the sniff says HTTP.
+#[inline(always)]
+pub fn prioritise_if_post(tgid: u32, p: &Payload) {
+    if p.len >= 8 && first_bytes(p).starts_with(b"POST ") {
+        let _ = MCP_PROCS.insert(&tgid, &1, 0);
+    }
+}
+
+/// Load shedding (see `SHED_GRACE_BYTES`): true when this call's bytes must be dropped (counted)
+/// to keep the ring's room for MCP traffic. Two ring queries and, only under pressure, one
+/// map lookup.
+#[inline(always)]
+fn shed(tgid: u32, pos: u64, len: u64) -> bool {
+    if pos.saturating_add(len) <= SHED_GRACE_BYTES {
+        return false;
+    }
+    // With this call's bytes the ring would be more than half full (a call can carry many
+    // chunks: judged whole, so one large write cannot take the half kept for MCP).
+    let unread = EVENTS.query(BPF_RB_AVAIL_DATA as u64);
+    if unread.saturating_add(len) <= EVENTS.query(BPF_RB_RING_SIZE as u64) / 2 {
+        return false;
+    }
+    // SAFETY: read-only peek.
+    if unsafe { MCP_PROCS.get(&tgid) }.is_some() {
+        return false;
+    }
+    count(Counter::ShedChunks, 1);
+    count(Counter::BytesShed, len);
+    true
+}
 
 /// Where a syscall's bytes are in user memory.
 pub struct Payload {
@@ -335,6 +372,10 @@ pub fn emit_payload(
     hold_id: u64,
     p: &Payload,
 ) {
+    // A held write is always carried: its verdict waits for it.
+    if hold_id == 0 && shed(tgid, pos, p.len) {
+        return;
+    }
     let ev = match SCRATCH.get_ptr_mut(0) {
         Some(e) => e,
         None => return,

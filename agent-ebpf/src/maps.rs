@@ -229,6 +229,12 @@ pub static ENFORCE_CONFIG: Array<u32> = Array::with_max_entries(CFG_SLOTS, 0);
 #[map]
 pub static MCP_PIDS: LruHashMap<u32, u8> = LruHashMap::with_max_entries(16384, 0);
 
+/// Processes seen taking part in MCP, client or server (filled by userspace from the
+/// first JSON-RPC bytes it reads of them): their chunks are never shed when the ring runs
+/// more than half full (see `mcpwarden_common::conn::SHED_GRACE_BYTES`).
+#[map]
+pub static MCP_PROCS: LruHashMap<u32, u8> = LruHashMap::with_max_entries(16384, 0);
+
 /// Outstanding holds. Inserted by the probe that stops the process; removed by userspace
 /// when it releases the hold (the process resumes when none of its holds is left).
 #[map]

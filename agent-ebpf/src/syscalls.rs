@@ -23,7 +23,8 @@ use crate::{
     conn::{close_conn, emit_close},
     ctx::{field, skip_tgid},
     emit::{
-        emit_conn_open, emit_head, emit_payload, reserve, sniff_after, take_head, Payload, Sniff,
+        emit_conn_open, emit_head, emit_payload, prioritise_if_post, reserve, sniff_after,
+        take_head, Payload, Sniff,
     },
     maps::{add_owner, config, count, SyscallArgs, ARGS, CONNS, PLAIN_HELD, SOCKS},
     sock::is_tcp,
@@ -291,6 +292,7 @@ pub fn on_socket_io(io: &SocketIo) {
                 (Sniff::Http, _) => {
                     c.state = CONN_HTTP;
                     count(Counter::ConnsHttp, 1);
+                    prioritise_if_post(tgid, &payload);
                     if c.role == ROLE_UNKNOWN {
                         c.role = role_of(io.sk);
                     }

@@ -30,8 +30,8 @@ use crate::{
     conn::emit_tls_close,
     ctx::skip_tgid,
     emit::{
-        emit_head, emit_open, emit_payload, reserve, sniff_after, take_head, Payload, Sniff,
-        SniffHead,
+        emit_head, emit_open, emit_payload, prioritise_if_post, reserve, sniff_after, take_head,
+        Payload, Sniff, SniffHead,
     },
     hold::{hold_candidate, maybe_hold_tls_write},
     maps::{
@@ -418,6 +418,7 @@ fn on_return(ctx: &RetProbeContext, ex: bool) {
             let head = take_head(&mut c.head_len, c.head_dir, c.head, dir);
             match sniff_after(&payload, head) {
                 (Sniff::Http, _) => {
+                    prioritise_if_post(tgid, &payload);
                     open_tls_stream(tgid, tid, c);
                     emit_head(tgid, tid, NO_FD, c.start_ns, pos, a.source, c.fd, head);
                 }

@@ -411,6 +411,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
                     for ev in orphan_open.into_iter().chain(std::iter::once(ev)) {
                         let from = records.len();
                         enforcer.observe(&ev);
+                        capture.mcp_procs.observe(&ev);
                         let is_open = matches!(ev, events::KernelEvent::Open { .. });
                         let held = if is_open { None } else { held };
                         if held.is_some() {

@@ -88,6 +88,11 @@ impl PyServer {
         Self::start_with(port, Some(cert), flags)
     }
 
+    /// Plain HTTP with extra server flags (e.g. `--large-tools`).
+    pub fn start_with_flags(port: u16, flags: &[&str]) -> PyServer {
+        Self::start_with(port, None, flags)
+    }
+
     fn start_with(port: u16, tls: Option<&SelfSignedCert>, flags: &[&str]) -> PyServer {
         let env = test_env();
         let dir = tempfile::Builder::new()

@@ -85,6 +85,8 @@ pub fn outline(records: &[&Value]) -> String {
 pub const LOSS_COUNTERS: &[(&str, &str)] = &[
     ("kernel", "ring_full_chunks"),
     ("kernel", "ring_full_bytes"),
+    ("kernel", "shed_chunks"),
+    ("kernel", "shed_bytes"),
     ("kernel", "truncated_bytes"),
     ("kernel", "read_user_failed"),
     ("kernel", "unreadable_bytes"),

@@ -252,6 +252,8 @@ pub struct Capture {
     enforce: Option<super::kernel_enforce::KernelEnforce>,
     /// Plaintext hold probes given to MCP client processes.
     pub libc_hold: super::libc_hold::LibcHold,
+    /// The processes marked as taking part in MCP (load shedding spares them).
+    pub mcp_procs: super::mcp_procs::McpProcs<aya::maps::HashMap<aya::maps::MapData, u32, u8>>,
 }
 
 impl Capture {
@@ -307,6 +309,8 @@ impl Capture {
         })?;
         super::tls::load_programs(&mut ebpf)?;
         let enforce = Some(super::kernel_enforce::KernelEnforce::new(&mut ebpf)?);
+        let mcp_procs =
+            super::mcp_procs::McpProcs::new(super::kernel_enforce::take(&mut ebpf, "MCP_PROCS")?);
         // The start-up scan runs here, before the agent says it is ready; later scans run on
         // the discovery thread (see `take_scanner`).
         let mut tls = super::tls::TlsAttacher::default();
@@ -324,6 +328,7 @@ impl Capture {
             scanner: Some(scanner),
             enforce,
             libc_hold: Default::default(),
+            mcp_procs,
         })
     }
 
@@ -380,6 +385,12 @@ impl Capture {
             ("tls_attach_recovered", t.attach_recovered),
             ("tls_attach_gave_up", t.attach_gave_up),
             ("tls_discovery_dropped", t.discovery_dropped),
+        ]);
+        let m = self.mcp_procs.stats;
+        c.extend([
+            ("mcp_procs_marked", m.marked),
+            ("mcp_procs_forgets", m.forgets),
+            ("mcp_procs_map_errors", m.map_errors),
         ]);
         c
     }

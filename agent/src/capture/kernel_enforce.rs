@@ -43,7 +43,7 @@ pub struct KernelEnforce {
     pub connect_block: bool,
 }
 
-fn take<T: TryFrom<aya::maps::Map, Error = aya::maps::MapError>>(
+pub(crate) fn take<T: TryFrom<aya::maps::Map, Error = aya::maps::MapError>>(
     ebpf: &mut Ebpf,
     map: &'static str,
 ) -> Result<T, CaptureError> {

@@ -9,6 +9,7 @@ pub mod error;
 pub mod events;
 pub mod kernel_enforce;
 pub mod libc_hold;
+pub mod mcp_procs;
 pub mod preflight;
 pub mod progstats;
 pub mod ssl_sites;

@@ -29,6 +29,8 @@ pub struct LossPlan {
 const LOSS_COUNTERS: &[(&str, &str)] = &[
     ("kernel", "ring_full_chunks"),
     ("kernel", "ring_full_bytes"),
+    ("kernel", "shed_chunks"),
+    ("kernel", "shed_bytes"),
     ("kernel", "truncated_bytes"),
     ("kernel", "read_user_failed"),
     ("kernel", "args_map_full"),

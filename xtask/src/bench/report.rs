@@ -267,9 +267,10 @@ pub fn print(r: &Value) {
                 v["cpu_ratio"].to_string()
             );
         }
+        let h = &r["host_tax"];
         println!(
-            "the agent's counted ring loss over its blocks: {} chunks, {} bytes",
-            r["host_tax"]["agent_ring_full_chunks"], r["host_tax"]["agent_ring_full_bytes"]
+            "the agent's counted loss over its blocks: ring full {} chunks, {} bytes; shed (not MCP, ring over half full) {} chunks, {} bytes",
+            h["agent_ring_full_chunks"], h["agent_ring_full_bytes"], h["agent_shed_chunks"], h["agent_shed_bytes"]
         );
     }
     if let Some(modes) = r["hooks"]["modes"].as_object() {
