@@ -148,9 +148,17 @@ pub fn sha256_file(path: &Path) -> Result<String> {
         }))
 }
 
-/// Environment variables the outer `cargo run` (and rustup's proxy) set for xtask that must
-/// not leak into a nested cargo of another toolchain: with them the nested build would use
-/// the outer compiler, flags or toolchain.
+/// Removes from `cmd` every variable of this process's environment that `drop` names.
+fn remove_env_where(cmd: &mut Command, drop: impl Fn(&str) -> bool) -> &mut Command {
+    for (key, _) in std::env::vars_os() {
+        let key = key.to_string_lossy();
+        if drop(&key) {
+            cmd.env_remove(key.as_ref());
+        }
+    }
+    cmd
+}
+
 /// Removes what `cargo run` set for xtask itself (`CARGO_MANIFEST_DIR`, `CARGO_PKG_*`, …)
 /// from a host cargo command, keeping the caller's configuration (`CARGO_HOME`,
 /// `CARGO_TARGET_DIR`, `CARGO_BUILD_*`, …). Some build scripts watch these variables
@@ -158,10 +166,9 @@ pub fn sha256_file(path: &Path) -> Result<String> {
 /// would differ from the same build typed in a shell, and each would recompile a chain of
 /// crates (ring, rustls, tonic, the collector, the agent: about 2 minutes here) for the other.
 pub fn scrub_run_env(cmd: &mut Command) -> &mut Command {
-    for (key, _) in std::env::vars_os() {
-        let key = key.to_string_lossy();
-        let set_by_cargo_run = matches!(
-            key.as_ref(),
+    remove_env_where(cmd, |key| {
+        matches!(
+            key,
             "CARGO_MANIFEST_DIR"
                 | "CARGO_MANIFEST_PATH"
                 | "CARGO_MANIFEST_LINKS"
@@ -169,19 +176,17 @@ pub fn scrub_run_env(cmd: &mut Command) -> &mut Command {
                 | "CARGO_BIN_NAME"
                 | "CARGO_PRIMARY_PACKAGE"
                 | "CARGO_RUSTC_CURRENT_DIR"
-        ) || key.starts_with("CARGO_PKG_");
-        if set_by_cargo_run {
-            cmd.env_remove(key.as_ref());
-        }
-    }
-    cmd
+        ) || key.starts_with("CARGO_PKG_")
+    })
 }
 
+/// Environment variables the outer `cargo run` (and rustup's proxy) set for xtask that must
+/// not leak into a nested cargo of another toolchain: with them the nested build would use
+/// the outer compiler, flags or toolchain.
 pub fn scrub_cargo_env(cmd: &mut Command) -> &mut Command {
-    for (key, _) in std::env::vars_os() {
-        let key = key.to_string_lossy();
-        let leaks = matches!(
-            key.as_ref(),
+    remove_env_where(cmd, |key| {
+        matches!(
+            key,
             "CARGO"
                 | "RUSTC"
                 | "RUSTC_WRAPPER"
@@ -191,12 +196,8 @@ pub fn scrub_cargo_env(cmd: &mut Command) -> &mut Command {
                 | "RUSTDOCFLAGS"
                 | "RUSTUP_TOOLCHAIN"
                 | "RUSTUP_TOOLCHAIN_SOURCE"
-        ) || (key.starts_with("CARGO_") && key != "CARGO_HOME");
-        if leaks {
-            cmd.env_remove(key.as_ref());
-        }
-    }
-    cmd
+        ) || (key.starts_with("CARGO_") && key != "CARGO_HOME")
+    })
 }
 
 #[cfg(test)]
