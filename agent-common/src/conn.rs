@@ -42,7 +42,10 @@ pub struct ConnState {
     pub head_len: u8,
     /// Direction (`DIR_*`) of the bytes in `head`.
     pub head_dir: u8,
-    pub _pad: [u8; 3],
+    /// Exchange skipping (`EXCH_*`): which direction carries requests, and whether the
+    /// exchange in progress is skipped.
+    pub exchange: u8,
+    pub _pad: [u8; 2],
     /// `SSL *` last seen using this socket (`CONN_TLS`), 0 otherwise.
     pub ssl: u64,
     /// While sniffing: the first bytes of writes too short to decide on alone (fewer than the
@@ -79,8 +82,11 @@ pub struct TlsConnState {
     pub head_len: u8,
     pub head_dir: u8,
     pub head: u64,
+    /// As [`ConnState`]'s.
+    pub exchange: u8,
+    pub _pad: [u8; 7],
 }
-assert_size!(TlsConnState, 40);
+assert_size!(TlsConnState, 48);
 
 pub const NO_FD: u32 = u32::MAX;
 
@@ -115,3 +121,15 @@ mod user {
 /// first `SHED_GRACE_BYTES` of their stream direction: a new connection's first messages (an `initialize`, a first request of
 /// a process not marked yet) are always carried while the ring has room.
 pub const SHED_GRACE_BYTES: u64 = 64 * 1024;
+
+/// Exchange skipping: an HTTP exchange whose request cannot be MCP (a `GET` without
+/// `text/event-stream` in its head, a `HEAD`, `PUT`, `PATCH`, `OPTIONS`, …) is not carried
+/// to userspace, request and answer alike, and its bytes do not advance the stream
+/// positions: userspace sees the exchanges before and after it as one unbroken stream. The
+/// `exchange` byte of a connection: its requests go out (`EXCH_REQ_EGRESS`) or come in
+/// (`EXCH_REQ_INGRESS`), unknown until a request line or status line is seen past the first
+/// call; `EXCH_SKIPPING` while the exchange in progress is skipped.
+pub const EXCH_REQ_EGRESS: u8 = 1;
+pub const EXCH_REQ_INGRESS: u8 = 2;
+pub const EXCH_REQ_MASK: u8 = 3;
+pub const EXCH_SKIPPING: u8 = 4;

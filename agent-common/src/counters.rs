@@ -85,12 +85,17 @@ pub enum Counter {
     ShedChunks = 33,
     /// Bytes of those chunks.
     BytesShed = 34,
+    /// HTTP exchanges not carried because their request cannot be MCP (see
+    /// `conn::EXCH_SKIPPING`): not lost, left out on purpose.
+    ExchangesSkipped = 35,
+    /// Bytes of those exchanges (request and answer).
+    BytesSkipped = 36,
 }
 
 pub const COUNTER_SLOTS: u32 = 48;
 
 impl Counter {
-    pub const ALL: [Counter; 35] = [
+    pub const ALL: [Counter; 37] = [
         Counter::RingFull,
         Counter::BytesTruncated,
         Counter::ArgsMapFull,
@@ -126,6 +131,8 @@ impl Counter {
         Counter::SkOwnersFull,
         Counter::ShedChunks,
         Counter::BytesShed,
+        Counter::ExchangesSkipped,
+        Counter::BytesSkipped,
     ];
     /// Metric-style name.
     pub fn name(self) -> &'static str {
@@ -165,6 +172,8 @@ impl Counter {
             Counter::SkOwnersFull => "sk_owners_full",
             Counter::ShedChunks => "shed_chunks",
             Counter::BytesShed => "shed_bytes",
+            Counter::ExchangesSkipped => "exchanges_skipped",
+            Counter::BytesSkipped => "skipped_bytes",
         }
     }
 }

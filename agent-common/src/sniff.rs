@@ -40,6 +40,91 @@ pub fn begins_tls_record(b: [u8; 2]) -> bool {
     (0x14..=0x18).contains(&b[0]) && b[1] == 0x03
 }
 
+/// What the first 8 bytes of a call in a connection's request direction say about the
+/// exchange it may begin (see `conn::EXCH_SKIPPING`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RequestStart {
+    /// `POST ` or `DELETE `: the methods MCP sends its messages and session ends with.
+    MayBeMcp,
+    /// Another method: MCP only if it is a `GET` for an event stream, which its head says.
+    Judge,
+    /// Not a request line (a body's continuation).
+    NotAStart,
+}
+
+/// See [`RequestStart`].
+#[inline(always)]
+pub fn request_start(b: &[u8; 8]) -> RequestStart {
+    let w4 = u32::from_le_bytes([b[0], b[1], b[2], b[3]]);
+    let w = u64::from_le_bytes(*b);
+    const fn tag(s: &[u8; 4]) -> u32 {
+        u32::from_le_bytes(*s)
+    }
+    const fn word(s: &[u8; 8]) -> u64 {
+        u64::from_le_bytes(*s)
+    }
+    // The method and its space: `mask(k)` keeps the first k bytes.
+    const fn mask(k: u32) -> u64 {
+        (1u64 << (8 * k)) - 1
+    }
+    if w & mask(5) == word(b"POST \0\0\0") || w & mask(7) == word(b"DELETE \0") {
+        return RequestStart::MayBeMcp;
+    }
+    if w4 == tag(b"GET ")
+        || w4 == tag(b"PUT ")
+        || w & mask(5) == word(b"HEAD \0\0\0")
+        || w & mask(6) == word(b"PATCH \0\0")
+        || w == word(b"OPTIONS ")
+        || w == word(b"CONNECT ")
+        || w & mask(6) == word(b"TRACE \0\0")
+    {
+        return RequestStart::Judge;
+    }
+    RequestStart::NotAStart
+}
+
+/// True when the first bytes are an HTTP/1.x status line's.
+#[inline(always)]
+pub fn is_status_line(b: &[u8; 8]) -> bool {
+    b[..7] == *b"HTTP/1."
+}
+
+/// `\r\n\r\n`, the end of an HTTP head, as a little-endian word.
+pub const HEAD_END: u32 = u32::from_le_bytes(*b"\r\n\r\n");
+
+/// True when the 12 bytes `a` (8, little-endian) then `b` (4) spell `event-stream` in any
+/// ASCII case (`text/event-stream`, the media type of every MCP `GET`). Folding is `| 0x20`
+/// on every byte: exact for letters and `-`; a few other bytes fold onto them (`\r` onto
+/// `-`), which can only make a request look like MCP, never the reverse.
+#[inline(always)]
+pub fn is_event_stream(a: u64, b: u32) -> bool {
+    a | 0x2020_2020_2020_2020 == u64::from_le_bytes(*b"event-st")
+        && b | 0x2020_2020 == u32::from_le_bytes(*b"ream")
+}
+
+/// The judgement the kernel makes on the first bytes of a request whose method is not one
+/// MCP sends with (`RequestStart::Judge`), written over a slice for the host's tests; the
+/// kernel's loop (agent-ebpf `exchange.rs`) makes the same tests at each offset: true (skip
+/// the exchange) when the head ends within `head` and no `event-stream` comes before its end.
+pub fn head_cannot_be_mcp(head: &[u8]) -> bool {
+    let word4 = |i: usize| u32::from_le_bytes([head[i], head[i + 1], head[i + 2], head[i + 3]]);
+    let mut i = 0;
+    while i + 4 <= head.len() {
+        if word4(i) == HEAD_END {
+            return true;
+        }
+        if i + 12 <= head.len() {
+            let mut a = [0u8; 8];
+            a.copy_from_slice(&head[i..i + 8]);
+            if is_event_stream(u64::from_le_bytes(a), word4(i + 8)) {
+                return false;
+            }
+        }
+        i += 1;
+    }
+    false
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -97,6 +182,74 @@ mod tests {
         let (w, _) = word(b"POST /mc");
         assert!(!is_http_prefix(w, 8));
         assert!(!is_http_prefix(0, 0));
+    }
+
+    fn start(s: &[u8]) -> RequestStart {
+        let mut b = [0u8; 8];
+        let n = s.len().min(8);
+        b[..n].copy_from_slice(&s[..n]);
+        request_start(&b)
+    }
+
+    #[test]
+    fn requests_mcp_sends_with_are_told_from_those_it_never_does() {
+        assert_eq!(start(b"POST /mcp HTTP/1.1"), RequestStart::MayBeMcp);
+        assert_eq!(start(b"DELETE /mcp HTTP/1.1"), RequestStart::MayBeMcp);
+        for s in [
+            &b"GET / HTTP/1.1"[..],
+            b"HEAD / HTTP/1.1",
+            b"PUT /x HTTP/1.1",
+            b"PATCH /x HTTP/1.1",
+            b"OPTIONS * HTTP/1.1",
+            b"CONNECT h:443 HTTP/1.1",
+            b"TRACE / HTTP/1.1",
+        ] {
+            assert_eq!(
+                start(s),
+                RequestStart::Judge,
+                "{:?}",
+                core::str::from_utf8(s)
+            );
+        }
+        for s in [
+            &b"{\"jsonrpc\":\"2.0\"}"[..],
+            b"HTTP/1.1 200 OK",
+            b"POSTER /",
+            b"get / HTTP/1.1",
+            b"GETX / H",
+            b"\x1f\x8b\x08\x00\x00\x00\x00\x00",
+        ] {
+            assert_eq!(start(s), RequestStart::NotAStart, "{s:?}");
+        }
+        assert!(is_status_line(b"HTTP/1.1"));
+        assert!(!is_status_line(b"HTTP/2 2"));
+    }
+
+    #[test]
+    fn a_head_is_skippable_only_when_it_ends_with_no_event_stream_in_it() {
+        assert!(head_cannot_be_mcp(
+            b"GET / HTTP/1.1\r\nHost: h\r\nAccept: text/plain\r\n\r\n"
+        ));
+        // The MCP GET (either era's stream), in any case and anywhere in the head.
+        assert!(!head_cannot_be_mcp(
+            b"GET /mcp HTTP/1.1\r\nAccept: text/event-stream\r\n\r\n"
+        ));
+        assert!(!head_cannot_be_mcp(
+            b"GET /sse HTTP/1.1\r\naccept: application/json, Text/Event-Stream\r\n\r\n"
+        ));
+        // A head that does not end here is not judged (kept).
+        assert!(!head_cannot_be_mcp(b"GET / HTTP/1.1\r\nHost: h\r\n"));
+        // `event-stream` after the head (in a body) does not make it MCP.
+        assert!(head_cannot_be_mcp(b"PUT /x HTTP/1.1\r\n\r\nevent-stream"));
+        assert!(!head_cannot_be_mcp(b""));
+        assert!(is_event_stream(
+            u64::from_le_bytes(*b"EVENT-ST"),
+            u32::from_le_bytes(*b"REAM")
+        ));
+        assert!(!is_event_stream(
+            u64::from_le_bytes(*b"event_st"),
+            u32::from_le_bytes(*b"ream")
+        ));
     }
 
     #[test]

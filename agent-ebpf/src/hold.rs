@@ -23,6 +23,7 @@ use mcpwarden_common::{
 
 use crate::{
     emit::{emit_payload, first_bytes, looks_like_http, Payload},
+    exchange::carried_request,
     maps::{config, count, TlsArgs, HELD, MCP_PIDS, PREFILTER, PREFILTER_FILL},
     tls::{open_tls_stream, tls_conn},
 };
@@ -96,7 +97,7 @@ const SCANNED_SEGMENTS: u64 = 4;
 /// Copies up to `PREFILTER_SCAN_BYTES` of user memory at `buf` to `p + off`
 /// (`off < PREFILTER_SCAN_BYTES`); the bytes copied (0 when unreadable).
 #[inline(always)]
-fn read_into(p: *mut u8, off: usize, buf: u64, len: u64) -> usize {
+pub fn read_into(p: *mut u8, off: usize, buf: u64, len: u64) -> usize {
     let n = if len > PREFILTER_SCAN_BYTES as u64 {
         PREFILTER_SCAN_BYTES as u64
     } else {
@@ -185,6 +186,7 @@ pub fn maybe_hold_tls_write(id: u64, a: &mut TlsArgs, num: u64) {
         count(Counter::HoldFreshConn, 1);
         open_tls_stream(tgid, id as u32, c);
     }
+    carried_request(&mut c.exchange);
     let pos = c.egress_pos;
     c.egress_pos = pos + num;
     a.held = 1;

@@ -26,6 +26,7 @@ use mcpwarden_common::{
 
 use crate::{
     emit::{emit_conn_open, emit_payload, first_bytes, looks_like_http, Payload},
+    exchange::carried_request,
     hold::{begin_hold, hold_candidate, prefilter, prefilter_iov, stop_process},
     maps::{count, PlainHeld, CONNS, PLAIN_HELD, SEND_TIE},
     syscalls::{new_conn, role_of},
@@ -167,6 +168,7 @@ fn plain(ctx: &ProbeContext, source: DataSource, shape: Shape) {
         count(Counter::ConnsHttp, 1);
         emit_conn_open(tgid, id as u32, fd as u32, c);
     }
+    carried_request(&mut c.exchange);
     let pos = c.egress_pos;
     c.egress_pos = pos + total;
     let _ = PLAIN_HELD.insert(

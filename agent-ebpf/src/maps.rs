@@ -246,6 +246,11 @@ pub static HELD: HashMap<HoldKey, HoldEntry> = HashMap::with_max_entries(4096, 0
 pub static PREFILTER: PerCpuArray<[u8; 2 * PREFILTER_SCAN_BYTES]> =
     PerCpuArray::with_max_entries(1, 0);
 
+/// Per-CPU state of the head scan of exchange skipping (`exchange.rs`): the bytes read into
+/// `PREFILTER`, and the verdict.
+#[map]
+pub static HEAD_SCAN: PerCpuArray<[u64; 2]> = PerCpuArray::with_max_entries(1, 0);
+
 /// Per-CPU fill level of `PREFILTER` while a vectored write's segments are copied in.
 #[map]
 pub static PREFILTER_FILL: PerCpuArray<u64> = PerCpuArray::with_max_entries(1, 0);

@@ -26,6 +26,7 @@ use crate::{
         emit_conn_open, emit_head, emit_payload, prioritise_if_post, reserve, sniff_after,
         take_head, Payload, Sniff,
     },
+    exchange::skips,
     maps::{add_owner, config, count, SyscallArgs, ARGS, CONNS, PLAIN_HELD, SOCKS},
     sock::is_tcp,
     tls::{in_ssl_call, tie_ssl_to_fd, uses_tls},
@@ -268,6 +269,15 @@ pub fn on_socket_io(io: &SocketIo) {
     }
     let source = io.source;
     let egress = source_direction(source) == DIR_EGRESS;
+    let payload = Payload {
+        buf: io.buf,
+        count: io.count,
+        vectored: io.vectored,
+        len,
+    };
+    if c.state == CONN_HTTP && skips(&mut c.exchange, source_direction(source), &payload) {
+        return;
+    }
     let pos = reserve(
         if egress {
             &mut c.egress_pos
@@ -276,12 +286,6 @@ pub fn on_socket_io(io: &SocketIo) {
         },
         len,
     );
-    let payload = Payload {
-        buf: io.buf,
-        count: io.count,
-        vectored: io.vectored,
-        len,
-    };
     match c.state {
         CONN_HTTP => {}
         CONN_TLS => return,
@@ -414,7 +418,8 @@ pub fn new_conn(role: u8, state: u8, sk: u64) -> ConnState {
         misses: 0,
         head_len: 0,
         head_dir: 0,
-        _pad: [0; 3],
+        exchange: 0,
+        _pad: [0; 2],
         ssl: 0,
         head: 0,
     }

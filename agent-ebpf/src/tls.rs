@@ -33,6 +33,7 @@ use crate::{
         emit_head, emit_open, emit_payload, prioritise_if_post, reserve, sniff_after, take_head,
         Payload, Sniff, SniffHead,
     },
+    exchange::skips,
     hold::{hold_candidate, maybe_hold_tls_write},
     maps::{
         add_owner, count, TlsArgs, CONNS, LAST_READ_FD, PENDING_WRITE, TLS_ARGS, TLS_CONNS,
@@ -397,6 +398,16 @@ fn on_return(ctx: &RetProbeContext, ex: bool) {
     if a.held != 0 {
         return; // the bytes went out at entry (position advanced there); held_return fixed it
     }
+    let payload = Payload {
+        buf: a.buf,
+        count: len,
+        vectored: false,
+        len,
+    };
+    let dir = if egress { DIR_EGRESS } else { DIR_INGRESS };
+    if c.state == CONN_HTTP && skips(&mut c.exchange, dir, &payload) {
+        return;
+    }
     let pos = reserve(
         if egress {
             &mut c.egress_pos
@@ -405,16 +416,9 @@ fn on_return(ctx: &RetProbeContext, ex: bool) {
         },
         len,
     );
-    let payload = Payload {
-        buf: a.buf,
-        count: len,
-        vectored: false,
-        len,
-    };
     match c.state {
         CONN_HTTP => {}
         CONN_SNIFFING => {
-            let dir = if egress { DIR_EGRESS } else { DIR_INGRESS };
             let head = take_head(&mut c.head_len, c.head_dir, c.head, dir);
             match sniff_after(&payload, head) {
                 (Sniff::Http, _) => {
@@ -495,6 +499,8 @@ fn new_tls_conn() -> TlsConnState {
         head_len: 0,
         head_dir: 0,
         head: 0,
+        exchange: 0,
+        _pad: [0; 7],
     }
 }
 

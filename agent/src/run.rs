@@ -47,6 +47,11 @@ pub struct RunArgs {
     /// record's `kernel.ring_full_*`).
     #[arg(long, default_value_t = DEFAULT_RING_BYTES)]
     ring_bytes: u32,
+    /// Carry every HTTP exchange of a streamed connection to userspace. By default the kernel
+    /// skips the exchanges whose request cannot be MCP (any method but POST and DELETE, unless
+    /// its head asks for an event stream), counted in `kernel.exchanges_skipped`.
+    #[arg(long)]
+    no_exchange_skip: bool,
     /// Configuration file (YAML): per-server session-id location, identity (JWT claims and
     /// verification keys, or gateway headers), timeouts. See the README.
     #[arg(long)]
@@ -196,6 +201,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
         target_pid: args.pid,
         mode: args.capture_mode,
         ring_bytes: args.ring_bytes,
+        skip_exchanges: !args.no_exchange_skip,
     })?;
     // Attached: from here on only what the running features need (before any thread starts,
     // as capabilities are per thread and inherited).

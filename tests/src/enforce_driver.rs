@@ -221,6 +221,7 @@ fn run_loop(
         target_pid: 0,
         mode: CaptureMode::Auto,
         ring_bytes: 16 * 1024 * 1024,
+        skip_exchanges: true,
     }) {
         Ok(c) => c,
         Err(e) => {

@@ -3,6 +3,10 @@
 //! makes calls with 150 KB results and arguments on the same host. The download's chunks
 //! are shed and counted; the MCP conversation is reported whole, from both ends, with
 //! nothing lost to a full ring. (Without shedding, the large messages find the ring full.)
+//! The download's `GET`s cannot be MCP, so the kernel would skip their exchanges before
+//! shedding had anything to do: the agent runs with `--no-exchange-skip` here, standing for
+//! bulk traffic that skipping does not cover (a `POST` upload, or a `GET` asking for an event
+//! stream).
 
 use std::process::Command;
 use std::time::Duration;
@@ -20,7 +24,7 @@ const SIZE: usize = 150_000;
 fn an_mcp_session_keeps_every_message_while_a_bulk_download_fills_the_ring() {
     let env = test_env();
     let cert = SelfSignedCert::generate();
-    let agent = Agent::start(&["--ring-bytes", "2097152"]);
+    let agent = Agent::start(&["--ring-bytes", "2097152", "--no-exchange-skip"]);
     let server = PyServer::start_with_flags(free_port(), &["--large-tools"]);
     let dir = tempfile::tempdir().expect("cannot create a temporary directory");
     let bench = env

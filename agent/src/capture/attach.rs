@@ -6,7 +6,7 @@ use aya::{
     programs::TracePoint,
     Ebpf, EbpfLoader,
 };
-use mcpwarden_common::config::{GLOBAL_SELF_TGID, GLOBAL_TARGET_TGID};
+use mcpwarden_common::config::{GLOBAL_SELF_TGID, GLOBAL_SKIP_EXCHANGES, GLOBAL_TARGET_TGID};
 
 use super::{preflight, CaptureError, EBPF_OBJECT};
 
@@ -235,6 +235,9 @@ pub struct CaptureOptions {
     pub mode: CaptureMode,
     /// Ring buffer size in bytes (power of two, multiple of the page size).
     pub ring_bytes: u32,
+    /// Skip, in the kernel, the HTTP exchanges whose request cannot be MCP (see the
+    /// README's "Exchange skipping"); false carries every exchange of a streamed connection.
+    pub skip_exchanges: bool,
 }
 
 /// The loaded and attached object.
@@ -271,6 +274,7 @@ impl Capture {
         let mut ebpf = EbpfLoader::new()
             .override_global(GLOBAL_SELF_TGID, &me, true)
             .override_global(GLOBAL_TARGET_TGID, &opts.target_pid, true)
+            .override_global(GLOBAL_SKIP_EXCHANGES, &u32::from(opts.skip_exchanges), true)
             .map_max_entries("EVENTS", ring)
             .load(EBPF_OBJECT)
             .map_err(Box::new)?;

@@ -5,6 +5,9 @@
 
 JSON: a list of {"headers": {...}, "body": {...}} sent in order on one connection (a new one
 after a reset). Prints {"pid", "answers": [{"status", "body"} | {"outcome": "connection_error"}]}.
+A request may also name its "method" (POST by default) and "path" (the URL's by default); one
+without "body" is sent without one (and without Content-Type). An https URL is reached over
+TLS, trusting the certificate given with --cafile.
 --pause-ms waits after the first request (so the agent learns this process takes part in MCP).
 """
 
@@ -14,6 +17,7 @@ import argparse
 import http.client
 import json
 import os
+import ssl
 import sys
 import time
 from urllib.parse import urlparse
@@ -24,17 +28,27 @@ def main() -> int:
     parser.add_argument("url")
     parser.add_argument("--requests", required=True)
     parser.add_argument("--pause-ms", type=int, default=0)
+    parser.add_argument("--cafile")
     args = parser.parse_args()
     url = urlparse(args.url)
     answers = []
     conn = None
     for i, req in enumerate(json.loads(args.requests)):
         if conn is None:
-            conn = http.client.HTTPConnection(url.hostname, url.port, timeout=20)
-        headers = {"Content-Type": "application/json", "Accept": "application/json, text/event-stream"}
+            if url.scheme == "https":
+                ctx = ssl.create_default_context(cafile=args.cafile)
+                ctx.check_hostname = False
+                conn = http.client.HTTPSConnection(url.hostname, url.port, timeout=20, context=ctx)
+            else:
+                conn = http.client.HTTPConnection(url.hostname, url.port, timeout=20)
+        headers = {"Accept": "application/json, text/event-stream"}
+        body = None
+        if "body" in req:
+            headers["Content-Type"] = "application/json"
+            body = json.dumps(req["body"])
         headers.update(req.get("headers", {}))
         try:
-            conn.request("POST", url.path, body=json.dumps(req["body"]), headers=headers)
+            conn.request(req.get("method", "POST"), req.get("path", url.path), body=body, headers=headers)
             resp = conn.getresponse()
             text = resp.read().decode("utf-8", "replace")
             body = None
