@@ -24,6 +24,9 @@ pub const ALLOW_ALL_SCHEMA_POLICY: &str =
 pub enum Observer {
     /// `mcpwarden run` (sock mode, JSON lines to a file).
     Monitor,
+    /// `mcpwarden run --no-exchange-skip`: every HTTP exchange carried (the host tax's
+    /// measure of exchange skipping).
+    MonitorNoSkip,
     /// `mcpwarden run --policy` allow-all with schema validation (`--enforce reset`).
     Policy,
     /// `mcpwarden run --enforce hold --policy` (the README's minimal policy).
@@ -38,12 +41,16 @@ pub enum Observer {
 
 impl Observer {
     pub fn is_agent(self) -> bool {
-        matches!(self, Self::Monitor | Self::Policy | Self::Hold)
+        matches!(
+            self,
+            Self::Monitor | Self::MonitorNoSkip | Self::Policy | Self::Hold
+        )
     }
 
     fn tag(self) -> &'static str {
         match self {
             Self::Monitor => "monitor",
+            Self::MonitorNoSkip => "monitor-no-skip",
             Self::Policy => "policy",
             Self::Hold => "hold",
             Self::FloorOwn => "floor-own",
@@ -106,6 +113,9 @@ pub fn start(dir: &Path, observer: Observer, n: usize, health_secs: u32) -> Resu
             }
             if observer == Observer::Hold {
                 cmd.args(["--enforce", "hold"]);
+            }
+            if observer == Observer::MonitorNoSkip {
+                cmd.arg("--no-exchange-skip");
             }
             output = Some(out);
         }

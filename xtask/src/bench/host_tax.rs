@@ -4,7 +4,8 @@
 //! echo loop on loopback, an HTTPS client loop (keep-alive, plain text answers) and an HTTPS
 //! download loop (keep-alive, 1 MiB bodies). Each workload's wall time per operation and the
 //! CPU of its process tree are compared; the agent's counted ring loss over its blocks is
-//! reported too (bulk HTTP that is not MCP still crosses the ring).
+//! reported too. The two HTTPS workloads also run with the agent carrying every exchange
+//! (`--no-exchange-skip`), in the same rounds: what exchange skipping saves.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -100,64 +101,70 @@ pub fn python_workload(arg: &str, n: u64, cert: &Cert) -> Result<(f64, f64)> {
 
 /// Runs the rounds; returns the `host_tax` part of results.json.
 pub fn run(dir: &Path, cert: &Cert, plan: HostTaxPlan) -> Result<Value> {
-    // (workload, with agent) → [(ns/op, cpu s)]
-    let mut runs: BTreeMap<(&str, bool), Vec<(f64, f64)>> = BTreeMap::new();
+    // (workload, arm) → [(ns/op, cpu s)]
+    let mut runs: BTreeMap<(&str, Arm), Vec<(f64, f64)>> = BTreeMap::new();
     let mut n = 1000;
     // The agent's counted ring loss over its blocks: (chunks, bytes) lost to a full ring,
-    // and shed (see the README's "What is counted").
-    let (mut lost_chunks, mut lost_bytes) = (0u64, 0u64);
-    let (mut shed_chunks, mut shed_bytes) = (0u64, 0u64);
+    // and shed; and what it skipped as not MCP (see the README's "What is counted"), per arm.
+    let mut counted: BTreeMap<Arm, [u64; 6]> = BTreeMap::new();
     for round in 0..plan.rounds {
-        // Alternate which half goes first.
-        for half in 0..2 {
-            let with_agent = (round + half) % 2 == 1;
+        // Rotate which arm goes first.
+        for k in 0..ARMS.len() {
+            let arm = ARMS[(k + round) % ARMS.len()];
             eprintln!(
                 "bench: host tax round {}/{}: {}",
                 round + 1,
                 plan.rounds,
-                if with_agent { "agent" } else { "no agent" }
+                arm.label()
             );
             n += 1;
-            let agent = if with_agent {
-                Some(agent::start(dir, Observer::Monitor, n, 0)?)
-            } else {
-                None
+            let agent = match arm.observer() {
+                Some(o) => Some(agent::start(dir, o, n, 0)?),
+                None => None,
             };
             for (what, _) in WORKLOADS {
-                runs.entry((what, with_agent))
+                if arm == Arm::AgentNoSkip && !HTTP_WORKLOADS.contains(what) {
+                    continue;
+                }
+                runs.entry((what, arm))
                     .or_default()
                     .push(run_one(what, plan, cert)?);
             }
             if let Some(a) = agent {
                 let records = a.stop()?;
                 if let Some(h) = agent::last_health(&records) {
-                    lost_chunks += h["kernel"]["ring_full_chunks"].as_u64().unwrap_or(0);
-                    lost_bytes += h["kernel"]["ring_full_bytes"].as_u64().unwrap_or(0);
-                    shed_chunks += h["kernel"]["shed_chunks"].as_u64().unwrap_or(0);
-                    shed_bytes += h["kernel"]["shed_bytes"].as_u64().unwrap_or(0);
+                    let c = counted.entry(arm).or_default();
+                    for (i, name) in COUNTED.iter().enumerate() {
+                        c[i] += h["kernel"][*name].as_u64().unwrap_or(0);
+                    }
                 }
             }
         }
     }
     let mut out = serde_json::Map::new();
     for (what, label) in WORKLOADS {
-        let get = |with: bool| runs.get(&(*what, with)).cloned().unwrap_or_default();
-        let (without, with) = (get(false), get(true));
+        let get = |arm: Arm| runs.get(&(*what, arm)).cloned().unwrap_or_default();
+        let (without, with, no_skip) = (get(Arm::None), get(Arm::Agent), get(Arm::AgentNoSkip));
         let ns = |v: &[(f64, f64)]| mean(&v.iter().map(|x| x.0).collect::<Vec<_>>());
         let cpu = |v: &[(f64, f64)]| mean(&v.iter().map(|x| x.1).collect::<Vec<_>>());
-        out.insert(
-            what.to_string(),
-            json!({
-                "label": label,
-                "ns_per_op_without": round1(ns(&without)),
-                "ns_per_op_with": round1(ns(&with)),
-                "time_ratio": ratio(ns(&with), ns(&without)),
-                "cpu_s_without": round3(cpu(&without)),
-                "cpu_s_with": round3(cpu(&with)),
-                "cpu_ratio": ratio(cpu(&with), cpu(&without)),
-            }),
-        );
+        let mut w = json!({
+            "label": label,
+            "ns_per_op_without": round1(ns(&without)),
+            "ns_per_op_with": round1(ns(&with)),
+            "time_ratio": ratio(ns(&with), ns(&without)),
+            "cpu_s_without": round3(cpu(&without)),
+            "cpu_s_with": round3(cpu(&with)),
+            "cpu_ratio": ratio(cpu(&with), cpu(&without)),
+        });
+        if !no_skip.is_empty() {
+            w["ns_per_op_with_no_skip"] = json!(round1(ns(&no_skip)));
+            w["time_ratio_no_skip"] = json!(ratio(ns(&no_skip), ns(&without)));
+            w["cpu_s_with_no_skip"] = json!(round3(cpu(&no_skip)));
+            w["cpu_ratio_no_skip"] = json!(ratio(cpu(&no_skip), cpu(&without)));
+        }
+        out.insert(what.to_string(), w);
     }
+    let c = |arm: Arm, i: usize| counted.get(&arm).map_or(0, |c| c[i]);
     Ok(json!({
         "rounds": plan.rounds,
         "dd_bytes": plan.dd_bytes,
@@ -165,10 +172,55 @@ pub fn run(dir: &Path, cert: &Cert, plan: HostTaxPlan) -> Result<Value> {
         "tcp_round_trips": plan.tcp_round_trips,
         "https_requests": plan.https_requests,
         "downloads": plan.downloads,
-        "agent_ring_full_chunks": lost_chunks,
-        "agent_ring_full_bytes": lost_bytes,
-        "agent_shed_chunks": shed_chunks,
-        "agent_shed_bytes": shed_bytes,
+        "agent_ring_full_chunks": c(Arm::Agent, 0),
+        "agent_ring_full_bytes": c(Arm::Agent, 1),
+        "agent_shed_chunks": c(Arm::Agent, 2),
+        "agent_shed_bytes": c(Arm::Agent, 3),
+        "agent_exchanges_skipped": c(Arm::Agent, 4),
+        "agent_skipped_bytes": c(Arm::Agent, 5),
+        "no_skip_ring_full_bytes": c(Arm::AgentNoSkip, 1),
+        "no_skip_shed_bytes": c(Arm::AgentNoSkip, 3),
         "workloads": out,
     }))
+}
+
+/// Kernel counters summed over an arm's blocks (final health records).
+const COUNTED: [&str; 6] = [
+    "ring_full_chunks",
+    "ring_full_bytes",
+    "shed_chunks",
+    "shed_bytes",
+    "exchanges_skipped",
+    "skipped_bytes",
+];
+
+/// The workloads the no-skip arm runs (the others carry no HTTP: skipping cannot matter).
+const HTTP_WORKLOADS: &[&str] = &["https", "https_download"];
+
+/// What runs beside the workloads in one block.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Arm {
+    None,
+    Agent,
+    AgentNoSkip,
+}
+
+const ARMS: [Arm; 3] = [Arm::None, Arm::Agent, Arm::AgentNoSkip];
+
+impl Arm {
+    fn observer(self) -> Option<Observer> {
+        match self {
+            Arm::None => None,
+            Arm::Agent => Some(Observer::Monitor),
+            Arm::AgentNoSkip => Some(Observer::MonitorNoSkip),
+        }
+    }
+
+    fn label(self) -> &'static str {
+        match self {
+            Arm::None => "no agent",
+            Arm::Agent => "agent",
+            Arm::AgentNoSkip => "agent, --no-exchange-skip",
+        }
+    }
 }

@@ -272,6 +272,23 @@ pub fn print(r: &Value) {
             "the agent's counted loss over its blocks: ring full {} chunks, {} bytes; shed (not MCP, ring over half full) {} chunks, {} bytes",
             h["agent_ring_full_chunks"], h["agent_ring_full_bytes"], h["agent_shed_chunks"], h["agent_shed_bytes"]
         );
+        println!(
+            "exchanges the agent skipped as not MCP (not loss): {}, {} bytes",
+            h["agent_exchanges_skipped"], h["agent_skipped_bytes"]
+        );
+        for v in w.values().filter(|v| v.get("time_ratio_no_skip").is_some()) {
+            println!(
+                "with --no-exchange-skip (every exchange carried), {}: {:.1} ns/op, time × {}, CPU × {}",
+                v["label"].as_str().unwrap_or(""),
+                f(&v["ns_per_op_with_no_skip"]),
+                v["time_ratio_no_skip"],
+                v["cpu_ratio_no_skip"]
+            );
+        }
+        println!(
+            "the no-skip agent's counted loss: ring full {} bytes; shed {} bytes",
+            h["no_skip_ring_full_bytes"], h["no_skip_shed_bytes"]
+        );
     }
     if let Some(modes) = r["hooks"]["modes"].as_object() {
         println!(
