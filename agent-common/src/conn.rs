@@ -18,6 +18,9 @@ pub const CONN_IGNORED: u8 = 2; // not HTTP (or not TCP): every later syscall re
 /// The socket carries TLS seen in the TLS library: its syscall bytes are ciphertext and are
 /// never streamed; the plaintext goes out from the uprobes under the TLS connection.
 pub const CONN_TLS: u8 = 3;
+/// HTTP whose every exchange so far was skipped (see `EXCH_SKIPPING`), its first included:
+/// not announced to userspace yet. Its first carried call announces it (`CONN_HTTP`).
+pub const CONN_HTTP_QUIET: u8 = 4;
 
 /// Non-matching payload syscalls tolerated before a connection is ignored.
 pub const SNIFF_MAX_MISSES: u8 = 4;

@@ -10,8 +10,10 @@
 //!
 //! Skipped bytes do not advance the stream positions, so userspace sees the exchanges on
 //! either side of a skipped one as one unbroken stream (the stream is cut only between a
-//! whole answer and the next request: HTTP/1.1 clients do not pipeline). The first call of a
-//! connection (the sniff) is always carried: it tells userspace which side sends requests.
+//! whole answer and the next request: HTTP/1.1 clients do not pipeline). A connection whose
+//! first exchange is skipped is not even announced (`CONN_HTTP_QUIET`) until a call of it is
+//! carried, if one ever is: a one-request connection that cannot be MCP costs userspace
+//! nothing.
 
 use mcpwarden_common::{
     conn::{EXCH_REQ_EGRESS, EXCH_REQ_INGRESS, EXCH_REQ_MASK, EXCH_SKIPPING},
@@ -45,14 +47,37 @@ fn request_bits(dir: u8) -> u8 {
     }
 }
 
+#[inline(always)]
+fn enabled() -> bool {
+    // SAFETY: plain read of a 'static global; volatile so the loader's value is used.
+    let on = unsafe { core::ptr::read_volatile(&MCPW_SKIP_EXCHANGES) };
+    on != 0
+}
+
+/// At a connection's first call, which the sniff found to begin HTTP (with no bytes kept
+/// from before it): true when it begins a request that cannot be MCP. The exchange is then
+/// skipped (counted) and `x` set for it; the caller keeps the connection quiet.
+#[inline(always)]
+pub fn quiet_start(x: &mut u8, dir: u8, p: &Payload) -> bool {
+    if !enabled() || request_start(&first_bytes(p)) != RequestStart::Judge {
+        return false;
+    }
+    if !head_cannot_be_mcp(p) {
+        return false;
+    }
+    *x = request_bits(dir) | EXCH_SKIPPING;
+    count(Counter::ExchangesSkipped, 1);
+    count(Counter::BytesSkipped, p.len);
+    true
+}
+
 /// For a call of direction `dir` on a connection streamed as HTTP (`x`: its `exchange`
 /// byte), before its position is reserved: true when the call belongs to an exchange that
 /// cannot be MCP. Its bytes are then counted as skipped and must not be carried, nor their
 /// position reserved.
 #[inline(always)]
 pub fn skips(x: &mut u8, dir: u8, p: &Payload) -> bool {
-    // SAFETY: plain read of a 'static global; volatile so the loader's value is used.
-    if unsafe { core::ptr::read_volatile(&MCPW_SKIP_EXCHANGES) } == 0 {
+    if !enabled() {
         return false;
     }
     let req = *x & EXCH_REQ_MASK;

@@ -13,7 +13,7 @@ use aya_ebpf::helpers::{
     generated::bpf_send_signal_thread,
 };
 use mcpwarden_common::{
-    conn::{TlsKey, CONN_HTTP, CONN_SNIFFING},
+    conn::{TlsKey, CONN_HTTP, CONN_HTTP_QUIET, CONN_SNIFFING},
     counters::Counter,
     enforce::{
         HoldEntry, HoldKey, CFG_HOLD_ENABLED, PREFILTER_NEEDLE, PREFILTER_SCAN_BYTES, SIGSTOP,
@@ -173,6 +173,8 @@ pub fn maybe_hold_tls_write(id: u64, a: &mut TlsArgs, num: u64) {
     };
     let fresh = match c.state {
         CONN_HTTP => false,
+        // Announced now: its earlier exchanges were all skipped.
+        CONN_HTTP_QUIET => true,
         CONN_SNIFFING if looks_like_http(&first_bytes(&payload)) => true,
         _ => {
             count(Counter::HoldSkipNotHttp, 1);

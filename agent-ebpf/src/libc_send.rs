@@ -18,7 +18,7 @@ use aya_ebpf::{
     programs::ProbeContext,
 };
 use mcpwarden_common::{
-    conn::{ConnKey, CONN_HTTP, CONN_SNIFFING, NO_FD},
+    conn::{ConnKey, CONN_HTTP, CONN_HTTP_QUIET, CONN_SNIFFING, NO_FD},
     counters::Counter,
     enforce::SIGSTOP,
     event::{DataSource, MAX_IOVECS, ROLE_UNKNOWN},
@@ -81,7 +81,7 @@ fn plain(ctx: &ProbeContext, source: DataSource, shape: Shape) {
         return;
     }
     // TLS sockets and sockets seen carrying something else than HTTP leave here.
-    if matches!(known, Some(s) if s != CONN_HTTP && s != CONN_SNIFFING) {
+    if matches!(known, Some(s) if s != CONN_HTTP && s != CONN_HTTP_QUIET && s != CONN_SNIFFING) {
         return;
     }
     let a1: u64 = ctx.arg(1).unwrap_or(0);
@@ -205,7 +205,7 @@ fn send_tie(id: u64, fd: u32, known: Option<u8>) -> bool {
     };
     // Only a socket the kernel saw carrying bytes that are not plaintext HTTP (the TLS
     // handshake) qualifies; a file, pipe or eventfd write of the event loop does not.
-    if !matches!(known, Some(s) if s != CONN_HTTP) {
+    if !matches!(known, Some(s) if s != CONN_HTTP && s != CONN_HTTP_QUIET) {
         return false;
     }
     // SAFETY: map value valid for this run.

@@ -12,7 +12,8 @@ use aya_ebpf::{
 };
 use mcpwarden_common::{
     conn::{
-        ConnKey, ConnState, CONN_HTTP, CONN_IGNORED, CONN_SNIFFING, CONN_TLS, SNIFF_MAX_MISSES,
+        ConnKey, ConnState, CONN_HTTP, CONN_HTTP_QUIET, CONN_IGNORED, CONN_SNIFFING, CONN_TLS,
+        SNIFF_MAX_MISSES,
     },
     counters::Counter,
     enforce::CFG_HOLD_ENABLED,
@@ -26,7 +27,7 @@ use crate::{
         emit_conn_open, emit_head, emit_payload, prioritise_if_post, reserve, sniff_after,
         take_head, Payload, Sniff,
     },
-    exchange::skips,
+    exchange::{quiet_start, skips},
     maps::{add_owner, config, count, SyscallArgs, ARGS, CONNS, PLAIN_HELD, SOCKS},
     sock::is_tcp,
     tls::{in_ssl_call, tie_ssl_to_fd, uses_tls},
@@ -275,7 +276,8 @@ pub fn on_socket_io(io: &SocketIo) {
         vectored: io.vectored,
         len,
     };
-    if c.state == CONN_HTTP && skips(&mut c.exchange, source_direction(source), &payload) {
+    let http = c.state == CONN_HTTP || c.state == CONN_HTTP_QUIET;
+    if http && skips(&mut c.exchange, source_direction(source), &payload) {
         return;
     }
     let pos = reserve(
@@ -288,18 +290,34 @@ pub fn on_socket_io(io: &SocketIo) {
     );
     match c.state {
         CONN_HTTP => {}
+        CONN_HTTP_QUIET => {
+            // The first call carried of a connection whose exchanges were all skipped.
+            c.state = CONN_HTTP;
+            count(Counter::ConnsHttp, 1);
+            emit_conn_open(tgid, id as u32, io.fd, c);
+        }
         CONN_TLS => return,
         CONN_SNIFFING => {
             let dir = source_direction(source);
             let head = take_head(&mut c.head_len, c.head_dir, c.head, dir);
             match sniff_after(&payload, head) {
                 (Sniff::Http, _) => {
-                    c.state = CONN_HTTP;
-                    count(Counter::ConnsHttp, 1);
                     prioritise_if_post(tgid, &payload);
                     if c.role == ROLE_UNKNOWN {
                         c.role = role_of(io.sk);
                     }
+                    if head.len == 0 && quiet_start(&mut c.exchange, dir, &payload) {
+                        c.state = CONN_HTTP_QUIET;
+                        // The skipped bytes take no stream position.
+                        if egress {
+                            c.egress_pos = pos;
+                        } else {
+                            c.ingress_pos = pos;
+                        }
+                        return;
+                    }
+                    c.state = CONN_HTTP;
+                    count(Counter::ConnsHttp, 1);
                     emit_conn_open(tgid, id as u32, io.fd, c);
                     emit_head(tgid, id as u32, io.fd, c.start_ns, pos, source, io.fd, head);
                 }

@@ -18,8 +18,8 @@ use aya_ebpf::{
 };
 use mcpwarden_common::{
     conn::{
-        ConnKey, TlsConnState, TlsKey, CONN_HTTP, CONN_IGNORED, CONN_SNIFFING, CONN_TLS, NO_FD,
-        SNIFF_MAX_MISSES,
+        ConnKey, TlsConnState, TlsKey, CONN_HTTP, CONN_HTTP_QUIET, CONN_IGNORED, CONN_SNIFFING,
+        CONN_TLS, NO_FD, SNIFF_MAX_MISSES,
     },
     counters::Counter,
     event::{DataSource, EventKind, DIR_EGRESS, DIR_INGRESS, ROLE_UNKNOWN},
@@ -33,7 +33,7 @@ use crate::{
         emit_head, emit_open, emit_payload, prioritise_if_post, reserve, sniff_after, take_head,
         Payload, Sniff, SniffHead,
     },
-    exchange::skips,
+    exchange::{quiet_start, skips},
     hold::{hold_candidate, maybe_hold_tls_write},
     maps::{
         add_owner, count, TlsArgs, CONNS, LAST_READ_FD, PENDING_WRITE, TLS_ARGS, TLS_CONNS,
@@ -202,9 +202,13 @@ pub fn tie_ssl_to_fd(
         return false;
     }
     let key = ConnKey { tgid, fd };
-    // SAFETY: read-only peek.
-    let state = unsafe { CONNS.get(&key) }.map(|c| c.state);
-    if state == Some(CONN_HTTP) {
+    // SAFETY: read-only peek. (A plain u8, no `Option`: LLVM compared an `Option<u8>` with
+    // two values by reading its payload even when `None`, which the verifier refuses.)
+    let state = match unsafe { CONNS.get(&key) } {
+        Some(c) => c.state,
+        None => NO_STATE,
+    };
+    if state == CONN_HTTP || state == CONN_HTTP_QUIET {
         return false; // plaintext HTTP in a process that also uses TLS
     }
     let egress = DataSource::from_u8(source).is_some_and(|s| s.direction() == DIR_EGRESS);
@@ -219,7 +223,7 @@ pub fn tie_ssl_to_fd(
             // bytes that look like HTTP are kept from the tie: node's vectored ciphertext
             // writes do not always begin a TLS record in their first segment.
             count(Counter::TlsTieNotRecord, 1);
-            return state == Some(CONN_TLS);
+            return state == CONN_TLS;
         }
         let _ = PENDING_WRITE.remove(&id);
         let tk = TlsKey { tgid, _pad: 0, ssl };
@@ -233,8 +237,11 @@ pub fn tie_ssl_to_fd(
         }
         return true;
     }
-    state == Some(CONN_TLS)
+    state == CONN_TLS
 }
+
+/// `tie_ssl_to_fd`'s state of a socket the connection map does not hold.
+const NO_STATE: u8 = u8::MAX;
 
 /// True when a write's first bytes begin a TLS record (see `sniff::begins_tls_record`).
 #[inline(always)]
@@ -405,7 +412,8 @@ fn on_return(ctx: &RetProbeContext, ex: bool) {
         len,
     };
     let dir = if egress { DIR_EGRESS } else { DIR_INGRESS };
-    if c.state == CONN_HTTP && skips(&mut c.exchange, dir, &payload) {
+    let http = c.state == CONN_HTTP || c.state == CONN_HTTP_QUIET;
+    if http && skips(&mut c.exchange, dir, &payload) {
         return;
     }
     let pos = reserve(
@@ -418,11 +426,23 @@ fn on_return(ctx: &RetProbeContext, ex: bool) {
     );
     match c.state {
         CONN_HTTP => {}
+        // The first call carried of a connection whose exchanges were all skipped.
+        CONN_HTTP_QUIET => open_tls_stream(tgid, tid, c),
         CONN_SNIFFING => {
             let head = take_head(&mut c.head_len, c.head_dir, c.head, dir);
             match sniff_after(&payload, head) {
                 (Sniff::Http, _) => {
                     prioritise_if_post(tgid, &payload);
+                    if head.len == 0 && quiet_start(&mut c.exchange, dir, &payload) {
+                        c.state = CONN_HTTP_QUIET;
+                        // The skipped bytes take no stream position.
+                        if egress {
+                            c.egress_pos = pos;
+                        } else {
+                            c.ingress_pos = pos;
+                        }
+                        return;
+                    }
                     open_tls_stream(tgid, tid, c);
                     emit_head(tgid, tid, NO_FD, c.start_ns, pos, a.source, c.fd, head);
                 }

@@ -1,6 +1,8 @@
 //! Exchange skipping (`mcpwarden_common::conn::EXCH_SKIPPING`): on one keep-alive connection
-//! a client interleaves MCP requests with requests that cannot be MCP (a `GET` and a `HEAD`
+//! a client interleaves MCP requests with requests that cannot be MCP (`GET`s and a `HEAD`
 //! that do not ask for an event stream, an `OPTIONS`) and one `GET` that does ask for one,
+//! the connection's first request being one that cannot be MCP (the connection is announced
+//! to userspace only at its first MCP request),
 //! against the official Python SDK server, in plaintext and over TLS. The kernel skips exactly
 //! the exchanges that cannot be MCP, from both ends; the MCP conversation is reported whole,
 //! every response paired, and userspace sees no gap, no HTTP error and no unpaired answer.
@@ -33,8 +35,9 @@ fn plain(method: &str, path: &str, accept: &str) -> Value {
     json!({"method": method, "path": path, "headers": {"Accept": accept}})
 }
 
-/// The conversation, on one connection: 4 MCP requests, 3 exchanges that cannot be MCP
-/// (skipped), 1 `GET` asking for an event stream (carried, whatever its path).
+/// The conversation, on one connection: 4 MCP requests, 4 exchanges that cannot be MCP
+/// (skipped; the first opens the connection), 1 `GET` asking for an event stream (carried,
+/// whatever its path).
 fn conversation() -> Value {
     let add = |id: u64, a: i64| {
         mcp(
@@ -45,6 +48,7 @@ fn conversation() -> Value {
         )
     };
     json!([
+        plain("GET", "/", "text/html"),
         mcp(1, "tools/list", json!({}), None),
         plain("GET", "/health", "text/plain"),
         add(2, 1),
@@ -57,7 +61,7 @@ fn conversation() -> Value {
 }
 
 /// Non-MCP exchanges in [`conversation`] that the kernel skips, per end.
-const SKIPPED_PER_END: u64 = 3;
+const SKIPPED_PER_END: u64 = 4;
 
 fn run_case(tls: bool) {
     let env = test_env();
@@ -80,8 +84,8 @@ fn run_case(tls: bool) {
         .as_array()
         .map(|a| a.iter().map(|x| x["status"].clone()).collect())
         .unwrap_or_default();
-    assert_eq!(statuses.len(), 8, "every request was answered: {out}");
-    for i in [0, 2, 5, 7] {
+    assert_eq!(statuses.len(), 9, "every request was answered: {out}");
+    for i in [1, 3, 6, 8] {
         assert_eq!(statuses[i], json!(200), "MCP request {i} succeeded: {out}");
     }
     assert!(
