@@ -27,7 +27,7 @@ use crate::{
         emit_conn_open, emit_head, emit_payload, prioritise_if_post, reserve, sniff_after,
         take_head, Payload, Sniff,
     },
-    exchange::{quiet_start, skips},
+    exchange::skips,
     maps::{add_owner, config, count, SyscallArgs, ARGS, CONNS, PLAIN_HELD, SOCKS},
     sock::is_tcp,
     tls::{in_ssl_call, tie_ssl_to_fd, uses_tls},
@@ -276,8 +276,14 @@ pub fn on_socket_io(io: &SocketIo) {
         vectored: io.vectored,
         len,
     };
-    let http = c.state == CONN_HTTP || c.state == CONN_HTTP_QUIET;
-    if http && skips(&mut c.exchange, source_direction(source), &payload) {
+    // One judgement per call (its scan is inlined once per program): on a streamed
+    // connection, and on a fresh one's first call, which may open it quietly.
+    let fresh = c.state == CONN_SNIFFING && c.head_len == 0;
+    let judged = fresh || c.state == CONN_HTTP || c.state == CONN_HTTP_QUIET;
+    if judged && skips(&mut c.exchange, source_direction(source), &payload) {
+        if fresh {
+            c.state = CONN_HTTP_QUIET;
+        }
         return;
     }
     let pos = reserve(
@@ -294,6 +300,9 @@ pub fn on_socket_io(io: &SocketIo) {
             // The first call carried of a connection whose exchanges were all skipped.
             c.state = CONN_HTTP;
             count(Counter::ConnsHttp, 1);
+            if c.role == ROLE_UNKNOWN {
+                c.role = role_of(io.sk);
+            }
             emit_conn_open(tgid, id as u32, io.fd, c);
         }
         CONN_TLS => return,
@@ -305,16 +314,6 @@ pub fn on_socket_io(io: &SocketIo) {
                     prioritise_if_post(tgid, &payload);
                     if c.role == ROLE_UNKNOWN {
                         c.role = role_of(io.sk);
-                    }
-                    if head.len == 0 && quiet_start(&mut c.exchange, dir, &payload) {
-                        c.state = CONN_HTTP_QUIET;
-                        // The skipped bytes take no stream position.
-                        if egress {
-                            c.egress_pos = pos;
-                        } else {
-                            c.ingress_pos = pos;
-                        }
-                        return;
                     }
                     c.state = CONN_HTTP;
                     count(Counter::ConnsHttp, 1);

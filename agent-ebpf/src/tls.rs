@@ -33,7 +33,7 @@ use crate::{
         emit_head, emit_open, emit_payload, prioritise_if_post, reserve, sniff_after, take_head,
         Payload, Sniff, SniffHead,
     },
-    exchange::{quiet_start, skips},
+    exchange::skips,
     hold::{hold_candidate, maybe_hold_tls_write},
     maps::{
         add_owner, count, TlsArgs, CONNS, LAST_READ_FD, PENDING_WRITE, TLS_ARGS, TLS_CONNS,
@@ -412,8 +412,14 @@ fn on_return(ctx: &RetProbeContext, ex: bool) {
         len,
     };
     let dir = if egress { DIR_EGRESS } else { DIR_INGRESS };
-    let http = c.state == CONN_HTTP || c.state == CONN_HTTP_QUIET;
-    if http && skips(&mut c.exchange, dir, &payload) {
+    // One judgement per call (its scan is inlined once per program): on a streamed
+    // connection, and on a fresh one's first call, which may open it quietly.
+    let fresh = c.state == CONN_SNIFFING && c.head_len == 0;
+    let judged = fresh || c.state == CONN_HTTP || c.state == CONN_HTTP_QUIET;
+    if judged && skips(&mut c.exchange, dir, &payload) {
+        if fresh {
+            c.state = CONN_HTTP_QUIET;
+        }
         return;
     }
     let pos = reserve(
@@ -433,16 +439,6 @@ fn on_return(ctx: &RetProbeContext, ex: bool) {
             match sniff_after(&payload, head) {
                 (Sniff::Http, _) => {
                     prioritise_if_post(tgid, &payload);
-                    if head.len == 0 && quiet_start(&mut c.exchange, dir, &payload) {
-                        c.state = CONN_HTTP_QUIET;
-                        // The skipped bytes take no stream position.
-                        if egress {
-                            c.egress_pos = pos;
-                        } else {
-                            c.ingress_pos = pos;
-                        }
-                        return;
-                    }
                     open_tls_stream(tgid, tid, c);
                     emit_head(tgid, tid, NO_FD, c.start_ns, pos, a.source, c.fd, head);
                 }
