@@ -130,8 +130,8 @@ pub const SHED_GRACE_BYTES: u64 = 64 * 1024;
 /// to userspace, request and answer alike, and its bytes do not advance the stream
 /// positions: userspace sees the exchanges before and after it as one unbroken stream. The
 /// `exchange` byte of a connection: its requests go out (`EXCH_REQ_EGRESS`) or come in
-/// (`EXCH_REQ_INGRESS`), unknown until a request line or status line is seen past the first
-/// call; `EXCH_SKIPPING` while the exchange in progress is skipped.
+/// (`EXCH_REQ_INGRESS`), unknown until a call begins with a request line or a status line;
+/// `EXCH_SKIPPING` while the exchange in progress is skipped.
 pub const EXCH_REQ_EGRESS: u8 = 1;
 pub const EXCH_REQ_INGRESS: u8 = 2;
 pub const EXCH_REQ_MASK: u8 = 3;

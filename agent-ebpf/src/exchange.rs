@@ -1,6 +1,6 @@
-//! Exchange skipping (see `mcpwarden_common::conn::EXCH_SKIPPING`): on a connection already
-//! streamed as HTTP, an exchange whose request cannot be MCP is neither copied to the ring
-//! nor parsed. The judgement is made on the request's first call, in the kernel, before a
+//! Exchange skipping (see `mcpwarden_common::conn::EXCH_SKIPPING`): on a connection streamed
+//! as HTTP, or about to be, an exchange whose request cannot be MCP is neither copied to the
+//! ring nor parsed. The judgement is made on the request's first call, in the kernel, before a
 //! byte of it is reserved:
 //! - `POST` and `DELETE` (every MCP message and session end, both eras) are carried;
 //! - any other method is carried only when its head, read from the first call (up to the
@@ -16,7 +16,10 @@
 //! nothing.
 
 use mcpwarden_common::{
-    conn::{EXCH_REQ_EGRESS, EXCH_REQ_INGRESS, EXCH_REQ_MASK, EXCH_SKIPPING},
+    conn::{
+        CONN_HTTP, CONN_HTTP_QUIET, CONN_SNIFFING, EXCH_REQ_EGRESS, EXCH_REQ_INGRESS,
+        EXCH_REQ_MASK, EXCH_SKIPPING,
+    },
     counters::Counter,
     enforce::PREFILTER_SCAN_BYTES,
     event::DIR_EGRESS,
@@ -54,6 +57,23 @@ fn enabled() -> bool {
     on != 0
 }
 
+/// The judgement of one call of a connection in `state` (the socket's or the TLS
+/// connection's, with its kept sniff bytes `head_len` and its `exchange` byte `x`), made once
+/// per call before its position is reserved: on a streamed connection, and on a fresh one's
+/// first call (no bytes kept), which opens it quietly when skipped. True: the call's bytes
+/// are skipped (counted) and must be neither carried nor given a position.
+#[inline(always)]
+pub fn skips_call(state: &mut u8, head_len: u8, x: &mut u8, dir: u8, p: &Payload) -> bool {
+    let fresh = *state == CONN_SNIFFING && head_len == 0;
+    if !(fresh || *state == CONN_HTTP || *state == CONN_HTTP_QUIET) || !skips(x, dir, p) {
+        return false;
+    }
+    if fresh {
+        *state = CONN_HTTP_QUIET;
+    }
+    true
+}
+
 /// For a call of direction `dir` on a connection streamed as HTTP, or a fresh connection's
 /// first call (`x`: its `exchange` byte), before its position is reserved: true when the
 /// call belongs to an exchange that cannot be MCP. Its bytes are then counted as skipped
@@ -61,7 +81,7 @@ fn enabled() -> bool {
 /// (`CONN_HTTP_QUIET`). A fresh connection's first call that is carried has set `x` when it
 /// begins a request or an answer.
 #[inline(always)]
-pub fn skips(x: &mut u8, dir: u8, p: &Payload) -> bool {
+fn skips(x: &mut u8, dir: u8, p: &Payload) -> bool {
     if !enabled() {
         return false;
     }

@@ -27,7 +27,7 @@ use crate::{
         emit_conn_open, emit_head, emit_payload, prioritise_if_post, reserve, sniff_after,
         take_head, Payload, Sniff,
     },
-    exchange::skips,
+    exchange::skips_call,
     maps::{add_owner, config, count, SyscallArgs, ARGS, CONNS, PLAIN_HELD, SOCKS},
     sock::is_tcp,
     tls::{in_ssl_call, tie_ssl_to_fd, uses_tls},
@@ -276,14 +276,13 @@ pub fn on_socket_io(io: &SocketIo) {
         vectored: io.vectored,
         len,
     };
-    // One judgement per call (its scan is inlined once per program): on a streamed
-    // connection, and on a fresh one's first call, which may open it quietly.
-    let fresh = c.state == CONN_SNIFFING && c.head_len == 0;
-    let judged = fresh || c.state == CONN_HTTP || c.state == CONN_HTTP_QUIET;
-    if judged && skips(&mut c.exchange, source_direction(source), &payload) {
-        if fresh {
-            c.state = CONN_HTTP_QUIET;
-        }
+    if skips_call(
+        &mut c.state,
+        c.head_len,
+        &mut c.exchange,
+        source_direction(source),
+        &payload,
+    ) {
         return;
     }
     let pos = reserve(

@@ -33,7 +33,7 @@ use crate::{
         emit_head, emit_open, emit_payload, prioritise_if_post, reserve, sniff_after, take_head,
         Payload, Sniff, SniffHead,
     },
-    exchange::skips,
+    exchange::skips_call,
     hold::{hold_candidate, maybe_hold_tls_write},
     maps::{
         add_owner, count, TlsArgs, CONNS, LAST_READ_FD, PENDING_WRITE, TLS_ARGS, TLS_CONNS,
@@ -412,14 +412,7 @@ fn on_return(ctx: &RetProbeContext, ex: bool) {
         len,
     };
     let dir = if egress { DIR_EGRESS } else { DIR_INGRESS };
-    // One judgement per call (its scan is inlined once per program): on a streamed
-    // connection, and on a fresh one's first call, which may open it quietly.
-    let fresh = c.state == CONN_SNIFFING && c.head_len == 0;
-    let judged = fresh || c.state == CONN_HTTP || c.state == CONN_HTTP_QUIET;
-    if judged && skips(&mut c.exchange, dir, &payload) {
-        if fresh {
-            c.state = CONN_HTTP_QUIET;
-        }
+    if skips_call(&mut c.state, c.head_len, &mut c.exchange, dir, &payload) {
         return;
     }
     let pos = reserve(
