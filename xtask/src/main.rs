@@ -85,6 +85,11 @@ enum Cmd {
         /// Where to write the results.
         #[arg(long, value_name = "FILE")]
         output: Option<std::path::PathBuf>,
+        /// Minutes the whole run may take, installs and builds included (default 14 for the
+        /// full run; 0: none). The latency, host-tax and hooks parts run as many of their
+        /// planned rounds as fit (at least one each).
+        #[arg(long, value_name = "MINUTES")]
+        budget_minutes: Option<f64>,
     },
     /// The bench's load server (a child of `cargo xtask bench`): prints its port, serves.
     #[command(hide = true)]
@@ -106,11 +111,13 @@ fn main() -> ExitCode {
             seconds,
             parts,
             output,
+            budget_minutes,
         } => bench::bench(bench::BenchOptions {
             quick,
             seconds,
             parts,
             output,
+            budget_minutes,
         }),
         Cmd::BenchLoadServer => bench::load::serve_forever(),
         Cmd::Test { unit, e2e } => {

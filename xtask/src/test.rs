@@ -124,6 +124,7 @@ pub fn test(selection: Selection) -> Result<()> {
             seconds: None,
             parts: Vec::new(),
             output: Some(out.path().join("results.json")),
+            budget_minutes: None,
         })
         .map_err(|e| anyhow!("test: bench smoke failed: {e:#}"))?;
     }

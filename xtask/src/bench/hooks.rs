@@ -14,11 +14,13 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
+use std::time::Duration;
 
 use anyhow::Result;
 use serde_json::{json, Value};
 
 use super::agent::{self, Observer};
+use super::budget::Rounds;
 use super::host_tax::python_workload;
 use super::peers::Cert;
 use super::stats::{p50_p99, round1};
@@ -68,15 +70,20 @@ fn ops(plan: HooksPlan, workload: &str) -> u64 {
 }
 
 /// Runs the rounds; returns the `hooks` part of results.json.
-pub fn run(dir: &Path, cert: &Cert, plan: HooksPlan) -> Result<Value> {
+pub fn run(dir: &Path, cert: &Cert, plan: HooksPlan, budget: Option<Duration>) -> Result<Value> {
     // (mode, workload) → ns per operation, one per round
     let mut ns: BTreeMap<(&str, &str), Vec<f64>> = BTreeMap::new();
     let mut n = 3000;
-    for round in 0..plan.rounds {
+    let mut rounds = Rounds::new(plan.rounds, budget);
+    while let Some(round) = rounds.next() {
         // Rotate the order so drift hits every mode alike.
         for i in 0..MODES.len() {
             let (mode, set) = MODES[(i + round) % MODES.len()];
-            eprintln!("bench: hooks round {}/{}: {mode}", round + 1, plan.rounds);
+            eprintln!(
+                "bench: hooks round {}/{}: {mode}",
+                round + 1,
+                rounds.planned()
+            );
             n += 1;
             let observer = match (mode, set) {
                 ("agent", _) => Some(agent::start(dir, Observer::Monitor, n, 0)?),
@@ -92,6 +99,7 @@ pub fn run(dir: &Path, cert: &Cert, plan: HooksPlan) -> Result<Value> {
             }
         }
     }
+    rounds.say_if_cut("hooks");
     // The median of the rounds: one slow round (other work on the host) does not move it.
     let median =
         |mode: &str, workload: &str| p50_p99(ns.get(&(mode, workload)).map_or(&[][..], |v| v)).0;
@@ -113,7 +121,8 @@ pub fn run(dir: &Path, cert: &Cert, plan: HooksPlan) -> Result<Value> {
         .map(|(w, _, label)| (w.to_string(), json!({"label": label, "ops": ops(plan, w)})))
         .collect();
     Ok(json!({
-        "rounds": plan.rounds,
+        "rounds": rounds.done(),
+        "rounds_planned": rounds.planned(),
         "loops": loops,
         "modes": modes,
     }))

@@ -10,12 +10,13 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::Command;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use serde_json::{json, Value};
 
 use super::agent::{self, Observer};
+use super::budget::Rounds;
 use super::peers::{python, script, Cert};
 use super::procs::children_cpu_seconds;
 use super::stats::{mean, ratio, round1, round3};
@@ -100,21 +101,22 @@ pub fn python_workload(arg: &str, n: u64, cert: &Cert) -> Result<(f64, f64)> {
 }
 
 /// Runs the rounds; returns the `host_tax` part of results.json.
-pub fn run(dir: &Path, cert: &Cert, plan: HostTaxPlan) -> Result<Value> {
+pub fn run(dir: &Path, cert: &Cert, plan: HostTaxPlan, budget: Option<Duration>) -> Result<Value> {
     // (workload, arm) → [(ns/op, cpu s)]
     let mut runs: BTreeMap<(&str, Arm), Vec<(f64, f64)>> = BTreeMap::new();
     let mut n = 1000;
     // The agent's counted ring loss over its blocks: (chunks, bytes) lost to a full ring,
     // and shed; and what it skipped as not MCP (see the README's "What is counted"), per arm.
     let mut counted: BTreeMap<Arm, [u64; 6]> = BTreeMap::new();
-    for round in 0..plan.rounds {
+    let mut rounds = Rounds::new(plan.rounds, budget);
+    while let Some(round) = rounds.next() {
         // Rotate which arm goes first.
         for k in 0..ARMS.len() {
             let arm = ARMS[(k + round) % ARMS.len()];
             eprintln!(
                 "bench: host tax round {}/{}: {}",
                 round + 1,
-                plan.rounds,
+                rounds.planned(),
                 arm.label()
             );
             n += 1;
@@ -141,6 +143,7 @@ pub fn run(dir: &Path, cert: &Cert, plan: HostTaxPlan) -> Result<Value> {
             }
         }
     }
+    rounds.say_if_cut("host tax");
     let mut out = serde_json::Map::new();
     for (what, label) in WORKLOADS {
         let get = |arm: Arm| runs.get(&(*what, arm)).cloned().unwrap_or_default();
@@ -166,7 +169,8 @@ pub fn run(dir: &Path, cert: &Cert, plan: HostTaxPlan) -> Result<Value> {
     }
     let c = |arm: Arm, i: usize| counted.get(&arm).map_or(0, |c| c[i]);
     Ok(json!({
-        "rounds": plan.rounds,
+        "rounds": rounds.done(),
+        "rounds_planned": rounds.planned(),
         "dd_bytes": plan.dd_bytes,
         "pipe_writes": plan.pipe_writes,
         "tcp_round_trips": plan.tcp_round_trips,

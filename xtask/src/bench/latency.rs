@@ -13,6 +13,7 @@ use anyhow::Result;
 use serde_json::{json, Value};
 
 use super::agent::{self, Observer};
+use super::budget::Rounds;
 use super::nginx::Nginx;
 use super::peers::{raw_client, sdk_client, Cert, SdkServer};
 use super::stats::{mean, p50_p99, ratio, round1, round3};
@@ -104,7 +105,7 @@ struct ObserverCost {
 }
 
 /// Runs the rounds; returns the `latency` part of results.json.
-pub fn run(dir: &Path, cert: &Cert, plan: LatencyPlan) -> Result<Value> {
+pub fn run(dir: &Path, cert: &Cert, plan: LatencyPlan, budget: Option<Duration>) -> Result<Value> {
     let tls = SdkServer::start(Some(cert))?;
     let plain = SdkServer::start(None)?;
     // Warm the servers (first-call imports, TLS session setup) outside every block.
@@ -115,14 +116,15 @@ pub fn run(dir: &Path, cert: &Cert, plan: LatencyPlan) -> Result<Value> {
     let mut block_p50: BTreeMap<(&str, &str), Vec<f64>> = BTreeMap::new();
     let mut costs: BTreeMap<&str, ObserverCost> = BTreeMap::new();
     let mut n = 0;
-    for round in 0..plan.rounds {
+    let mut rounds = Rounds::new(plan.rounds, budget);
+    while let Some(round) = rounds.next() {
         for k in 0..MODES.len() {
             let mode = &MODES[(k + round) % MODES.len()];
             n += 1;
             eprintln!(
                 "bench: latency round {}/{}: {}",
                 round + 1,
-                plan.rounds,
+                rounds.planned(),
                 mode.name
             );
             let running = match mode.observer {
@@ -184,7 +186,8 @@ pub fn run(dir: &Path, cert: &Cert, plan: LatencyPlan) -> Result<Value> {
             }
         }
     }
-    Ok(report(&samples, &block_p50, &costs, plan))
+    rounds.say_if_cut("latency");
+    Ok(report(&samples, &block_p50, &costs, plan, &rounds))
 }
 
 fn url(scheme: &str, port: u16) -> String {
@@ -209,6 +212,7 @@ fn report(
     block_p50: &BTreeMap<(&str, &str), Vec<f64>>,
     costs: &BTreeMap<&str, ObserverCost>,
     plan: LatencyPlan,
+    rounds: &Rounds,
 ) -> Value {
     let stat = |mode: &str, client: &str| -> (f64, f64) {
         samples
@@ -264,7 +268,8 @@ fn report(
         );
     }
     json!({
-        "rounds": plan.rounds,
+        "rounds": rounds.done(),
+        "rounds_planned": rounds.planned(),
         "raw_calls_per_block": plan.raw_calls,
         "sdk_calls_per_block": plan.sdk_calls,
         "modes": modes,

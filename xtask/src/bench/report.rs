@@ -252,7 +252,10 @@ pub fn print(r: &Value) {
         }
     }
     if let Some(w) = r["host_tax"]["workloads"].as_object() {
-        println!("\nhost tax (non-MCP work, with the agent vs without)");
+        println!(
+            "\nhost tax (non-MCP work, with the agent vs without; {} rounds)",
+            r["host_tax"]["rounds"]
+        );
         println!(
             "{:<42} {:>12} {:>12} {:>8} {:>8}",
             "workload", "ns/op w/o", "ns/op with", "time ×", "CPU ×"
@@ -393,6 +396,22 @@ pub fn print(r: &Value) {
         );
         for (part, s) in parts {
             println!("  {part:<34} {:>7.1} s", s.as_f64().unwrap_or(0.0));
+        }
+        match r["budget_minutes"].as_f64() {
+            Some(m) => println!("  time budget: {m} minutes, setup and builds included"),
+            None => println!("  time budget: none (every planned round)"),
+        }
+        for (key, label) in [
+            ("latency", "latency"),
+            ("host_tax", "host tax"),
+            ("hooks", "hooks"),
+        ] {
+            let (done, planned) = (r[key]["rounds"].as_u64(), r[key]["rounds_planned"].as_u64());
+            if let (Some(d), Some(p)) = (done, planned) {
+                if d < p {
+                    println!("  {label}: {d} of {p} planned rounds fit the budget");
+                }
+            }
         }
     }
 }
