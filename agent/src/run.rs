@@ -111,6 +111,12 @@ pub struct RunArgs {
     /// by scheduling. 0 keeps the inherited priority; ignored in `monitor`.
     #[arg(long, value_name = "NICE", default_value_t = -10, allow_hyphen_values = true)]
     enforce_nice: i32,
+    /// Monitor mode: nice value of the event loop thread while it is behind the ring (a
+    /// turn left records on it, or ring loss was counted); back at the inherited priority
+    /// once it keeps up. A host whose cores the MCP traffic saturates would otherwise give
+    /// the loop too little CPU to keep up, and lose records. 0: never raise.
+    #[arg(long, value_name = "NICE", default_value_t = -10, allow_hyphen_values = true)]
+    catch_up_nice: i32,
     /// Monitor mode: after a turn that found records, wait this long before looking at the
     /// ring again, so a busy host wakes the agent about once per period instead of once per
     /// record (each wake-up is a context switch on a core the traced programs want). Records
@@ -202,13 +208,18 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
         mode: args.capture_mode,
         ring_bytes: args.ring_bytes,
         skip_exchanges: !args.no_exchange_skip,
+        hold: enforce == EnforceMode::Hold,
     })?;
     // Attached: from here on only what the running features need (before any thread starts,
     // as capabilities are per thread and inherited).
     if !args.keep_capabilities {
         // Enforcing: the event loop raises its own priority once the other threads run.
-        let nice = (enforce != EnforceMode::Monitor && args.enforce_nice < 0)
-            .then_some(caps::Capability::CAP_SYS_NICE);
+        let wants_nice = if enforce == EnforceMode::Monitor {
+            args.catch_up_nice < 0
+        } else {
+            args.enforce_nice < 0
+        };
+        let nice = wants_nice.then_some(caps::Capability::CAP_SYS_NICE);
         let d = mcpwarden::privileges::drop_after_attach(nice.as_slice())
             .context("dropping capabilities")?;
         tracing::info!(kept = ?d.kept, dropped = ?d.dropped, "capabilities dropped after attach");
@@ -340,6 +351,14 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
     if enforce != EnforceMode::Monitor && args.enforce_nice != 0 {
         raise_loop_priority(args.enforce_nice);
     }
+    // Monitor mode: raised only while behind the ring (enforcing runs raised throughout).
+    let mut catch_up = crate::catch_up::CatchUp::new(if enforce == EnforceMode::Monitor {
+        args.catch_up_nice
+    } else {
+        0
+    });
+    let mut ring_full_seen = 0u64;
+    let mut ring_loss_new = false;
     let fd = capture.ring.as_raw_fd();
     let mut records: Vec<Record> = Vec::new();
     let mut last_tick = monotonic_ns();
@@ -439,6 +458,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
             Ok::<(), anyhow::Error>(())
         })?;
         more = drained.more;
+        catch_up.after_turn(more || std::mem::take(&mut ring_loss_new));
         if batch_ns > 0 && drained.records > 0 && !more && !stop.load(Ordering::SeqCst) {
             // Let records gather: the producers' commits find the agent behind and queue no
             // wake-up, and the next turn takes them all at once.
@@ -476,8 +496,15 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
             crate::release_freed_memory();
             metrics.observe_programs(&mcpwarden::capture::progstats::read());
             metrics.observe_exports(&exporter.stats());
+            let counters = capture.counters();
+            let ring_full = counters
+                .iter()
+                .find(|(name, _)| *name == "ring_full_chunks")
+                .map_or(0, |(_, n)| *n);
+            ring_loss_new = ring_full > ring_full_seen;
+            ring_full_seen = ring_full;
             metrics.observe_stages(
-                &capture.counters(),
+                &counters,
                 &capture.hook_counters(),
                 &table.stats,
                 &table.tracker().stats(),
@@ -524,6 +551,12 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
     };
     records.push(health.record(HealthReason::Stop, started_ns));
     write_all(&mut writer, &exporter, &mut records, &metrics)?;
+    if catch_up.raises > 0 {
+        eprintln!(
+            "mcpwarden: the event loop was behind the ring {} times and ran at nice {} until it caught up",
+            catch_up.raises, args.catch_up_nice
+        );
+    }
     eprintln!(
         "mcpwarden: request-seen-to-reset latency over {} resets: p50 {} µs, p99 {} µs",
         enforce_stats.reset_latency_count,

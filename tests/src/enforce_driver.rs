@@ -222,6 +222,7 @@ fn run_loop(
         mode: CaptureMode::Auto,
         ring_bytes: 16 * 1024 * 1024,
         skip_exchanges: true,
+        hold: mode == EnforceMode::Hold,
     }) {
         Ok(c) => c,
         Err(e) => {

@@ -9,7 +9,8 @@ use mcpwarden_tests::{free_port, Agent, ClientOptions, PyServer, SdkClient};
 use serde_json::{json, Value};
 
 /// Capability numbers (linux/capability.h) the agent keeps after attach on this kernel when it
-/// enforces a policy (`reset` by default: CAP_SYS_NICE raises the event loop's priority).
+/// enforces a policy (`reset` by default: CAP_SYS_NICE raises the event loop's priority) or
+/// monitors with its catch-up priority (`--catch-up-nice`, on by default).
 const KEPT: &[(u32, &str)] = &[
     (2, "CAP_DAC_READ_SEARCH"),
     (5, "CAP_KILL"),
@@ -65,8 +66,13 @@ fn after_attach_the_agent_holds_only_the_documented_capabilities() {
     let enforcing = Agent::start(&["--policy", policy.to_str().expect("utf-8 path")]);
     assert_capabilities(&enforcing, &KEPT.iter().collect::<Vec<_>>());
     drop(enforcing.stop());
-    // Monitoring (no policy): nothing to enforce, so no CAP_SYS_NICE either.
-    let agent = Agent::start(&[]);
+    // Monitoring (no policy) keeps CAP_SYS_NICE for its catch-up priority (raised only
+    // while behind the ring)...
+    let monitoring = Agent::start(&[]);
+    assert_capabilities(&monitoring, &KEPT.iter().collect::<Vec<_>>());
+    drop(monitoring.stop());
+    // ...and without it (`--catch-up-nice 0`) nothing needs CAP_SYS_NICE.
+    let agent = Agent::start(&["--catch-up-nice", "0"]);
     let monitor: Vec<_> = KEPT.iter().filter(|(b, _)| *b != 23).collect();
     assert_capabilities(&agent, &monitor);
     // Still working with what it kept: a TLS-free conversation is reported.

@@ -227,6 +227,35 @@ fn load_one(ebpf: &mut Ebpf, p: &ProgramSpec) -> Result<(), CaptureError> {
     prog.load().map_err(|e| wrap(p, e))
 }
 
+/// Verifies, on every core at once, the programs `opts` will attach (see
+/// [`super::preload`]); the capture mode's programs first, as they take longest.
+fn preload_for(ebpf: &mut Ebpf, opts: &CaptureOptions) {
+    let mode_programs = match first_choice(opts.mode, std::env::consts::ARCH) {
+        Ok(CaptureMode::Syscalls) => SYSCALL_MODE_PROGRAMS,
+        _ => SOCK_MODE_PROGRAMS,
+    };
+    let hold: &[(&'static str, &'static str)] = if opts.hold {
+        super::libc_hold::LIBC_HOLD_PROBES
+    } else {
+        &[]
+    };
+    let names: Vec<&str> = mode_programs
+        .iter()
+        .map(|p| p.program)
+        .chain(hold.iter().map(|(p, _)| *p))
+        .chain(super::tls::program_names())
+        .chain(COMMON_PROGRAMS.iter().map(|p| p.program))
+        .chain(super::kernel_enforce::PROGRAMS.iter().copied())
+        .collect();
+    let started = std::time::Instant::now();
+    let n = super::preload::preload(ebpf, &names);
+    tracing::debug!(
+        programs = n,
+        ms = started.elapsed().as_millis() as u64,
+        "programs verified"
+    );
+}
+
 /// Options for loading.
 #[derive(Debug, Clone, Default)]
 pub struct CaptureOptions {
@@ -238,6 +267,9 @@ pub struct CaptureOptions {
     /// Skip, in the kernel, the HTTP exchanges whose request cannot be MCP (see the
     /// README's "Exchange skipping"); false carries every exchange of a streamed connection.
     pub skip_exchanges: bool,
+    /// Hold mode: the plaintext hold programs are verified with the others at start
+    /// ([`Capture::prepare_libc_hold`] then finds them loaded).
+    pub hold: bool,
 }
 
 /// The loaded and attached object.
@@ -278,6 +310,7 @@ impl Capture {
             .map_max_entries("EVENTS", ring)
             .load(EBPF_OBJECT)
             .map_err(Box::new)?;
+        preload_for(&mut ebpf, opts);
         let mut attached = attach_all(&mut ebpf, COMMON_PROGRAMS)?;
         let mode = match first_choice(opts.mode, std::env::consts::ARCH)? {
             CaptureMode::Syscalls => CaptureMode::Syscalls,

@@ -66,17 +66,22 @@ pub fn cgroup2_mount() -> Option<PathBuf> {
     })
 }
 
+/// The connect-time block programs.
+pub const PROGRAMS: &[&str] = &["connect4_block", "connect6_block"];
+
 /// Loads and attaches `connect4_block`/`connect6_block` at the cgroup v2 root.
 fn attach_connect(ebpf: &mut Ebpf) -> Result<(), String> {
     let root = cgroup2_mount().ok_or("no cgroup2 mount in /proc/mounts")?;
     let dir = std::fs::File::open(&root).map_err(|e| format!("{}: {e}", root.display()))?;
-    for name in ["connect4_block", "connect6_block"] {
+    for name in PROGRAMS {
         let prog: &mut CgroupSockAddr = ebpf
             .program_mut(name)
             .ok_or(format!("program {name} missing"))?
             .try_into()
             .map_err(|e| format!("{name}: {e}"))?;
-        prog.load().map_err(|e| format!("loading {name}: {e}"))?;
+        if prog.fd().is_err() {
+            prog.load().map_err(|e| format!("loading {name}: {e}"))?;
+        }
         // Through a BPF link (kernel >= 5.7) attachments of several programs coexist without
         // flags (the kernel refuses BPF_F_ALLOW_MULTI on link_create).
         prog.attach(&dir, CgroupAttachMode::Single).map_err(|e| {

@@ -11,6 +11,7 @@ pub mod kernel_enforce;
 pub mod libc_hold;
 pub mod mcp_procs;
 pub mod preflight;
+pub mod preload;
 pub mod progstats;
 pub mod ssl_sites;
 pub mod tls;

@@ -217,6 +217,11 @@ fn is_loader(path: &str) -> bool {
     file_name(path).is_some_and(|n| n.starts_with("ld-") && n.contains(".so"))
 }
 
+/// The TLS and loader programs' names.
+pub fn program_names() -> impl Iterator<Item = &'static str> {
+    TLS_PROBES.iter().chain(LOADER_PROBES).map(|p| p.program)
+}
+
 /// Loads the TLS and loader programs (once). A missing loader program (an older object) is
 /// a logged skip: `dlopen`ed libraries are then found by the periodic rescan only.
 pub fn load_programs(ebpf: &mut Ebpf) -> Result<(), super::CaptureError> {
@@ -237,6 +242,10 @@ pub fn load_programs(ebpf: &mut Ebpf) -> Result<(), super::CaptureError> {
             event: p.symbol,
             source: Box::new(e),
         })?;
+        if prog.fd().is_ok() {
+            // Verified by the start-up preload, or by the entry of a shared program.
+            continue;
+        }
         prog.load().map_err(|e| super::CaptureError::Program {
             program: p.program,
             category: "uprobe",

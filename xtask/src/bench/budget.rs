@@ -15,6 +15,37 @@ pub const FIXED_PARTS_S: f64 = 60.0;
 pub const ROUND_PARTS: &[(&str, f64)] =
     &[("latency", 290.0), ("host-tax", 150.0), ("hooks", 130.0)];
 
+/// When `cargo xtask bench` was typed: this process's start. `cargo run` (the alias) and
+/// rustup's proxy both exec what they run, so the process that began as `cargo` when the
+/// command was typed is this one, and its start time counts compiling xtask itself (a
+/// minute on a fresh machine). Now, if it cannot be read.
+pub fn run_started() -> Instant {
+    let now = Instant::now();
+    let age = (|| {
+        let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+        let uptime = std::fs::read_to_string("/proc/uptime").ok()?;
+        age_from(&stat, &uptime, clock_ticks()?)
+    })();
+    age.and_then(|a| now.checked_sub(a)).unwrap_or(now)
+}
+
+fn clock_ticks() -> Option<f64> {
+    // SAFETY: sysconf reads a constant of the system; no memory is passed.
+    let t = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    (t > 0).then_some(t as f64)
+}
+
+/// A process's age from its `/proc/PID/stat` (field 22: start time in clock ticks after
+/// boot) and `/proc/uptime` (seconds since boot).
+fn age_from(stat: &str, uptime: &str, ticks: f64) -> Option<Duration> {
+    // The command name (field 2) is in parentheses and may hold spaces: count after it.
+    let after = stat.get(stat.rfind(')')? + 1..)?;
+    let start_ticks: f64 = after.split_whitespace().nth(19)?.parse().ok()?;
+    let up: f64 = uptime.split_whitespace().next()?.parse().ok()?;
+    let age = up - start_ticks / ticks;
+    (age >= 0.0).then(|| Duration::from_secs_f64(age))
+}
+
 /// When the run must be over (none: no budget, every planned round runs).
 #[derive(Debug, Clone, Copy)]
 pub struct Budget {
@@ -116,6 +147,16 @@ impl Rounds {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_process_age_comes_from_its_start_ticks_and_the_uptime() {
+        // Fields 3.. of a stat line; the 22nd field overall (start time) is 12,000 ticks.
+        let stat = "4242 (cargo (x) y) S 1 4242 4242 0 -1 4194560 100 0 0 0 5 1 0 0 20 0 1 0 12000 1000 10";
+        let age = age_from(stat, "150.50 300.00\n", 100.0).unwrap();
+        assert_eq!(age, Duration::from_secs_f64(30.5));
+        assert_eq!(age_from(stat, "100.00 1.0\n", 100.0), None);
+        assert_eq!(age_from("garbage", "1 1", 100.0), None);
+    }
 
     #[test]
     fn without_a_budget_every_planned_round_runs() {
