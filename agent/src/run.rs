@@ -213,7 +213,8 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
     // Attached: from here on only what the running features need (before any thread starts,
     // as capabilities are per thread and inherited).
     if !args.keep_capabilities {
-        // Enforcing: the event loop raises its own priority once the other threads run.
+        // Enforcing, the event loop raises its own priority once the other threads run;
+        // monitoring, while it is behind the ring (`--catch-up-nice`).
         let wants_nice = if enforce == EnforceMode::Monitor {
             args.catch_up_nice < 0
         } else {

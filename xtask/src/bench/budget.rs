@@ -59,6 +59,17 @@ impl Budget {
         }
     }
 
+    /// Time until the deadline (none: no budget).
+    pub fn left(&self) -> Option<Duration> {
+        self.deadline
+            .map(|d| d.saturating_duration_since(Instant::now()))
+    }
+
+    /// Whether the parts not run in rounds (loss, idle sessions) still fit at full size.
+    pub fn fixed_parts_fit(&self) -> bool {
+        self.left().is_none_or(|l| l.as_secs_f64() >= FIXED_PARTS_S)
+    }
+
     /// The share of the time left for `part`, when `later` (the round parts still to run
     /// after it) and `fixed_later` (whether loss or idle runs later) are still to come.
     pub fn share(&self, part: &str, later: &[&str], fixed_later: bool) -> Option<Duration> {
@@ -81,6 +92,17 @@ impl Budget {
         };
         Some(Duration::from_secs_f64(share.max(0.0)))
     }
+}
+
+/// Whether one full round of `part` (planned in `planned` rounds) fits in `share`, by its
+/// usual length ([`ROUND_PARTS`]); when it does not, the part runs the short plan once.
+pub fn full_round_fits(part: &str, planned: usize, share: Option<Duration>) -> bool {
+    let Some(share) = share else { return true };
+    let full = ROUND_PARTS
+        .iter()
+        .find(|(name, _)| *name == part)
+        .map_or(0.0, |(_, w)| *w);
+    share.as_secs_f64() >= full / planned.max(1) as f64
 }
 
 /// Counts a part's rounds against its share of the budget.
@@ -156,6 +178,19 @@ mod tests {
         assert_eq!(age, Duration::from_secs_f64(30.5));
         assert_eq!(age_from(stat, "100.00 1.0\n", 100.0), None);
         assert_eq!(age_from("garbage", "1 1", 100.0), None);
+    }
+
+    #[test]
+    fn a_share_shorter_than_one_full_round_calls_for_the_short_plan() {
+        // Latency: 290 s over 5 planned rounds, 58 s a round.
+        assert!(full_round_fits("latency", 5, None));
+        assert!(full_round_fits("latency", 5, Some(Duration::from_secs(58))));
+        assert!(!full_round_fits(
+            "latency",
+            5,
+            Some(Duration::from_secs(57))
+        ));
+        assert!(!full_round_fits("hooks", 3, Some(Duration::ZERO)));
     }
 
     #[test]

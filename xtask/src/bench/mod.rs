@@ -63,7 +63,9 @@ pub const DEFAULT_BUDGET_MINUTES: f64 = 14.0;
 pub const PARTS: &[&str] = &["offline", "latency", "host-tax", "hooks", "loss", "idle"];
 
 /// How much of everything: the full run or the quick one.
+#[derive(Clone, Copy)]
 struct Plan {
+    quick: bool,
     offline_seconds: f64,
     latency: latency::LatencyPlan,
     host_tax: host_tax::HostTaxPlan,
@@ -71,10 +73,11 @@ struct Plan {
     loss: loss::LossPlan,
 }
 
-fn plan(o: &BenchOptions) -> Plan {
-    if o.quick {
+fn plan(quick: bool, seconds: Option<f64>) -> Plan {
+    if quick {
         Plan {
-            offline_seconds: o.seconds.unwrap_or(0.2),
+            quick,
+            offline_seconds: seconds.unwrap_or(0.2),
             latency: latency::LatencyPlan {
                 rounds: 1,
                 raw_calls: 30,
@@ -103,7 +106,8 @@ fn plan(o: &BenchOptions) -> Plan {
         }
     } else {
         Plan {
-            offline_seconds: o.seconds.unwrap_or(2.0),
+            quick,
+            offline_seconds: seconds.unwrap_or(2.0),
             latency: latency::LatencyPlan {
                 rounds: 5,
                 raw_calls: 300,
@@ -143,7 +147,7 @@ pub fn bench(o: BenchOptions) -> Result<()> {
         }
     }
     let wants = |p: &str| o.parts.is_empty() || o.parts.iter().any(|x| x == p);
-    let plan = plan(&o);
+    let plan = plan(o.quick, o.seconds);
     // The full run counts from the command (its budget includes compiling xtask); the short
     // one may run inside `cargo xtask test`, whose process started long before.
     let started = if o.quick {
@@ -227,6 +231,15 @@ fn run_privileged(
     wants: &dyn Fn(&str) -> bool,
     budget: budget::Budget,
 ) -> Result<()> {
+    // What a part runs when the budget has no room for one full round of it (a fresh
+    // machine whose installs and builds took the quarter hour): the quick run's sizes,
+    // once, marked in results.json (`"plan": "short"`).
+    let short = self::plan(true, None);
+    let label = |is_short: bool| match (is_short, plan.quick) {
+        (true, _) => "short (no room for a full round in the time budget)",
+        (false, true) => "quick",
+        (false, false) => "full",
+    };
     let dir = tempfile::Builder::new()
         .prefix("mcpwarden-bench-")
         .tempdir()?;
@@ -243,30 +256,71 @@ fn run_privileged(
             .collect();
         budget.share(part, &later, fixed_later)
     };
+    // The full plan of a round part if one round of it fits its share, else the short one.
+    let pick = |part: &str, planned: usize| {
+        let s = share(part);
+        if budget::full_round_fits(part, planned, s) {
+            (false, s)
+        } else {
+            eprintln!("bench: {part}: no room for one full round in the time budget: the short plan, once");
+            (true, s)
+        }
+    };
     if wants("latency") {
         let t = Timer::start();
-        r["latency"] = latency::run(dir.path(), &cert, plan.latency, share("latency"))?;
+        let (is_short, s) = pick("latency", plan.latency.rounds);
+        let p = if is_short {
+            short.latency
+        } else {
+            plan.latency
+        };
+        r["latency"] = latency::run(dir.path(), &cert, p, s)?;
+        mark(&mut r["latency"], label(is_short));
         t.stop(r, "latency");
     }
     if wants("host-tax") {
         let t = Timer::start();
-        r["host_tax"] = host_tax::run(dir.path(), &cert, plan.host_tax, share("host-tax"))?;
+        let (is_short, s) = pick("host-tax", plan.host_tax.rounds);
+        let p = if is_short {
+            short.host_tax
+        } else {
+            plan.host_tax
+        };
+        r["host_tax"] = host_tax::run(dir.path(), &cert, p, s)?;
+        mark(&mut r["host_tax"], label(is_short));
         t.stop(r, "host-tax");
     }
     if wants("hooks") {
         let t = Timer::start();
-        r["hooks"] = hooks::run(dir.path(), &cert, plan.hooks, share("hooks"))?;
+        let (is_short, s) = pick("hooks", plan.hooks.rounds);
+        let p = if is_short { short.hooks } else { plan.hooks };
+        r["hooks"] = hooks::run(dir.path(), &cert, p, s)?;
+        mark(&mut r["hooks"], label(is_short));
         t.stop(r, "hooks");
     }
+    let loss_short = !budget.fixed_parts_fit();
+    if loss_short && (wants("loss") || wants("idle")) {
+        eprintln!("bench: loss: no room left in the time budget: the short plan");
+    }
+    let loss_plan = if loss_short { short.loss } else { plan.loss };
     if wants("loss") {
         let t = Timer::start();
-        r["loss"] = loss::loss(dir.path(), plan.loss)?;
+        r["loss"] = loss::loss(dir.path(), loss_plan)?;
+        mark(&mut r["loss"], label(loss_short));
         t.stop(r, "loss");
     }
     if wants("loss") || wants("idle") {
         let t = Timer::start();
-        r["idle_sessions"] = loss::idle(dir.path(), plan.loss)?;
+        r["idle_sessions"] = loss::idle(dir.path(), loss_plan)?;
+        mark(&mut r["idle_sessions"], label(loss_short));
         t.stop(r, "idle sessions");
     }
     Ok(())
+}
+
+/// Says in a part's results which plan it ran.
+fn mark(part: &mut Value, label: &str) {
+    if part.is_object() {
+        part["plan"] = json!(label);
+    }
 }

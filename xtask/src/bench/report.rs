@@ -405,7 +405,12 @@ pub fn print(r: &Value) {
             ("latency", "latency"),
             ("host_tax", "host tax"),
             ("hooks", "hooks"),
+            ("loss", "loss"),
+            ("idle_sessions", "idle sessions"),
         ] {
+            if let Some(plan) = r[key]["plan"].as_str().filter(|p| p.starts_with("short")) {
+                println!("  {label}: {plan}");
+            }
             let (done, planned) = (r[key]["rounds"].as_u64(), r[key]["rounds_planned"].as_u64());
             if let (Some(d), Some(p)) = (done, planned) {
                 if d < p {
