@@ -115,7 +115,41 @@ mod user {
     unsafe impl aya::Pod for super::SockTuple {}
     unsafe impl aya::Pod for super::TlsKey {}
     unsafe impl aya::Pod for super::TlsConnState {}
+    unsafe impl aya::Pod for super::BodySkipKey {}
+    unsafe impl aya::Pod for super::BodySkipRange {}
 }
+
+/// Body skipping: the rest of a message body the agent will not look at (over its body limit,
+/// with the first bytes it reports already read) is not carried. Userspace names the body's
+/// stream range once it has read its head (`BODY_SKIPS`); each later call whose bytes lie
+/// wholly inside the range is dropped and counted (`body_skipped_calls`,
+/// `body_skipped_bytes`). Its bytes still advance the stream position: userspace sees a gap
+/// inside the range it asked for, and accounts it as skipped, not lost.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct BodySkipKey {
+    pub tgid: u32,
+    /// The connection's fd as its records name it (`NO_FD` for TLS plaintext).
+    pub fd: u32,
+    /// The connection's generation (`conn_start_ns` of its records).
+    pub start_ns: u64,
+    /// `DIR_*` from event.rs.
+    pub dir: u8,
+    pub _pad: [u8; 7],
+}
+assert_size!(BodySkipKey, 24);
+
+/// Stream positions `[from, until)` of one direction that need not be carried.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BodySkipRange {
+    pub from: u64,
+    pub until: u64,
+}
+assert_size!(BodySkipRange, 16);
+
+/// Bodies skipped at once (the `BODY_SKIPS` map's size): a body that finds it full is carried.
+pub const BODY_SKIP_SLOTS: u32 = 1024;
 
 /// Load shedding: when a call's bytes would leave the ring more than half full of records the
 /// agent has not read yet, and its process has not been seen taking part in MCP (the

@@ -90,12 +90,17 @@ pub enum Counter {
     ExchangesSkipped = 35,
     /// Bytes of those exchanges (request and answer).
     BytesSkipped = 36,
+    /// Calls whose bytes lay inside a body userspace asked not to carry (see
+    /// `conn::BodySkipKey`): not lost, left out on purpose.
+    BodySkippedCalls = 37,
+    /// Bytes of those calls.
+    BodySkippedBytes = 38,
 }
 
 pub const COUNTER_SLOTS: u32 = 48;
 
 impl Counter {
-    pub const ALL: [Counter; 37] = [
+    pub const ALL: [Counter; 39] = [
         Counter::RingFull,
         Counter::BytesTruncated,
         Counter::ArgsMapFull,
@@ -133,6 +138,8 @@ impl Counter {
         Counter::BytesShed,
         Counter::ExchangesSkipped,
         Counter::BytesSkipped,
+        Counter::BodySkippedCalls,
+        Counter::BodySkippedBytes,
     ];
     /// Metric-style name.
     pub fn name(self) -> &'static str {
@@ -174,6 +181,8 @@ impl Counter {
             Counter::BytesShed => "shed_bytes",
             Counter::ExchangesSkipped => "exchanges_skipped",
             Counter::BytesSkipped => "skipped_bytes",
+            Counter::BodySkippedCalls => "body_skipped_calls",
+            Counter::BodySkippedBytes => "body_skipped_bytes",
         }
     }
 }

@@ -12,7 +12,7 @@ use aya_ebpf::{
     },
 };
 use mcpwarden_common::{
-    conn::{ConnState, SHED_GRACE_BYTES},
+    conn::{BodySkipKey, ConnState, SHED_GRACE_BYTES},
     counters::{Counter, HookCounter},
     event::{
         ConnOpenEvent, DataEventHeader, DataSource, EventHeader, EventKind, CHUNK_DATA_MAX,
@@ -21,7 +21,10 @@ use mcpwarden_common::{
     sniff::is_http_prefix,
 };
 
-use crate::maps::{count, count_hook, WalkState, EVENTS, MCP_PROCS, SCRATCH, SOCKS, WALK};
+use crate::maps::{
+    count, count_hook, WalkState, BODY_SKIPS, BODY_SKIPS_LIVE, EVENTS, MCP_PROCS, SCRATCH, SOCKS,
+    WALK,
+};
 
 /// Load shedding: a stream that begins with a `POST` (the first request of every MCP
 /// conversation, in both protocol eras) gives its process priority at once, from the
@@ -54,6 +57,33 @@ fn shed(tgid: u32, pos: u64, len: u64) -> bool {
     }
     count(Counter::ShedChunks, 1);
     count(Counter::BytesShed, len);
+    true
+}
+
+/// Body skipping (see `BodySkipKey`): true when this call's bytes lie wholly inside a range
+/// userspace asked not to carry (counted). One array read while no body is skipped.
+#[inline(always)]
+fn body_skipped(tgid: u32, fd: u32, start_ns: u64, dir: u8, pos: u64, len: u64) -> bool {
+    match BODY_SKIPS_LIVE.get(0) {
+        Some(n) if *n != 0 => {}
+        _ => return false,
+    }
+    let key = BodySkipKey {
+        tgid,
+        fd,
+        start_ns,
+        dir,
+        _pad: [0; 7],
+    };
+    // SAFETY: read-only peek at the map value.
+    let Some(r) = (unsafe { BODY_SKIPS.get(&key) }) else {
+        return false;
+    };
+    if pos < r.from || pos.saturating_add(len) > r.until {
+        return false;
+    }
+    count(Counter::BodySkippedCalls, 1);
+    count(Counter::BodySkippedBytes, len);
     true
 }
 
@@ -372,17 +402,20 @@ pub fn emit_payload(
     hold_id: u64,
     p: &Payload,
 ) {
+    let direction = match DataSource::from_u8(source) {
+        Some(s) => s.direction(),
+        None => DIR_EGRESS,
+    };
     // A held write is always carried: its verdict waits for it.
-    if hold_id == 0 && shed(tgid, pos, p.len) {
+    if hold_id == 0
+        && (body_skipped(tgid, ident_fd, conn_start_ns, direction, pos, p.len)
+            || shed(tgid, pos, p.len))
+    {
         return;
     }
     let ev = match SCRATCH.get_ptr_mut(0) {
         Some(e) => e,
         None => return,
-    };
-    let direction = match DataSource::from_u8(source) {
-        Some(s) => s.direction(),
-        None => DIR_EGRESS,
     };
     // SAFETY: per-CPU scratch; this program owns it until it returns.
     let ev = unsafe { &mut *ev };

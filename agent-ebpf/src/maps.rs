@@ -5,7 +5,10 @@ use aya_ebpf::{
     maps::{Array, HashMap, LruHashMap, PerCpuArray, RingBuf},
 };
 use mcpwarden_common::{
-    conn::{ConnKey, ConnState, SockTuple, TlsConnState, TlsKey},
+    conn::{
+        BodySkipKey, BodySkipRange, ConnKey, ConnState, SockTuple, TlsConnState, TlsKey,
+        BODY_SKIP_SLOTS,
+    },
     counters::{Counter, HookCounter, COUNTER_SLOTS, HOOK_COUNTERS_PER_SOURCE, HOOK_COUNTER_SLOTS},
     enforce::{BlockKey, HoldEntry, HoldKey, CFG_SLOTS, PREFILTER_SCAN_BYTES},
     event::DataEvent,
@@ -234,6 +237,16 @@ pub static MCP_PIDS: LruHashMap<u32, u8> = LruHashMap::with_max_entries(16384, 0
 /// more than half full (see `mcpwarden_common::conn::SHED_GRACE_BYTES`).
 #[map]
 pub static MCP_PROCS: LruHashMap<u32, u8> = LruHashMap::with_max_entries(16384, 0);
+
+/// Body skipping (`mcpwarden_common::conn::BodySkipKey`): stream ranges userspace does not
+/// need carried. Written and removed by userspace only; bounded by `BODY_SKIP_SLOTS`.
+#[map]
+pub static BODY_SKIPS: HashMap<BodySkipKey, BodySkipRange> =
+    HashMap::with_max_entries(BODY_SKIP_SLOTS, 0);
+
+/// Slot 0: how many `BODY_SKIPS` entries userspace keeps (0: no call looks the map up).
+#[map]
+pub static BODY_SKIPS_LIVE: Array<u32> = Array::with_max_entries(1, 0);
 
 /// Outstanding holds. Inserted by the probe that stops the process; removed by userspace
 /// when it releases the hold (the process resumes when none of its holds is left).

@@ -52,6 +52,12 @@ pub struct RunArgs {
     /// its head asks for an event stream), counted in `kernel.exchanges_skipped`.
     #[arg(long)]
     no_exchange_skip: bool,
+    /// Carry every byte of message bodies too large to decode. By default, once the agent
+    /// has read such a body's head and first 64 KiB, the kernel leaves the rest of it out
+    /// (Content-Length bodies of at least 256 KiB more), counted in
+    /// `kernel.body_skipped_bytes` and `conn.body_skipped_bytes`.
+    #[arg(long)]
+    no_body_skip: bool,
     /// Configuration file (YAML): per-server session-id location, identity (JWT claims and
     /// verification keys, or gateway headers), timeouts. See the README.
     #[arg(long)]
@@ -253,6 +259,9 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
     let mut record_mask = (args.record.is_some() && !args.record_unredacted)
         .then(mcpwarden::record_mask::RecordMask::default);
     let mut table = ConnTable::new(tracker, Limits::default(), args.max_conns);
+    if !args.no_body_skip {
+        table.request_body_skips();
+    }
     let kernel = capture
         .take_enforce()
         .context("the eBPF object has no enforcement maps")?;
@@ -445,6 +454,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
                         } else {
                             table.on_event(ev, &mut records);
                         }
+                        capture.body_skips.apply(table.take_body_skips());
                         enforcer.after_event(held, &mut records, from, &hints);
                     }
                 }

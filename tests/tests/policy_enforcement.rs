@@ -279,14 +279,17 @@ fn hold_stops_denied_calls(sdk: Sdk, tls: bool) {
         .iter()
         .filter(|s| s.as_slice() == ["ok", "connection_error"])
         .count();
-    assert_eq!(denied, N, "every add ok, every explode refused: {got:?}");
+    assert_eq!(
+        denied, N,
+        "every add ok, every explode refused: {got:?}\nclient verdicts: {enforcement:?}\nagent: {health}"
+    );
     assert_eq!(
         tools_run(&server, "explode"),
         0,
         "the server ran a denied call: {:?}\nclient verdicts: {enforcement:?}\nagent: {health}",
         server.executions()
     );
-    assert_eq!(tools_run(&server, "add"), N);
+    assert_eq!(tools_run(&server, "add"), N, "agent: {health}");
     let add_ms: Vec<f64> = client["sessions"]
         .as_array()
         .map(|s| s.iter().filter_map(|ops| ops[0]["ms"].as_f64()).collect())
@@ -303,10 +306,10 @@ fn hold_stops_denied_calls(sdk: Sdk, tls: bool) {
         .into_iter()
         .filter(|v| v["pid"] == client["pid"] && v["action"] == "deny")
         .collect();
-    assert_eq!(held.len(), N, "{held:?}");
+    assert_eq!(held.len(), N, "{held:?}\nagent: {health}");
     assert!(
         held.iter().all(|v| v["enforcement"] == "held_then_reset"),
-        "{:?}",
+        "{:?}\nagent: {health}",
         held.iter().map(|v| &v["enforcement"]).collect::<Vec<_>>()
     );
 }

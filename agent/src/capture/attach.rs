@@ -289,6 +289,8 @@ pub struct Capture {
     pub libc_hold: super::libc_hold::LibcHold,
     /// The processes marked as taking part in MCP (load shedding spares them).
     pub mcp_procs: super::mcp_procs::McpProcs<aya::maps::HashMap<aya::maps::MapData, u32, u8>>,
+    /// The bodies the kernel leaves out (body skipping).
+    pub body_skips: super::body_skips::BodySkips<super::body_skips::KernelSkipMaps>,
 }
 
 impl Capture {
@@ -348,6 +350,10 @@ impl Capture {
         let enforce = Some(super::kernel_enforce::KernelEnforce::new(&mut ebpf)?);
         let mcp_procs =
             super::mcp_procs::McpProcs::new(super::kernel_enforce::take(&mut ebpf, "MCP_PROCS")?);
+        let body_skips = super::body_skips::BodySkips::new(super::body_skips::KernelSkipMaps {
+            ranges: super::kernel_enforce::take(&mut ebpf, "BODY_SKIPS")?,
+            live: super::kernel_enforce::take(&mut ebpf, "BODY_SKIPS_LIVE")?,
+        });
         // The start-up scan runs here, before the agent says it is ready; later scans run on
         // the discovery thread (see `take_scanner`).
         let mut tls = super::tls::TlsAttacher::default();
@@ -366,6 +372,7 @@ impl Capture {
             enforce,
             libc_hold: Default::default(),
             mcp_procs,
+            body_skips,
         })
     }
 
@@ -428,6 +435,12 @@ impl Capture {
             ("mcp_procs_marked", m.marked),
             ("mcp_procs_forgets", m.forgets),
             ("mcp_procs_map_errors", m.map_errors),
+        ]);
+        let b = self.body_skips.stats;
+        c.extend([
+            ("body_skips_started", b.started),
+            ("body_skip_slots_full", b.slots_full),
+            ("body_skip_map_errors", b.map_errors),
         ]);
         c
     }

@@ -2,6 +2,7 @@
 //! ring buffer into typed [`KernelEvent`]s. The only module that talks to the kernel.
 
 pub mod attach;
+pub mod body_skips;
 pub mod counters;
 pub mod discovery;
 pub mod drain;

@@ -54,11 +54,17 @@ pub struct ConnStats {
     /// Bytes of a joined duplicate fd in a direction another fd of the socket already
     /// carries: dropped (the two fds' positions cannot be ordered), counted per event.
     pub dup_stream_conflicts: u64,
+    /// Bytes of bodies too large to look at that the kernel was asked to leave out, and did
+    /// (body skipping: not lost, no gap).
+    pub body_skipped_bytes: u64,
 }
 
 struct DirStream {
     next_pos: Option<u64>,
     parser: Option<HttpParser>,
+    /// Body skipping: the stream range `[from, until)` of the body in progress that need not
+    /// be carried (see [`BodySkipChange`]).
+    skip: Option<(u64, u64)>,
 }
 
 impl DirStream {
@@ -66,9 +72,33 @@ impl DirStream {
         Self {
             next_pos: None,
             parser: None,
+            skip: None,
         }
     }
 }
+
+/// Body skipping (`mcpwarden_common::conn::BodySkipKey`): a body the parser will not look at
+/// any more (too large, its first bytes kept) need not cross the ring. The table names each
+/// such body's stream range once its parser is done with it; the live agent hands these
+/// changes to the kernel ([`ConnTable::take_body_skips`]). A gap inside a named range is then
+/// the kernel leaving bytes out on purpose: counted as skipped, never as loss. Replay sees the
+/// same gaps and treats them the same.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BodySkipChange {
+    Start {
+        conn: ConnIdent,
+        dir: Direction,
+        from: u64,
+        until: u64,
+    },
+    End {
+        conn: ConnIdent,
+        dir: Direction,
+    },
+}
+
+/// Bodies with fewer bytes left than this are read through: not worth a map write.
+pub const MIN_BODY_SKIP_BYTES: u64 = 256 * 1024;
 
 struct Conn {
     ep: Endpoint,
@@ -92,6 +122,8 @@ struct Conn {
     awaiting_tie: Option<HeldData>,
     /// Which fd carries each direction once a duplicate fd joined (see `dup`).
     dup_owners: dup::DirOwners,
+    /// Body skips begun (`Some((from, until))`) or ended (`None`) since the table last looked.
+    skip_changes: Vec<(Direction, Option<(u64, u64)>)>,
 }
 
 struct HeldData {
@@ -119,6 +151,8 @@ pub struct ConnTable {
     by_activity: BTreeSet<(u64, ConnIdent)>,
     /// Duplicate fds joined to the connection of their socket.
     dups: dup::Duplicates,
+    /// Body skip changes for the kernel, when asked for ([`Self::request_body_skips`]).
+    body_skips: Option<Vec<BodySkipChange>>,
 }
 
 fn other(d: Direction) -> Direction {
@@ -139,7 +173,45 @@ impl ConnTable {
             tuples: HashMap::new(),
             by_activity: BTreeSet::new(),
             dups: dup::Duplicates::default(),
+            body_skips: None,
         }
+    }
+
+    /// The live agent: collect body skip changes for the kernel ([`Self::take_body_skips`]).
+    pub fn request_body_skips(&mut self) {
+        self.body_skips.get_or_insert_with(Vec::new);
+    }
+
+    /// Body skip changes since the last call (none unless [`Self::request_body_skips`]).
+    pub fn take_body_skips(&mut self) -> Vec<BodySkipChange> {
+        self.body_skips
+            .as_mut()
+            .map(std::mem::take)
+            .unwrap_or_default()
+    }
+
+    /// Moves a connection's body skip changes to the table's list (or drops them).
+    fn collect_skips(&mut self, id: ConnIdent) {
+        let Some(c) = self.conns.get_mut(&id) else {
+            return;
+        };
+        if c.skip_changes.is_empty() {
+            return;
+        }
+        let changes = std::mem::take(&mut c.skip_changes);
+        push_skip_changes(&mut self.body_skips, id, changes);
+    }
+
+    /// A connection leaves the table: the kernel forgets its body skips.
+    fn end_skips(&mut self, id: ConnIdent, c: &mut Conn) {
+        let mut changes = std::mem::take(&mut c.skip_changes);
+        for dir in [Direction::Egress, Direction::Ingress] {
+            // Kept: the close's tail may still end inside it.
+            if stream(c, dir).skip.is_some() {
+                changes.push((dir, None));
+            }
+        }
+        push_skip_changes(&mut self.body_skips, id, changes);
     }
 
     /// Is this connection in the table?
@@ -150,8 +222,9 @@ impl ConnTable {
 
     /// Removes a connection and its activity index entry.
     fn remove(&mut self, id: &ConnIdent) -> Option<Conn> {
-        let c = self.conns.remove(id)?;
+        let mut c = self.conns.remove(id)?;
         self.by_activity.remove(&(c.last_ts, *id));
+        self.end_skips(*id, &mut c);
         Some(c)
     }
 
@@ -350,6 +423,7 @@ impl ConnTable {
                     ts_ns,
                     out,
                 );
+                self.collect_skips(conn);
             }
             KernelEvent::Exec { .. } | KernelEvent::LinkMapChange { .. } => {}
             KernelEvent::Close {
@@ -452,6 +526,7 @@ impl ConnTable {
                 out,
             );
         }
+        self.collect_skips(id);
     }
 
     /// End of run: flush every connection and session.
@@ -514,6 +589,7 @@ impl ConnTable {
                 awaiting_tie: None,
                 dup_owners: dup::DirOwners::default(),
                 sniff: None,
+                skip_changes: Vec::new(),
             },
         );
     }
@@ -600,7 +676,12 @@ fn feed(
         let Some(parser) = s.parser.as_mut() else {
             return;
         };
-        if pos > next {
+        let skipped = s
+            .skip
+            .is_some_and(|(from, until)| from <= next && pos <= until);
+        if pos > next && skipped && parser.skip(pos - next, ts_ns, &mut events) {
+            stats.body_skipped_bytes += pos - next;
+        } else if pos > next {
             stats.gaps += 1;
             stats.gap_bytes += pos - next;
             parser.gap(pos - next, ts_ns, &mut events);
@@ -609,9 +690,13 @@ fn feed(
             stats.duplicate_bytes += dup;
             data = &data[dup as usize..];
         }
-        s.next_pos = Some(pos.max(next) + data.len() as u64);
+        let next = pos.max(next) + data.len() as u64;
+        s.next_pos = Some(next);
         if !data.is_empty() {
             parser.push(data, ts_ns, &mut events);
+        }
+        if let Some(change) = skip_change(s, next) {
+            c.skip_changes.push((dir, change));
         }
     }
     handle(c, tracker, stats, dir, events, out);
@@ -619,6 +704,44 @@ fn feed(
         // Bytes held while the request side was undecided (now decided): feed them.
         feed(c, tracker, stats, limits, d, p, &held, ts_ns, out);
     }
+}
+
+/// Body skipping after a stream moved to `next`: ends a range the stream has passed, names the
+/// body its parser has just finished with.
+fn skip_change(s: &mut DirStream, next: u64) -> Option<Option<(u64, u64)>> {
+    if let Some((_, until)) = s.skip {
+        if next < until {
+            return None;
+        }
+        s.skip = None;
+        return Some(None);
+    }
+    let left = s.parser.as_ref()?.skippable_body()?;
+    if left < MIN_BODY_SKIP_BYTES {
+        return None;
+    }
+    let range = (next, next + left);
+    s.skip = Some(range);
+    Some(Some(range))
+}
+
+fn push_skip_changes(
+    to: &mut Option<Vec<BodySkipChange>>,
+    conn: ConnIdent,
+    changes: Vec<(Direction, Option<(u64, u64)>)>,
+) {
+    let Some(to) = to.as_mut() else {
+        return;
+    };
+    to.extend(changes.into_iter().map(|(dir, range)| match range {
+        Some((from, until)) => BodySkipChange::Start {
+            conn,
+            dir,
+            from,
+            until,
+        },
+        None => BodySkipChange::End { conn, dir },
+    }));
 }
 
 /// At close: bytes the kernel counted in direction `dir` (`total`) beyond the last byte
@@ -643,9 +766,16 @@ fn tail_gap(
         let Some(parser) = s.parser.as_mut() else {
             return;
         };
-        stats.gaps += 1;
-        stats.gap_bytes += total - next;
-        parser.gap(total - next, ts_ns, &mut events);
+        let skipped = s
+            .skip
+            .is_some_and(|(from, until)| from <= next && total <= until);
+        if skipped && parser.skip(total - next, ts_ns, &mut events) {
+            stats.body_skipped_bytes += total - next;
+        } else {
+            stats.gaps += 1;
+            stats.gap_bytes += total - next;
+            parser.gap(total - next, ts_ns, &mut events);
+        }
         s.next_pos = Some(total);
     }
     handle(c, tracker, stats, dir, events, out);

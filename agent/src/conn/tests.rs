@@ -578,3 +578,173 @@ fn a_direction_written_through_two_fds_keeps_the_first_and_counts_the_other() {
     assert_eq!(t.stats.dup_stream_conflicts, 1);
     assert_eq!(t.stats.dup_fds_joined, 1);
 }
+
+/// A request whose body (`size` bytes of a JSON-RPC call) is over the body limit.
+fn big_request(id: u64, size: usize) -> Vec<u8> {
+    let start = format!(r#"{{"jsonrpc":"2.0","id":{id},"method":"x","params":{{"p":""#);
+    let end = r#""}}"#;
+    let mut body = start.into_bytes();
+    body.resize(size - end.len(), b'a');
+    body.extend_from_slice(end.as_bytes());
+    let head = format!(
+        "POST /mcp HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {size}\r\n\r\n"
+    );
+    [head.as_bytes(), &body].concat()
+}
+
+fn plain_conn() -> ConnIdent {
+    ConnIdent {
+        pid: 77,
+        fd: 5,
+        start_ns: 300,
+    }
+}
+
+#[test]
+fn a_body_over_the_limit_is_named_for_skipping_once_its_head_is_kept_and_the_hole_is_no_gap() {
+    let mut t = table();
+    t.request_body_skips();
+    let mut out = Vec::new();
+    let c = plain_conn();
+    let size = 20 << 20;
+    let wire = big_request(1, size);
+    let head_len = wire.len() - size;
+    // The head and 32 KiB of body: the kept head is not complete, nothing to skip yet.
+    let a = head_len + (32 << 10);
+    t.on_event(data(c, Direction::Egress, 0, &wire[..a], 2_000), &mut out);
+    assert_eq!(t.take_body_skips(), vec![]);
+    // 64 KiB more: the kept head is complete; the rest of the body is named.
+    let b = a + (64 << 10);
+    t.on_event(
+        data(c, Direction::Egress, a as u64, &wire[a..b], 3_000),
+        &mut out,
+    );
+    let end = wire.len() as u64;
+    assert_eq!(
+        t.take_body_skips(),
+        vec![BodySkipChange::Start {
+            conn: c,
+            dir: Direction::Egress,
+            from: b as u64,
+            until: end
+        }]
+    );
+    // The kernel left out all but the body's last 100 bytes, then the next request came.
+    let last = wire.len() - 100;
+    let mut tail = wire[last..].to_vec();
+    tail.extend_from_slice(REQ);
+    t.on_event(
+        data(c, Direction::Egress, last as u64, &tail, 9_000),
+        &mut out,
+    );
+    assert_eq!(
+        t.take_body_skips(),
+        vec![BodySkipChange::End {
+            conn: c,
+            dir: Direction::Egress
+        }]
+    );
+    assert_eq!((t.stats.gaps, t.stats.gap_bytes), (0, 0));
+    assert_eq!(t.stats.body_skipped_bytes, (last - b) as u64);
+    let m = messages(&out);
+    let got: Vec<_> = m
+        .iter()
+        .map(|r| {
+            (
+                r["id"].clone(),
+                r["method"].clone(),
+                r["truncated"].clone(),
+                r["payload_bytes"].clone(),
+                r.get("capture_lost_bytes").cloned(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        got,
+        vec![
+            (1.into(), "x".into(), true.into(), size.into(), None),
+            (
+                7.into(),
+                "tools/call".into(),
+                serde_json::Value::Null,
+                2.into(),
+                None
+            ),
+        ],
+        "{m:?}"
+    );
+}
+
+#[test]
+fn a_hole_outside_the_named_range_is_still_a_gap_and_a_closed_connection_ends_its_skip() {
+    let mut t = table();
+    t.request_body_skips();
+    let mut out = Vec::new();
+    let c = plain_conn();
+    let size = 10 << 20;
+    let wire = big_request(2, size);
+    let a = wire.len() - size + (80 << 10);
+    t.on_event(data(c, Direction::Egress, 0, &wire[..a], 2_000), &mut out);
+    let skips = t.take_body_skips();
+    assert_eq!(skips.len(), 1, "{skips:?}");
+    // Bytes missing beyond the body's end: not what was asked for.
+    let beyond = wire.len() as u64 + 10;
+    t.on_event(data(c, Direction::Egress, beyond, REQ, 5_000), &mut out);
+    assert_eq!((t.stats.gaps, t.stats.body_skipped_bytes), (1, 0));
+    // The stream moved past the range: it ends.
+    assert_eq!(
+        t.take_body_skips(),
+        vec![BodySkipChange::End {
+            conn: c,
+            dir: Direction::Egress
+        }]
+    );
+    // A second big body, then the connection closes inside its range: the tail is skipped
+    // bytes, not loss, and the kernel is told to forget the range.
+    let base = beyond + REQ.len() as u64;
+    let wire2 = big_request(3, size);
+    let a2 = wire2.len() - size + (80 << 10);
+    t.on_event(
+        data(c, Direction::Egress, base, &wire2[..a2], 6_000),
+        &mut out,
+    );
+    assert_eq!(t.take_body_skips().len(), 1);
+    t.on_event(
+        KernelEvent::Close {
+            conn: c,
+            ts_ns: 7_000,
+            egress_bytes: base + wire2.len() as u64,
+            ingress_bytes: 0,
+        },
+        &mut out,
+    );
+    assert_eq!(
+        t.take_body_skips(),
+        vec![BodySkipChange::End {
+            conn: c,
+            dir: Direction::Egress
+        }]
+    );
+    assert_eq!(t.stats.gaps, 1);
+    assert_eq!(t.stats.body_skipped_bytes, (wire2.len() - a2) as u64);
+    // Request 2, cut by the real gap, is not reported (as before body skipping).
+    let ids: Vec<_> = messages(&out).iter().map(|r| r["id"].clone()).collect();
+    assert_eq!(
+        ids,
+        vec![serde_json::json!(7), serde_json::json!(3)],
+        "{out:?}"
+    );
+}
+
+#[test]
+fn without_the_kernel_asked_the_table_collects_nothing() {
+    let mut t = table();
+    let mut out = Vec::new();
+    let wire = big_request(1, 10 << 20);
+    t.on_event(
+        data(plain_conn(), Direction::Egress, 0, &wire, 2_000),
+        &mut out,
+    );
+    assert_eq!(t.take_body_skips(), vec![]);
+    assert_eq!(messages(&out).len(), 1);
+}

@@ -179,6 +179,59 @@ impl HttpParser {
         self.buf.capacity()
     }
 
+    /// A Content-Length body the parser will not look at any more (over the body limit with
+    /// its first [`PARTIAL_HEAD_BYTES`] kept, or discarded): the bytes left of it. They may be
+    /// left out of the stream on purpose ([`Self::skip`]).
+    pub fn skippable_body(&self) -> Option<u64> {
+        let State::Body(body) = &self.state else {
+            return None;
+        };
+        let Framing::Length { remaining, .. } = body.framing else {
+            return None;
+        };
+        let done = match &body.content.sink {
+            Sink::Head(head) => head.len() >= PARTIAL_HEAD_BYTES,
+            Sink::Cut(_) | Sink::Discard => true,
+            Sink::Whole(_) | Sink::Sse(_) => false,
+        };
+        (done && remaining > 0 && self.buf.is_empty()).then_some(remaining)
+    }
+
+    /// `n` bytes of a body [`Self::skippable_body`] named were left out of the stream on
+    /// purpose: they count as received, and the body ends as if they had been read. False,
+    /// with nothing done, when the parser is not in such a body or it has fewer bytes left.
+    pub fn skip(&mut self, n: u64, ts_ns: u64, out: &mut Vec<HttpEvent>) -> bool {
+        if self.skippable_body().is_none_or(|left| n > left) {
+            return false;
+        }
+        let limits = self.limits;
+        let State::Body(body) = &mut self.state else {
+            return false;
+        };
+        let Framing::Length { remaining, .. } = &mut body.framing else {
+            return false;
+        };
+        *remaining -= n;
+        let done = *remaining == 0;
+        let content = &mut body.content;
+        if let Some(e) = content.decode_error.take() {
+            out.push(HttpEvent::Error(HttpError::Decompress {
+                encoding: e.encoding,
+                reason: e.reason,
+            }));
+        }
+        content.first_ts.get_or_insert(ts_ns);
+        content.last_ts = ts_ns;
+        content.received += n;
+        // Its output is not wanted any more, and it could not continue across the hole.
+        content.decoder = None;
+        if done {
+            content.finish(ts_ns, &limits, out);
+            self.state = State::Head(HeadScan::default());
+        }
+        true
+    }
+
     /// `lost` bytes of the stream are missing (capture loss). Drops the current message
     /// (reporting [`HttpError::Gap`] if one was in progress) and resynchronises; see the
     /// module documentation for bodies whose framing survives the gap.
