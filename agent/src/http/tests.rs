@@ -1217,3 +1217,87 @@ fn the_held_back_buffer_is_shrunk_after_a_large_message() {
         p.buf_capacity()
     );
 }
+
+/// Body skipping: a compressed body over the limit becomes skippable once its kept head is
+/// complete (64 KiB decoded), the hole is accounted as received, and the message is reported
+/// from its head with its full size; the next message parses.
+#[test]
+fn a_skipped_rest_of_a_compressed_body_over_the_limit_ends_it_as_if_read() {
+    let limits = Limits {
+        max_body_bytes: 1024,
+        ..Limits::default()
+    };
+    let mut plain = br#"{"jsonrpc":"2.0","id":3,"result":{"text":""#.to_vec();
+    plain.resize(400_000, b'z');
+    let z = gzip(&plain);
+    // Padding after the gzip stream stands in for the bytes the kernel leaves out.
+    let size = z.len() + 500_000;
+    let head =
+        format!("HTTP/1.1 200 OK\r\ncontent-encoding: gzip\r\ncontent-length: {size}\r\n\r\n");
+    let mut p = HttpParser::new(RESP, limits);
+    let mut out = Vec::new();
+    p.push(head.as_bytes(), 0, &mut out);
+    assert_eq!(p.skippable_body(), None, "nothing of the body kept yet");
+    assert!(!p.skip(10, 0, &mut out), "not skippable: nothing done");
+    p.push(&z, 0, &mut out);
+    assert_eq!(p.skippable_body(), Some(500_000));
+    assert!(!p.skip(500_001, 0, &mut out), "more than is left");
+    assert!(p.skip(400_000, 0, &mut out));
+    assert_eq!(p.skippable_body(), Some(100_000));
+    assert!(p.skip(100_000, 0, &mut out));
+    assert_eq!(p.skippable_body(), None);
+    p.push(
+        b"HTTP/1.1 202 Accepted\r\ncontent-length: 0\r\n\r\n",
+        0,
+        &mut out,
+    );
+    let got: Vec<String> = describe(&out)
+        .into_iter()
+        .map(|d| d.chars().take(120).collect())
+        .collect();
+    assert_eq!(got.len(), 6, "{got:?}");
+    assert_eq!(got[0], "response 200");
+    assert_eq!(
+        got[1],
+        format!("error BodyTooLarge {{ declared: {size}, limit: 1024 }}")
+    );
+    assert!(
+        got[2].starts_with(&format!(
+            "partial size={size} lost=0 {{\"jsonrpc\":\"2.0\",\"id\":3"
+        )),
+        "{}",
+        got[2]
+    );
+    match &out[2] {
+        HttpEvent::Partial { data, .. } => assert_eq!(data.len(), PARTIAL_HEAD_BYTES),
+        e => panic!("{e:?}"),
+    }
+    assert_eq!(&got[3..], ["end", "response 202", "end"]);
+}
+
+/// A body kept whole (under the limit) or a chunked one is never skippable.
+#[test]
+fn bodies_the_parser_still_reads_are_not_skippable() {
+    let mut p = HttpParser::new(REQ, Limits::default());
+    let mut out = Vec::new();
+    p.push(
+        b"POST /mcp HTTP/1.1\r\ncontent-length: 1000000\r\n\r\n{\"a\":",
+        0,
+        &mut out,
+    );
+    assert_eq!(p.skippable_body(), None);
+    let mut p = HttpParser::new(
+        REQ,
+        Limits {
+            max_body_bytes: 8,
+            ..Limits::default()
+        },
+    );
+    p.push(
+        b"POST /mcp HTTP/1.1\r\ntransfer-encoding: chunked\r\n\r\n",
+        0,
+        &mut out,
+    );
+    p.push(&[b'x'; 100_000], 0, &mut out);
+    assert_eq!(p.skippable_body(), None);
+}
