@@ -6,8 +6,6 @@
 //! the original's position. A direction written through both fds cannot be ordered (each fd
 //! counts its own positions): the second fd's bytes in it are dropped and counted.
 
-use std::collections::HashMap;
-
 use super::{stream, Conn, ConnTable};
 use crate::capture::events::Direction;
 use crate::capture::ConnIdent;
@@ -31,7 +29,7 @@ impl DirOwners {
 /// Duplicate fd's stream → the connection it joined.
 #[derive(Debug, Default)]
 pub(super) struct Duplicates {
-    joined: HashMap<ConnIdent, ConnIdent>,
+    joined: super::IdMap<ConnIdent>,
 }
 
 impl Duplicates {

@@ -137,8 +137,12 @@ const TIE_WAIT_NS: u64 = 1_000_000_000;
 /// How much TLS data may wait for its socket.
 const TIE_WAIT_MAX_BYTES: usize = 4 << 20;
 
+/// A map keyed by connection id. The ids are the kernel's (pid, fd, start time), not text a
+/// peer chooses, so a fast seeded hash serves where SipHash was a tenth of the decoder's time.
+pub(crate) type IdMap<V> = HashMap<ConnIdent, V, foldhash::fast::RandomState>;
+
 pub struct ConnTable {
-    conns: HashMap<ConnIdent, Conn>,
+    conns: IdMap<Conn>,
     tracker: McpTracker,
     limits: Limits,
     max_conns: usize,
@@ -165,7 +169,7 @@ fn other(d: Direction) -> Direction {
 impl ConnTable {
     pub fn new(tracker: McpTracker, limits: Limits, max_conns: usize) -> Self {
         Self {
-            conns: HashMap::new(),
+            conns: IdMap::default(),
             tracker,
             limits,
             max_conns: max_conns.max(1),

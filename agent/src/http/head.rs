@@ -137,7 +137,7 @@ fn headers(parsed: &[httparse::Header<'_>]) -> Headers {
     out.reserve(parsed.len());
     for h in parsed {
         // One allocation per name and per value (the trimmed text, borrowed until then).
-        let value = String::from_utf8_lossy(h.value);
+        let value = super::utf8::lossy(h.value);
         if value.contains(['\r', '\n']) {
             // An obsolete line folding: the folds become spaces (RFC 9112 §5.2).
             out.push(h.name, value.replace(['\r', '\n'], " ").trim());

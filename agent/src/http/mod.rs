@@ -29,6 +29,7 @@ mod message;
 mod parser;
 mod resync;
 mod sse;
+mod utf8;
 
 #[cfg(test)]
 mod tests;

@@ -83,7 +83,7 @@ impl SseParser {
                 }
             }
             let rest = &input[i..];
-            match rest.iter().position(|&b| b == b'\n' || b == b'\r') {
+            match memchr::memchr2(b'\n', b'\r', rest) {
                 None => {
                     self.append(rest, out);
                     break;
@@ -247,7 +247,7 @@ impl SseParser {
             }
             None => (line, &[][..]),
         };
-        let value = String::from_utf8_lossy(value);
+        let value = super::utf8::lossy(value);
         match name {
             b"event" => self.event = Some(value.into_owned()),
             b"data" => {
@@ -300,7 +300,7 @@ fn data_value(line: &[u8]) -> Option<String> {
         Some(b':') => rest[1..].strip_prefix(b" ").unwrap_or(&rest[1..]),
         Some(_) => return None,
     };
-    Some(String::from_utf8_lossy(value).into_owned())
+    Some(super::utf8::lossy(value).into_owned())
 }
 
 #[cfg(test)]

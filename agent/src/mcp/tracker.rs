@@ -77,6 +77,10 @@ const TRACEPARENT_HEADER: &str = "traceparent";
 
 type SessionKey = (u32, GroupKey);
 type ConnKey = (u32, String);
+/// Maps keyed by connection: pid and the connection id the agent made itself, not text a
+/// peer chooses, so a fast seeded hash serves (keys peers choose keep SipHash).
+type ConnHash = foldhash::fast::RandomState;
+type ConnMap<V> = HashMap<ConnKey, V, ConnHash>;
 
 /// Counters, for metrics and the shutdown line.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
@@ -263,18 +267,18 @@ pub struct McpTracker {
     sessions: HashMap<SessionKey, Box<McpSession>>,
     /// Each connection's current exchange: answers (which carry no `_meta` version) follow its
     /// session and era.
-    exchanges: HashMap<ConnKey, ConnExchange>,
+    exchanges: ConnMap<ConnExchange>,
     /// Cut requests waiting for their answer's id, by connection (bounded like `exchanges`).
-    cut_requests: HashMap<ConnKey, CutRequest>,
+    cut_requests: ConnMap<CutRequest>,
     /// Identity header fingerprint → subject, for stateless grouping.
     subjects: HashMap<[u8; 32], Option<String>>,
     /// Connection → ids of the session-id sessions whose exchanges used it.
-    conn_sessions: HashMap<ConnKey, Vec<Arc<str>>>,
+    conn_sessions: ConnMap<Vec<Arc<str>>>,
     /// Connections bound to a session id by a legacy SSE `endpoint` event.
-    bound_conns: HashMap<ConnKey, String>,
+    bound_conns: ConnMap<String>,
     /// Open connections first seen mid-stream (they predate the agent); a session created on
     /// one is marked `joined_mid_stream`. Entries go when the connection closes.
-    adopted_conns: HashSet<ConnKey>,
+    adopted_conns: HashSet<ConnKey, ConnHash>,
     catalogs: Catalogs,
     /// Session ids ended by DELETE or 404: late messages carrying them are still reported
     /// but do not resurrect the session.
@@ -375,12 +379,12 @@ impl McpTracker {
             identity,
             servers,
             sessions: HashMap::new(),
-            exchanges: HashMap::new(),
-            cut_requests: HashMap::new(),
+            exchanges: ConnMap::default(),
+            cut_requests: ConnMap::default(),
             subjects: HashMap::new(),
-            conn_sessions: HashMap::new(),
-            bound_conns: HashMap::new(),
-            adopted_conns: HashSet::new(),
+            conn_sessions: ConnMap::default(),
+            bound_conns: ConnMap::default(),
+            adopted_conns: HashSet::default(),
             catalogs,
             ended_ids,
             counters: McpStats::default(),

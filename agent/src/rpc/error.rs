@@ -32,7 +32,7 @@ pub enum RpcError {
     /// Arrays/objects nest deeper than the decoder accepts.
     #[error(
         "JSON nests deeper than {limit} levels (level {depth} opened at byte {offset}); \
-         rejected before parsing to bound recursion"
+         rejected to bound recursion"
     )]
     TooDeep {
         /// The deepest nesting accepted.
