@@ -501,6 +501,26 @@ extern "C" fn walk_turn(_index: u64, _ctx: *mut c_void) -> i64 {
     }
 }
 
+/// Reads one field of the walk's state (map memory, volatile: see `emit_payload`).
+macro_rules! walk_get {
+    ($st:expr, $field:ident) => {
+        // SAFETY: `$st` is this run's per-CPU `WALK` slot.
+        unsafe { core::ptr::read_volatile(core::ptr::addr_of!((*$st).$field)) }
+    };
+}
+
+/// Writes one field of the walk's state.
+macro_rules! walk_set {
+    ($st:expr, $field:ident, $value:expr) => {
+        // SAFETY: `$st` is this run's per-CPU `WALK` slot.
+        unsafe { core::ptr::write_volatile(core::ptr::addr_of_mut!((*$st).$field), $value) }
+    };
+}
+
+/// One turn of the walk. The state is read and written field by field, never copied whole:
+/// a copy of `WalkState` on the callback's stack made its frame 168 bytes, and a call chain's
+/// frames together must stay within the verifier's 512 bytes (the payload programs' own
+/// frames are about 350).
 #[inline(always)]
 fn walk_step() -> bool {
     let Some(st) = WALK.get_ptr_mut(0) else {
@@ -511,38 +531,39 @@ fn walk_step() -> bool {
     };
     // SAFETY: per-CPU scratch; this program owns it until it returns.
     let ev = unsafe { &mut *ev };
-    // SAFETY: as above.
-    let mut w = unsafe { core::ptr::read_volatile(st) };
-    let total = w.total;
-    let source = w.source as u8;
-    if w.done >= total || w.chunks >= MAX_CHUNKS_PER_SYSCALL as u64 {
+    let total = walk_get!(st, total);
+    let done = walk_get!(st, done);
+    let chunks = walk_get!(st, chunks);
+    if done >= total || chunks >= MAX_CHUNKS_PER_SYSCALL as u64 {
         return false;
     }
-    if w.seg_left == 0 {
-        if w.vectored == 0 || w.iov_idx >= w.iov_count {
+    let seg_left = walk_get!(st, seg_left);
+    if seg_left == 0 {
+        let iov_idx = walk_get!(st, iov_idx);
+        if walk_get!(st, vectored) == 0 || iov_idx >= walk_get!(st, iov_count) {
             return false;
         }
-        let iov = w.buf + w.iov_idx * 16;
+        let iov = walk_get!(st, buf) + iov_idx * 16;
         // SAFETY: fault-tolerant user reads of iovec[iov_idx].
         let base = unsafe { bpf_probe_read_user(iov as *const u64) };
         let ilen = unsafe { bpf_probe_read_user((iov + 8) as *const u64) };
         match (base, ilen) {
             (Ok(b), Ok(l)) => {
-                w.seg_base = b;
-                let left = total - w.done;
-                w.seg_left = if l < left { l } else { left };
+                let left = total - done;
+                walk_set!(st, seg_base, b);
+                walk_set!(st, seg_left, if l < left { l } else { left });
             }
             _ => {
                 count(Counter::ReadUserFailed, 1);
                 return false;
             }
         }
-        w.iov_idx += 1;
-        // SAFETY: as above.
-        unsafe { core::ptr::write_volatile(st, w) };
+        walk_set!(st, iov_idx, iov_idx + 1);
         return true;
     }
-    let mut n = w.seg_left;
+    let source = walk_get!(st, source) as u8;
+    let seg_base = walk_get!(st, seg_base);
+    let mut n = seg_left;
     if n > CHUNK_DATA_MAX as u64 {
         n = CHUNK_DATA_MAX as u64;
     }
@@ -556,14 +577,14 @@ fn walk_step() -> bool {
         raw_probe_read_user(
             ev.data.as_mut_ptr().cast(),
             n as u32,
-            w.seg_base as *const core::ffi::c_void,
+            seg_base as *const core::ffi::c_void,
         )
     };
     if rc == 0 {
-        ev.hdr.pos = w.pos + w.done;
+        ev.hdr.pos = walk_get!(st, pos) + done;
         ev.hdr.len = n as u32;
-        let last_turn = w.chunks + 1 == MAX_CHUNKS_PER_SYSCALL as u64;
-        ev.hdr.flags = if last_turn && w.done + (n as u64) < total {
+        let last_turn = chunks + 1 == MAX_CHUNKS_PER_SYSCALL as u64;
+        ev.hdr.flags = if last_turn && done + (n as u64) < total {
             FLAG_TRUNCATED
         } else {
             0
@@ -594,11 +615,9 @@ fn walk_step() -> bool {
         count(Counter::BytesUnreadable, n as u64);
         count_hook(source, HookCounter::TruncatedBytes, n as u64);
     }
-    w.seg_base += n as u64;
-    w.seg_left -= n as u64;
-    w.done += n as u64;
-    w.chunks += 1;
-    // SAFETY: as above.
-    unsafe { core::ptr::write_volatile(st, w) };
+    walk_set!(st, seg_base, seg_base + n as u64);
+    walk_set!(st, seg_left, seg_left - n as u64);
+    walk_set!(st, done, done + n as u64);
+    walk_set!(st, chunks, chunks + 1);
     true
 }
