@@ -313,6 +313,8 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
         }
     });
     let stop_sig = stop.clone();
+    let stopped = Arc::new(tokio::sync::Notify::new());
+    let stopped_sig = stopped.clone();
     rt.spawn(async move {
         let mut term =
             match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
@@ -327,19 +329,13 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
             _ = term.recv() => {}
         }
         stop_sig.store(true, Ordering::SeqCst);
+        stopped_sig.notify_one();
     });
     // Let the signal task register its handlers before we announce readiness.
     rt.block_on(tokio::task::yield_now());
-    let handle = std::thread::spawn({
-        let stop = stop.clone();
-        move || {
-            rt.block_on(async move {
-                while !stop.load(Ordering::SeqCst) {
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                }
-            })
-        }
-    });
+    // The runtime's thread drives the signal tasks until the stop signal (woken by it, not
+    // by a timer: an idle agent should not wake for nothing).
+    let handle = std::thread::spawn(move || rt.block_on(stopped.notified()));
 
     eprintln!(
         "mcpwarden: {} programs attached ({} capture mode), TLS uprobes on {} files, loader probes on {}, enforce {} (connect block {}); printing MCP traffic as JSON lines",
@@ -367,6 +363,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
     } else {
         0
     });
+    let mut program_stats = mcpwarden::capture::progstats::Reader::default();
     let mut ring_full_seen = 0u64;
     let mut ring_loss_new = false;
     let fd = capture.ring.as_raw_fd();
@@ -416,6 +413,12 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
             };
             // SAFETY: three valid pollfds (a negative fd is ignored by poll).
             unsafe { libc::poll(pfds.as_mut_ptr(), 3, wait_ms) };
+            if batch_ns > 0 && !more && pfds[0].revents & libc::POLLIN != 0 {
+                // Let records gather before the first look, not only after a busy turn: a
+                // request and its answer, a few milliseconds apart, then share one turn, and
+                // the producers' commits meanwhile find the agent behind and queue no wake-up.
+                std::thread::sleep(Duration::from_nanos(batch_ns));
+            }
         }
         // At most DRAIN_BUDGET records per turn (all of them when stopping): ticks, control
         // requests, attachments and the stop flag get their turn on a busy host.
@@ -470,13 +473,13 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
         })?;
         more = drained.more;
         catch_up.after_turn(more || std::mem::take(&mut ring_loss_new));
-        if batch_ns > 0 && drained.records > 0 && !more && !stop.load(Ordering::SeqCst) {
-            // Let records gather: the producers' commits find the agent behind and queue no
-            // wake-up, and the next turn takes them all at once.
-            std::thread::sleep(Duration::from_nanos(batch_ns));
-        }
         let now = monotonic_ns();
-        let found = discovery.take_found();
+        // The discovery thread signals its finds on the eventfd: read it only when set.
+        let found = if pfds[2].revents & libc::POLLIN != 0 {
+            discovery.take_found()
+        } else {
+            Vec::new()
+        };
         capture.note_discovery_dropped(discovery.dropped());
         if !found.is_empty() {
             capture.attach_tls(&found, now);
@@ -505,7 +508,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
             enforcer.after_event(None, &mut records, from, &hints);
             last_tick = now;
             crate::release_freed_memory();
-            metrics.observe_programs(&mcpwarden::capture::progstats::read());
+            metrics.observe_programs(&program_stats.read());
             metrics.observe_exports(&exporter.stats());
             let counters = capture.counters();
             let ring_full = counters
@@ -525,7 +528,10 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
         for pid in enforcer.take_new_participants() {
             capture.attach_libc_hold(pid);
         }
-        if let Some(c) = &control {
+        if let Some(c) = control
+            .as_ref()
+            .filter(|_| pfds[1].revents & libc::POLLIN != 0)
+        {
             c.drain(&mut |req| match req {
                 ControlRequest::Sessions => sessions_answer(&table),
                 req => {

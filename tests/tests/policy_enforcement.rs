@@ -275,6 +275,27 @@ fn hold_stops_denied_calls(sdk: Sdk, tls: bool) {
         .filter(|v| v["pid"] == client["pid"])
         .map(|v| &v["enforcement"])
         .collect();
+    // Which sockets the deny verdicts reset, both ends (the server's own view of a call
+    // that got out is a deny there too): for a failure's message.
+    let sockets: Vec<String> = of_type(&records, "verdict")
+        .into_iter()
+        .filter(|v| v["action"] == "deny")
+        .map(|v| {
+            format!(
+                "{} {} {} {}->{} {}",
+                v["request"]["params"]["arguments"]["why"],
+                v["side"].as_str().unwrap_or("?"),
+                if v["pid"] == client["pid"] {
+                    "client"
+                } else {
+                    "other"
+                },
+                v["local"].as_str().unwrap_or("?"),
+                v["remote"].as_str().unwrap_or("?"),
+                v["enforcement"].as_str().unwrap_or("?")
+            )
+        })
+        .collect();
     let denied = got[1..]
         .iter()
         .filter(|s| s.as_slice() == ["ok", "connection_error"])
@@ -286,7 +307,7 @@ fn hold_stops_denied_calls(sdk: Sdk, tls: bool) {
     assert_eq!(
         tools_run(&server, "explode"),
         0,
-        "the server ran a denied call: {:?}\nclient verdicts: {enforcement:?}\nagent: {health}",
+        "the server ran a denied call: {:?}\nclient verdicts: {enforcement:?}\ndeny verdicts: {sockets:#?}\nagent: {health}",
         server.executions()
     );
     assert_eq!(tools_run(&server, "add"), N, "agent: {health}");

@@ -36,23 +36,55 @@ pub struct ProgramStats {
 
 /// Every eBPF program this process holds a file descriptor of, by program id (each once).
 pub fn read() -> Vec<ProgramStats> {
+    stats_of(&program_fds())
+}
+
+/// [`read`] for a caller that asks every second: the walk of `/proc/self/fd` (a `readlink`
+/// per descriptor: hundreds, with the uprobes' perf events) is made every
+/// [`Reader::WALK_EVERY`] reads; the reads between ask only the programs found then.
+/// Programs are loaded at start and when the hold probes first attach, so a late one is
+/// reported at most that many reads late.
+#[derive(Debug, Default)]
+pub struct Reader {
+    fds: Vec<RawFd>,
+    reads: u32,
+}
+
+impl Reader {
+    pub const WALK_EVERY: u32 = 10;
+
+    pub fn read(&mut self) -> Vec<ProgramStats> {
+        if self.reads.is_multiple_of(Self::WALK_EVERY) {
+            self.fds = program_fds();
+        }
+        self.reads = self.reads.wrapping_add(1);
+        stats_of(&self.fds)
+    }
+}
+
+/// This process's `bpf-prog` file descriptors.
+fn program_fds() -> Vec<RawFd> {
     let Ok(dir) = std::fs::read_dir("/proc/self/fd") else {
         return Vec::new();
     };
+    dir.flatten()
+        .filter_map(|entry| {
+            let fd = entry.file_name().to_str()?.parse::<RawFd>().ok()?;
+            // The directory's own fd is gone by now; anything but a program is skipped.
+            match std::fs::read_link(entry.path()) {
+                Ok(target) if target.as_os_str() == "anon_inode:bpf-prog" => Some(fd),
+                _ => None,
+            }
+        })
+        .collect()
+}
+
+/// Statistics of the programs behind `fds`, by program id (each once). A descriptor closed
+/// since it was found is skipped (the kernel refuses it, or names another program: each
+/// program is reported by its own id all the same).
+fn stats_of(fds: &[RawFd]) -> Vec<ProgramStats> {
     let mut by_id: BTreeMap<u32, ProgramStats> = BTreeMap::new();
-    for entry in dir.flatten() {
-        let Some(fd) = entry
-            .file_name()
-            .to_str()
-            .and_then(|s| s.parse::<RawFd>().ok())
-        else {
-            continue;
-        };
-        // The directory's own fd is gone by now; anything but a program is skipped.
-        match std::fs::read_link(entry.path()) {
-            Ok(target) if target.as_os_str() == "anon_inode:bpf-prog" => {}
-            _ => continue,
-        }
+    for &fd in fds {
         if let Some(info) = prog_info(fd) {
             let stats = ProgramStats {
                 name: full_name(&kernel_name(&info.name)),
@@ -95,7 +127,11 @@ fn prog_info(fd: RawFd) -> Option<aya_obj::generated::bpf_prog_info> {
             std::mem::size_of::<InfoAttr>(),
         )
     };
-    (rc == 0).then_some(info)
+    // The kernel writes back how much it filled: another kind of object (a map whose fd
+    // took a closed program's number) fills a shorter info, and is not a program.
+    let filled = attr.info_len as usize;
+    let needed = std::mem::offset_of!(aya_obj::generated::bpf_prog_info, recursion_misses) + 8;
+    (rc == 0 && filled >= needed).then_some(info)
 }
 
 /// The NUL-terminated name the kernel keeps (at most 15 bytes).
