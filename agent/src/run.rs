@@ -123,10 +123,10 @@ pub struct RunArgs {
     /// the loop too little CPU to keep up, and lose records. 0: never raise.
     #[arg(long, value_name = "NICE", default_value_t = -10, allow_hyphen_values = true)]
     catch_up_nice: i32,
-    /// Monitor mode: after a turn that found records, wait this long before looking at the
-    /// ring again, so a busy host wakes the agent about once per period instead of once per
-    /// record (each wake-up is a context switch on a core the traced programs want). Records
-    /// are reported up to this much later. 0: look again at once. Ignored when enforcing
+    /// Monitor mode: when the ring wakes the agent, and after a turn that found records, wait
+    /// this long before reading it, so a busy host wakes the agent about once per period
+    /// instead of once per record (each wake-up is a context switch on a core the traced
+    /// programs want). Records are reported up to this much later. 0: look again at once. Ignored when enforcing
     /// (`reset`, `hold`): a decision must not wait.
     #[arg(long, value_name = "MS", default_value_t = 2)]
     batch_ms: u64,
