@@ -102,6 +102,7 @@ fn run(name: &str, policy: &str, tool: &str, params: Value, budget: Duration) {
         session_state: SessionState::Operating,
         body_bytes: 256,
         findings: Vec::new(),
+        cut: false,
     };
     let first = judge.judge(&facts, Some(&cat));
     let mut samples = Vec::new();

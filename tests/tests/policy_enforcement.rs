@@ -146,6 +146,59 @@ fn the_minimal_policy_denies_explode_for_the_typescript_sdk_client() {
     minimal_policy_denies_explode(Sdk::Node);
 }
 
+/// A denied call whose body is too large to read (9 MB of arguments, over the agent's 8 MiB
+/// body limit) is still judged, by the tool name its first bytes carry: a deny rule cannot be
+/// escaped by padding. Reset mode reacts when the body ends, so whether the server ran it is
+/// a race (reported, not asserted); the verdict is what the agent decided.
+#[test]
+fn a_denied_call_too_large_to_read_is_judged_by_its_tool_name() {
+    let s = Setup::new();
+    let policy = s.policy(MINIMAL);
+    let agent = agent_with(&policy, &s.socket(), "reset");
+    let server = PolicyServer::start(free_port(), None, false);
+    let script = json!([[
+        call("add", json!({"a": 1, "b": 2})),
+        {"op": "call", "tool": "explode", "args": {}, "pad": {"why": 9_000_000}}
+    ]]);
+    let client = run_policy_client(Sdk::Python, &server.url(), &script, None);
+    let got = outcomes(&client);
+    let records = agent.stop();
+    let v: Vec<&Value> = of_type(&records, "verdict")
+        .into_iter()
+        .filter(|v| v["pid"] == client["pid"] && v["action"] == "deny")
+        .collect();
+    assert_eq!(v.len(), 1, "{v:?}\nclient: {got:?}");
+    assert_eq!(
+        (&v[0]["rule_id"], &v[0]["name"], &v[0]["method"]),
+        (
+            &json!("no-explode"),
+            &json!("explode"),
+            &json!("tools/call")
+        )
+    );
+    let kinds: Vec<&Value> = v[0]["reasons"]
+        .as_array()
+        .map(|r| r.iter().map(|r| &r["kind"]).collect())
+        .unwrap_or_default();
+    assert!(kinds.contains(&&json!("truncated_request")), "{kinds:?}");
+    assert!(kinds.contains(&&json!("body_too_large")), "{kinds:?}");
+    assert_eq!(v[0]["enforcement"], "reset", "{}", v[0]);
+    let message = records
+        .iter()
+        .find(|r| {
+            r["type"] == "message"
+                && r["pid"] == client["pid"]
+                && r["kind"] == "request"
+                && r["name"] == "explode"
+        })
+        .unwrap_or_else(|| panic!("no message record of the cut request"));
+    assert_eq!(message["truncated"], true, "{message}");
+    eprintln!(
+        "oversized denied call: client {got:?}, the server ran explode {} times",
+        tools_run(&server, "explode")
+    );
+}
+
 #[test]
 fn in_audit_the_call_succeeds_and_is_recorded() {
     let s = Setup::new();

@@ -748,3 +748,129 @@ fn without_the_kernel_asked_the_table_collects_nothing() {
     assert_eq!(t.take_body_skips(), vec![]);
     assert_eq!(messages(&out).len(), 1);
 }
+
+/// A table whose tracker judges with the real policy `text`.
+fn judged_table(text: &str) -> ConnTable {
+    let policy = match crate::policy::parse(text, std::path::Path::new("/t/policy.yaml")) {
+        Ok(p) => p,
+        Err(e) => panic!("{e}"),
+    };
+    let mut t = table();
+    t.tracker_mut()
+        .set_policy(Box::new(crate::policy::Judge::new(policy)));
+    t
+}
+
+fn verdicts(out: &[Record]) -> Vec<serde_json::Value> {
+    out.iter()
+        .filter_map(|r| serde_json::to_value(r).ok())
+        .filter(|v| v["type"] == "verdict")
+        .collect()
+}
+
+fn reason_kinds(v: &serde_json::Value) -> Vec<String> {
+    v["reasons"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .map(|r| r["kind"].as_str().unwrap_or("?").to_string())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// A POST of `body`: a JSON-RPC prefix, padding to 9 MB (over the 8 MiB body limit, so only
+/// its first 64 KiB are kept), and `tail`.
+fn oversized_post(prefix: &str, tail: &str) -> Vec<u8> {
+    let pad = "a".repeat(9_000_000);
+    let body = format!("{prefix}{pad}{tail}");
+    format!(
+        "POST /mcp HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .into_bytes()
+}
+
+#[test]
+fn a_request_too_large_to_read_is_still_judged_by_its_tool_name() {
+    let mut t = judged_table(
+        "rules:\n  - id: no-explode\n    action: deny\n    match: { tool: explode }\n",
+    );
+    let mut out = Vec::new();
+    let c = ConnIdent {
+        pid: 1,
+        fd: 5,
+        start_ns: 10,
+    };
+    let post = oversized_post(
+        r#"{"jsonrpc":"2.0","id":9,"method":"tools/call","params":{"name":"explode","arguments":{"pad":""#,
+        r#""}}}"#,
+    );
+    t.on_event(data(c, Direction::Egress, 0, &post, 1_000), &mut out);
+    let v = verdicts(&out);
+    assert_eq!(v.len(), 1, "{out:?}");
+    assert_eq!(v[0]["action"], "deny");
+    assert_eq!(v[0]["rule_id"], "no-explode");
+    assert_eq!(v[0]["name"], "explode");
+    assert_eq!(v[0]["id"], 9);
+    assert_eq!(
+        reason_kinds(&v[0]),
+        ["truncated_request", "body_too_large", "unverifiable_tool"],
+        "no tools/list was seen"
+    );
+    let m = messages(&out);
+    assert_eq!(
+        m[0]["name"], "explode",
+        "the record names the tool too: {m:?}"
+    );
+    assert_eq!(m[0]["truncated"], true);
+    assert_eq!(t.tracker().stats().cut_judged, 1);
+}
+
+#[test]
+fn a_cut_request_whose_name_and_id_come_later_is_judged_before_its_answer() {
+    // Node writes `id` last; the tool name here comes after the padding.
+    let mut t = judged_table("checks: { truncated_request: deny }\n");
+    let mut out = Vec::new();
+    let c = ConnIdent {
+        pid: 1,
+        fd: 5,
+        start_ns: 10,
+    };
+    let post = oversized_post(
+        r#"{"method":"tools/call","params":{"arguments":{"pad":""#,
+        r#""},"name":"explode"},"jsonrpc":"2.0","id":3}"#,
+    );
+    t.on_event(data(c, Direction::Egress, 0, &post, 1_000), &mut out);
+    let v = verdicts(&out);
+    assert_eq!(v.len(), 1, "judged before any answer: {out:?}");
+    assert_eq!(v[0]["action"], "deny");
+    assert_eq!(v[0]["method"], "tools/call");
+    assert_eq!(v[0]["id"], serde_json::Value::Null);
+    assert_eq!(
+        reason_kinds(&v[0]),
+        ["truncated_request", "body_too_large", "unknown_tool"]
+    );
+    assert!(
+        messages(&out).is_empty(),
+        "the message waits for its answer's id"
+    );
+
+    // A body whose first bytes say nothing readable is judged too.
+    let mut out = Vec::new();
+    let c = ConnIdent {
+        pid: 2,
+        fd: 5,
+        start_ns: 10,
+    };
+    t.on_event(
+        data(c, Direction::Egress, 0, &oversized_post("[", "]"), 2_000),
+        &mut out,
+    );
+    let v = verdicts(&out);
+    assert_eq!(v.len(), 1, "{out:?}");
+    assert_eq!(v[0]["action"], "deny");
+    assert_eq!(v[0]["method"], "");
+    assert_eq!(reason_kinds(&v[0]), ["truncated_request", "body_too_large"]);
+    assert_eq!(t.tracker().stats().cut_judged, 2);
+}

@@ -108,8 +108,9 @@ pub struct McpStats {
     pub partial_messages: u64,
     /// Cut messages whose first bytes did not say what they were (not counted as messages).
     pub partial_unreadable: u64,
-    /// Cut client→server requests not judged by the policy (their arguments are missing).
-    pub partial_unjudged: u64,
+    /// Cut client→server messages the policy judged by their first bytes (method, tool name;
+    /// their arguments unchecked: a `truncated_request` finding).
+    pub cut_judged: u64,
     /// `notifications/cancelled` that named a pending request.
     pub cancelled: u64,
     /// Requests whose `MCP-Protocol-Version` differed from their session's version.
@@ -250,6 +251,8 @@ struct CutRequest {
     key: GroupKey,
     era: Era,
     method: String,
+    /// `params.name` / `params.uri` as far as the first bytes said them.
+    cut_params: Option<Value>,
     ts_ns: u64,
     size: u64,
     lost: u64,
@@ -311,6 +314,8 @@ struct ToJudge {
     findings: Vec<Reason>,
     /// What to show as the offending request when there is no JSON-RPC message.
     evidence: Option<Value>,
+    /// Cut before all of it was read (see [`ReasonKind::TruncatedRequest`]).
+    cut: bool,
 }
 
 impl McpTracker {
@@ -487,7 +492,9 @@ impl McpTracker {
     /// `truncated`, with `payload_bytes` its real size and `capture_lost_bytes` what the
     /// capture missed. An answer whose id came after the cut takes its HTTP exchange's
     /// request id; a request whose id came after the cut waits for its answer to name it.
-    /// Not judged by the policy: its arguments are not all there.
+    /// A client→server one is judged at once by what its first bytes say (method, tool
+    /// name), with a `truncated_request` finding and its arguments unchecked: a deny rule
+    /// must not be escaped by a body too large to read.
     #[allow(clippy::too_many_arguments)]
     pub fn on_partial_payload(
         &mut self,
@@ -501,12 +508,31 @@ impl McpTracker {
     ) {
         let conn = (ep.pid, ep.conn_id.clone());
         let salvaged = crate::rpc::salvage(head);
+        let cut_params = salvaged.as_ref().map(cut_params);
         if let Some(s) = &salvaged {
             match (&s.method, &s.id) {
                 (Some(method), None)
                     if flow == Flow::ClientToServer && !method.starts_with("notifications/") =>
                 {
-                    self.park_cut_request(ep, http, method.clone(), (size, lost), ts_ns);
+                    let method = method.clone();
+                    self.park_cut_request(
+                        ep,
+                        http,
+                        (method.clone(), cut_params.clone()),
+                        (size, lost),
+                        ts_ns,
+                    );
+                    // Judged now, not when its answer names it: too late to stop it then.
+                    self.judge_cut(
+                        ep,
+                        http,
+                        &method,
+                        cut_params.as_ref(),
+                        head,
+                        size,
+                        ts_ns,
+                        out,
+                    );
                     return;
                 }
                 (None, Some(id)) if flow == Flow::ServerToClient => {
@@ -545,6 +571,9 @@ impl McpTracker {
         let Some(message) = message else {
             self.counters.partial_unreadable += 1;
             tracing::debug!(pid = ep.pid, conn = %ep.conn_id, size, "a cut message says nothing readable");
+            if flow == Flow::ClientToServer {
+                self.judge_cut(ep, http, "", None, head, size, ts_ns, out);
+            }
             return;
         };
         self.counters.partial_messages += 1;
@@ -575,11 +604,75 @@ impl McpTracker {
             out,
         );
         self.observe_exchange(ep, http, &key, flow == Flow::ClientToServer, ts_ns);
-        if !self.to_judge.is_empty() {
-            self.counters.partial_unjudged += self.to_judge.len() as u64;
-            self.to_judge.clear();
-        }
         mark_cut(&mut out[from..], flow, ts_ns, (size, lost));
+        if !self.to_judge.is_empty() {
+            for item in &mut self.to_judge {
+                item.cut = true;
+                item.name = item
+                    .name
+                    .take()
+                    .or_else(|| extract::target_name(&item.method, cut_params.as_ref()));
+            }
+            name_cut_messages(&mut out[from..], ts_ns, cut_params.as_ref());
+            self.counters.cut_judged += self.to_judge.len() as u64;
+            self.judge_pending(ep, http, size as usize, ts_ns, out);
+        }
+    }
+
+    /// Judges a cut client→server message that is reported later (its id came after the
+    /// cut) or never (nothing in its first bytes was readable): `method` is `""` when even
+    /// that was not readable.
+    #[allow(clippy::too_many_arguments)]
+    fn judge_cut(
+        &mut self,
+        ep: &Endpoint,
+        http: &HttpMeta,
+        method: &str,
+        cut_params: Option<&Value>,
+        head: &[u8],
+        size: u64,
+        ts_ns: u64,
+        out: &mut Vec<Record>,
+    ) {
+        if self.policy.is_none() {
+            return;
+        }
+        let sid = self.exchange_session_id(ep, http);
+        let probe = [Ok(RpcMessage::Notification {
+            method: method.to_string(),
+            params: None,
+        })];
+        let (key, era) = if method.is_empty() {
+            (None, Era::Handshake)
+        } else {
+            let (k, e) = self.group_key(ep, http, Flow::ClientToServer, sid.as_ref(), &probe);
+            (Some(k), e)
+        };
+        let state_before = key
+            .as_ref()
+            .and_then(|k| self.sessions.get(&(ep.pid, k.clone())))
+            .map_or(SessionState::New, |s| s.state);
+        let shown = &head[..head.len().min(1024)];
+        self.to_judge.push(ToJudge {
+            key,
+            era,
+            method: method.to_string(),
+            id: None,
+            name: extract::target_name(method, cut_params),
+            params: None,
+            is_request: !method.starts_with("notifications/"),
+            state_before,
+            findings: Vec::new(),
+            evidence: method.is_empty().then(|| {
+                serde_json::json!({
+                    "body": String::from_utf8_lossy(shown),
+                    "body_bytes": size,
+                })
+            }),
+            cut: true,
+        });
+        self.counters.cut_judged += 1;
+        self.judge_pending(ep, http, size as usize, ts_ns, out);
     }
 
     /// A cut request without its id waits on its connection for the answer to name it.
@@ -587,7 +680,7 @@ impl McpTracker {
         &mut self,
         ep: &Endpoint,
         http: &HttpMeta,
-        method: String,
+        (method, cut_params): (String, Option<Value>),
         (size, lost): (u64, u64),
         ts_ns: u64,
     ) {
@@ -609,6 +702,7 @@ impl McpTracker {
             key,
             era,
             method,
+            cut_params,
             ts_ns,
             size,
             lost,
@@ -654,16 +748,15 @@ impl McpTracker {
             cut.ts_ns,
             out,
         );
-        if !self.to_judge.is_empty() {
-            self.counters.partial_unjudged += self.to_judge.len() as u64;
-            self.to_judge.clear();
-        }
+        // Judged when it was parked (`judge_cut`), not again now that its answer named it.
+        self.to_judge.clear();
         mark_cut(
             &mut out[from..],
             Flow::ClientToServer,
             cut.ts_ns,
             (cut.size, cut.lost),
         );
+        name_cut_messages(&mut out[from..], cut.ts_ns, cut.cut_params.as_ref());
     }
 
     /// An HTTP exchange's response head was seen (even with no body).
@@ -1676,6 +1769,7 @@ impl McpTracker {
                 state_before,
                 findings,
                 evidence: None,
+                cut: false,
             });
         }
         out.push(Record::Message(rec));
@@ -1971,6 +2065,7 @@ impl McpTracker {
                 session_state: item.state_before,
                 body_bytes,
                 findings: item.findings.clone(),
+                cut: item.cut,
             };
             let started = std::time::Instant::now();
             let judgement = policy.judge(&facts, self.catalogs.get(&server));
@@ -2104,6 +2199,31 @@ fn mark_cut(records: &mut [Record], flow: Flow, ts_ns: u64, (size, lost): (u64, 
     }
 }
 
+/// `params.name` and `params.uri` of a cut message, as far as its first bytes said them.
+fn cut_params(s: &crate::rpc::Salvaged) -> Value {
+    let mut m = serde_json::Map::new();
+    if let Some(n) = &s.params_name {
+        m.insert("name".into(), Value::String(n.clone()));
+    }
+    if let Some(u) = &s.params_uri {
+        m.insert("uri".into(), Value::String(u.clone()));
+    }
+    Value::Object(m)
+}
+
+/// Gives the cut client→server message records of `ts_ns` the target name their first bytes
+/// said (`params` itself is not reported for a cut message).
+fn name_cut_messages(records: &mut [Record], ts_ns: u64, cut_params: Option<&Value>) {
+    for r in records {
+        if let Record::Message(m) = r {
+            if m.direction == Flow::ClientToServer && m.ts_ns == ts_ns && m.name.is_none() {
+                let method = m.method.as_deref().unwrap_or_default();
+                m.name = extract::target_name(method, cut_params);
+            }
+        }
+    }
+}
+
 fn malformed(payload: &[u8], error: &RpcError) -> ToJudge {
     let kind = match error {
         RpcError::NotJsonRpc { reason } if reason.contains("`jsonrpc`") => {
@@ -2131,6 +2251,7 @@ fn malformed(payload: &[u8], error: &RpcError) -> ToJudge {
             "body": String::from_utf8_lossy(shown),
             "body_bytes": payload.len(),
         })),
+        cut: false,
     }
 }
 

@@ -9,7 +9,7 @@ use super::load::Policy;
 use super::{Action, ReasonKind};
 
 /// Every finding kind, in the order the README lists them.
-pub const ALL_KINDS: [ReasonKind; 13] = [
+pub const ALL_KINDS: [ReasonKind; 14] = [
     ReasonKind::SchemaViolation,
     ReasonKind::UnknownTool,
     ReasonKind::UnverifiableTool,
@@ -23,6 +23,7 @@ pub const ALL_KINDS: [ReasonKind; 13] = [
     ReasonKind::JsonTooDeep,
     ReasonKind::StringTooLong,
     ReasonKind::HeaderMismatch,
+    ReasonKind::TruncatedRequest,
 ];
 
 /// The wire name of a finding kind.
@@ -41,6 +42,7 @@ pub fn kind_name(k: ReasonKind) -> &'static str {
         ReasonKind::JsonTooDeep => "json_too_deep",
         ReasonKind::StringTooLong => "string_too_long",
         ReasonKind::HeaderMismatch => "header_mismatch",
+        ReasonKind::TruncatedRequest => "truncated_request",
     }
 }
 

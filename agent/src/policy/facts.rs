@@ -65,6 +65,10 @@ pub enum ReasonKind {
     /// A mirrored header (`Mcp-Method`, `Mcp-Name`, `Mcp-Param-*`, `MCP-Protocol-Version`)
     /// disagrees with the body, is missing, unexpected, malformed or duplicated.
     HeaderMismatch,
+    /// The request was cut before all of it was read (its body is over the decoder's size
+    /// limit, or the capture lost bytes inside it): judged by what its first bytes say, its
+    /// arguments unchecked.
+    TruncatedRequest,
 }
 
 /// One finding, with the evidence a person needs.
@@ -116,6 +120,9 @@ pub struct RequestFacts<'a> {
     pub body_bytes: usize,
     /// What the tracker found (header verification, session id, handshake, JSON-RPC form).
     pub findings: Vec<Reason>,
+    /// The message was cut before all of it was read: `params` is absent, `name` is what
+    /// its first bytes said (see [`ReasonKind::TruncatedRequest`]).
+    pub cut: bool,
 }
 
 /// The policy's answer for one message.

@@ -168,6 +168,17 @@ impl Judge {
     pub fn judge(&mut self, facts: &RequestFacts<'_>, catalog: Option<&ToolCatalog>) -> Judgement {
         let mut reasons = facts.findings.clone();
         let own_from = reasons.len();
+        if facts.cut {
+            reasons.push(Reason {
+                kind: ReasonKind::TruncatedRequest,
+                detail: format!(
+                    "the request's body ({} bytes) was cut before it was all read (over the \
+                     body limit, or bytes lost in capture): judged by its first bytes, its \
+                     params unchecked",
+                    facts.body_bytes
+                ),
+            });
+        }
         let too_deep = limits::check(
             &self.policy.limits,
             facts.body_bytes,
@@ -257,7 +268,11 @@ impl Judge {
         let Some(name) = name else {
             reasons.push(Reason {
                 kind: ReasonKind::UnknownTool,
-                detail: "tools/call without a string params.name".into(),
+                detail: if facts.cut {
+                    "tools/call cut before its params.name".into()
+                } else {
+                    "tools/call without a string params.name".into()
+                },
             });
             return false;
         };
@@ -315,7 +330,9 @@ impl Judge {
                 ),
             });
         }
-        if too_deep {
+        if too_deep || facts.cut {
+            // Arguments too deep to walk, or not all there: not validated (the finding
+            // says why).
             return false;
         }
         let Some(schema) = &def.input_schema else {

@@ -25,6 +25,7 @@ pub(super) struct Req {
     pub params: Option<Value>,
     pub body_bytes: usize,
     pub findings: Vec<Reason>,
+    pub cut: bool,
 }
 
 impl Req {
@@ -52,6 +53,7 @@ impl Req {
             params: Some(json!({"name": tool, "arguments": arguments})),
             body_bytes: 200,
             findings: Vec::new(),
+            cut: false,
         }
     }
 
@@ -84,6 +86,7 @@ impl Req {
             session_state: SessionState::Operating,
             body_bytes: self.body_bytes,
             findings: self.findings.clone(),
+            cut: self.cut,
         }
     }
 }

@@ -627,3 +627,54 @@ fn a_committed_catalogue_is_compiled_before_its_first_call() {
     let s = judge.stats();
     assert_eq!(s.schema_compiles, 1, "the call reuses it: {s:?}");
 }
+
+/// A request cut before all of it was read: judged by what its first bytes said, its
+/// arguments not validated (they are not there), a `truncated_request` finding.
+fn cut_call(tool: Option<&str>, body_bytes: usize) -> Req {
+    let mut req = Req::call(tool.unwrap_or("x"), json!({}));
+    req.name = tool.map(str::to_string);
+    req.params = None;
+    req.body_bytes = body_bytes;
+    req.cut = true;
+    req
+}
+
+#[test]
+fn a_cut_request_is_judged_by_its_name_and_says_it_was_cut() {
+    let cat = schema_catalog();
+    let mut judge = Judge::new(policy("default: allow\n"));
+    // `weather` requires `city`: a cut call is not a schema violation, it is unchecked.
+    let j = judge.judge(&cut_call(Some("weather"), 9_000_000).facts(), Some(&cat));
+    assert_eq!(
+        kinds(&j),
+        vec![ReasonKind::TruncatedRequest, ReasonKind::BodyTooLarge],
+        "{j:?}"
+    );
+    assert_eq!(j.action, Action::Audit, "both findings default to audit");
+    assert!(j.reasons[0].detail.contains("9000000 bytes"), "{j:?}");
+
+    // The tool's name still decides a rule…
+    let mut judge = Judge::new(policy(
+        "rules:\n  - id: no-weather\n    action: deny\n    match: { tool: weather }\n",
+    ));
+    let j = judge.judge(&cut_call(Some("weather"), 100).facts(), Some(&cat));
+    assert_eq!(
+        (j.action, j.rule_id.as_deref()),
+        (Action::Deny, Some("no-weather"))
+    );
+    assert_eq!(kinds(&j), vec![ReasonKind::TruncatedRequest]);
+
+    // …and a name that came after the cut is an unknown tool, never a match.
+    let j = judge.judge(&cut_call(None, 100).facts(), Some(&cat));
+    assert_eq!(j.rule_id, None);
+    assert_eq!(
+        kinds(&j),
+        vec![ReasonKind::TruncatedRequest, ReasonKind::UnknownTool]
+    );
+    assert_eq!(j.reasons[1].detail, "tools/call cut before its params.name");
+
+    // A positive model refuses what it could not read.
+    let mut judge = Judge::new(policy("checks: { truncated_request: deny }\n"));
+    let j = judge.judge(&cut_call(Some("weather"), 100).facts(), Some(&cat));
+    assert_eq!((j.action, j.rule_id), (Action::Deny, None));
+}

@@ -24,6 +24,10 @@ pub struct Salvaged {
     pub error_message: Option<String>,
     /// An `error` member began.
     pub error: bool,
+    /// `params.name` and `params.uri`, when they came before the cut (what the policy
+    /// matches a `tools/call`, `prompts/get` or `resources/read` by).
+    pub params_name: Option<String>,
+    pub params_uri: Option<String>,
 }
 
 /// Reads the top-level members of the JSON object that `prefix` begins (after whitespace and
@@ -46,6 +50,23 @@ pub fn salvage(prefix: &[u8]) -> Option<Salvaged> {
             "result" => {
                 out.result = true;
                 s.skip_value()?;
+            }
+            "params" => {
+                s.ws();
+                if s.peek()? == b'{' {
+                    s.i += 1;
+                    s.members(|s, key| {
+                        let text = |v: Option<Value>| v.and_then(|v| v.as_str().map(str::to_owned));
+                        match key.as_str() {
+                            "name" => out.params_name = text(s.scalar()),
+                            "uri" => out.params_uri = text(s.scalar()),
+                            _ => s.skip_value()?,
+                        }
+                        Some(())
+                    })?;
+                } else {
+                    s.skip_value()?;
+                }
             }
             "error" => {
                 out.error = true;
@@ -229,6 +250,31 @@ mod tests {
         assert_eq!(s.method.as_deref(), Some("tools/call"));
         assert_eq!(s.id, None);
         assert!(!s.result);
+    }
+
+    #[test]
+    fn a_request_cut_inside_its_arguments_keeps_the_tool_name_before_them() {
+        let body = br#"{"jsonrpc":"2.0","id":4,"method":"tools/call","params":{"name":"up\u006coad","arguments":{"blob":"QUJD"#;
+        let s = salvage(body).expect("an object");
+        assert_eq!(s.params_name.as_deref(), Some("upload"));
+        assert_eq!(s.params_uri, None);
+        let body = br#"{"method":"resources/read","params":{"uri":"file:///a","_meta":{"x":"#;
+        let s = salvage(body).expect("an object");
+        assert_eq!(s.params_uri.as_deref(), Some("file:///a"));
+    }
+
+    #[test]
+    fn a_name_after_the_cut_is_not_known_and_one_inside_the_arguments_is_not_taken() {
+        let body = br#"{"method":"tools/call","params":{"arguments":{"name":"decoy","blob":"QUJD"#;
+        let s = salvage(body).expect("an object");
+        assert_eq!(s.method.as_deref(), Some("tools/call"));
+        assert_eq!(s.params_name, None);
+        // Whole params before the cut: its members after the arguments count, and the
+        // members after params are read too.
+        let body = br#"{"params":{"arguments":{"name":"decoy"},"name":"real"},"method":"tools/call","id":"#;
+        let s = salvage(body).expect("an object");
+        assert_eq!(s.params_name.as_deref(), Some("real"));
+        assert_eq!(s.method.as_deref(), Some("tools/call"));
     }
 
     #[test]

@@ -5,6 +5,7 @@
 The script is a JSON list of sessions; each session is a list of operations run in order in
 one handshake-era session (initialize, then the operations, then DELETE):
   {"op": "call", "tool": NAME, "args": {...}}      tools/call
+      "pad": {ARG: N} adds string argument ARG of N bytes (too large for a command line)
   {"op": "list"}                                   tools/list
   {"op": "sleep", "ms": N}
 A session whose connection is reset (the agent enforcing a verdict) ends there: the failing
@@ -54,8 +55,11 @@ async def run_session(url: str, ops: list[dict], http_extra: dict) -> list[dict]
                         results.append(entry)
                         try:
                             if op["op"] == "call":
+                                args = dict(op.get("args", {}))
+                                for arg, n in op.get("pad", {}).items():
+                                    args[arg] = "x" * n
                                 r = await session.call_tool(
-                                    op["tool"], op.get("args", {}), read_timeout_seconds=CALL_TIMEOUT
+                                    op["tool"], args, read_timeout_seconds=CALL_TIMEOUT
                                 )
                                 entry["outcome"] = "tool_error" if r.is_error else "ok"
                                 entry["text"] = texts(r.content)
