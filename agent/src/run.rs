@@ -123,10 +123,10 @@ pub struct RunArgs {
     /// the loop too little CPU to keep up, and lose records. 0: never raise.
     #[arg(long, value_name = "NICE", default_value_t = -10, allow_hyphen_values = true)]
     catch_up_nice: i32,
-    /// Monitor mode: when the ring wakes the agent, and after a turn that found records, wait
-    /// this long before reading it, so a busy host wakes the agent about once per period
-    /// instead of once per record (each wake-up is a context switch on a core the traced
-    /// programs want). Records are reported up to this much later. 0: look again at once. Ignored when enforcing
+    /// Monitor mode: after a turn that found records, wait this long before looking at the
+    /// ring again, so a busy host wakes the agent about once per period instead of once per
+    /// record (each wake-up is a context switch on a core the traced programs want). Records
+    /// are reported up to this much later. 0: look again at once. Ignored when enforcing
     /// (`reset`, `hold`): a decision must not wait.
     #[arg(long, value_name = "MS", default_value_t = 2)]
     batch_ms: u64,
@@ -413,12 +413,6 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
             };
             // SAFETY: three valid pollfds (a negative fd is ignored by poll).
             unsafe { libc::poll(pfds.as_mut_ptr(), 3, wait_ms) };
-            if batch_ns > 0 && !more && pfds[0].revents & libc::POLLIN != 0 {
-                // Let records gather before the first look, not only after a busy turn: a
-                // request and its answer, a few milliseconds apart, then share one turn, and
-                // the producers' commits meanwhile find the agent behind and queue no wake-up.
-                std::thread::sleep(Duration::from_nanos(batch_ns));
-            }
         }
         // At most DRAIN_BUDGET records per turn (all of them when stopping): ticks, control
         // requests, attachments and the stop flag get their turn on a busy host.
@@ -473,6 +467,13 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
         })?;
         more = drained.more;
         catch_up.after_turn(more || std::mem::take(&mut ring_loss_new));
+        if batch_ns > 0 && drained.records > 0 && !more && !stop.load(Ordering::SeqCst) {
+            // Let records gather: the producers' commits find the agent behind and queue no
+            // wake-up, and the next turn takes them all at once. Only after a busy turn: the
+            // first look at a new burst is not delayed (a large body's skip range must reach
+            // the kernel before the body fills the ring).
+            std::thread::sleep(Duration::from_nanos(batch_ns));
+        }
         let now = monotonic_ns();
         // The discovery thread signals its finds on the eventfd: read it only when set.
         let found = if pfds[2].revents & libc::POLLIN != 0 {

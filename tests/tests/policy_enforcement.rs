@@ -148,18 +148,21 @@ fn the_minimal_policy_denies_explode_for_the_typescript_sdk_client() {
 
 /// A denied call whose body is too large to read (9 MB of arguments, over the agent's 8 MiB
 /// body limit) is still judged, by the tool name its first bytes carry: a deny rule cannot be
-/// escaped by padding. Reset mode reacts when the body ends, so whether the server ran it is
-/// a race (reported, not asserted); the verdict is what the agent decided.
-#[test]
-fn a_denied_call_too_large_to_read_is_judged_by_its_tool_name() {
+/// escaped by padding. It is judged once its first 64 KiB are in (or at the held write), not
+/// at its end: in hold mode the server never sees it; in reset mode the connection is reset
+/// while the rest of the body is still on its way (whether the server ran it is reported).
+fn denied_call_too_large_to_read(mode: &str) {
     let s = Setup::new();
     let policy = s.policy(MINIMAL);
-    let agent = agent_with(&policy, &s.socket(), "reset");
+    let agent = agent_with(&policy, &s.socket(), mode);
     let server = PolicyServer::start(free_port(), None, false);
-    let script = json!([[
-        call("add", json!({"a": 1, "b": 2})),
-        {"op": "call", "tool": "explode", "args": {}, "pad": {"why": 9_000_000}}
-    ]]);
+    let script = json!([
+        [{"op": "list"}, {"op": "sleep", "ms": 1500}],
+        [
+            call("add", json!({"a": 1, "b": 2})),
+            {"op": "call", "tool": "explode", "args": {}, "pad": {"why": 9_000_000}}
+        ]
+    ]);
     let client = run_policy_client(Sdk::Python, &server.url(), &script, None);
     let got = outcomes(&client);
     let records = agent.stop();
@@ -182,21 +185,32 @@ fn a_denied_call_too_large_to_read_is_judged_by_its_tool_name() {
         .unwrap_or_default();
     assert!(kinds.contains(&&json!("truncated_request")), "{kinds:?}");
     assert!(kinds.contains(&&json!("body_too_large")), "{kinds:?}");
-    assert_eq!(v[0]["enforcement"], "reset", "{}", v[0]);
-    let message = records
-        .iter()
-        .find(|r| {
-            r["type"] == "message"
-                && r["pid"] == client["pid"]
-                && r["kind"] == "request"
-                && r["name"] == "explode"
-        })
-        .unwrap_or_else(|| panic!("no message record of the cut request"));
-    assert_eq!(message["truncated"], true, "{message}");
-    eprintln!(
-        "oversized denied call: client {got:?}, the server ran explode {} times",
-        tools_run(&server, "explode")
-    );
+    let ran = tools_run(&server, "explode");
+    eprintln!("oversized denied call ({mode}): client {got:?}, the server ran explode {ran} times");
+    if mode == "hold" {
+        assert_eq!(v[0]["enforcement"], "held_then_reset", "{}", v[0]);
+        assert_eq!(ran, 0, "the held call reached the server");
+        assert_eq!(got[1], ["ok", "connection_error"], "{client}");
+    } else {
+        // Both ends are on this host: the server's view of the call is denied too, and the
+        // first of the two resets takes the connection (the other finds it gone).
+        let resets: Vec<&Value> = of_type(&records, "verdict")
+            .into_iter()
+            .filter(|v| v["action"] == "deny" && v["name"] == "explode")
+            .map(|v| &v["enforcement"])
+            .collect();
+        assert!(resets.contains(&&json!("reset")), "{resets:?}");
+    }
+}
+
+#[test]
+fn a_denied_call_too_large_to_read_is_judged_and_reset() {
+    denied_call_too_large_to_read("reset");
+}
+
+#[test]
+fn a_denied_call_too_large_to_read_is_held_and_never_reaches_the_server() {
+    denied_call_too_large_to_read("hold");
 }
 
 #[test]

@@ -467,22 +467,40 @@ impl ConnTable {
     /// known yet: waiting for the tie would wait for the write to leave. Its records then
     /// name no 4-tuple (the tie fills it for the records after).
     pub fn on_held_event(&mut self, ev: KernelEvent, out: &mut Vec<Record>) {
-        let held_conn = match &ev {
-            KernelEvent::Data { conn, .. } => Some(*conn),
+        let held = match &ev {
+            KernelEvent::Data {
+                conn,
+                direction,
+                ts_ns,
+                ..
+            } => Some((*conn, *direction, *ts_ns)),
             _ => None,
         };
         let start = out.len();
         self.on_event(ev, out);
-        let Some(id) = held_conn else {
+        let Some((id, dir, ts_ns)) = held else {
             return;
         };
-        if self
+        let untied = self
             .conns
             .get(&id)
-            .is_some_and(|c| c.awaiting_tie.is_some())
-        {
+            .is_some_and(|c| c.awaiting_tie.is_some());
+        if untied {
             self.stats.tls_judged_untied += 1;
             self.release(id, out);
+        }
+        // A request body too large to read whole, stopped at this write: the policy judges
+        // it now by the bytes the write carries; the rest cannot come before the decision.
+        if let Some(c) = self.conns.get_mut(&id) {
+            let mut events = Vec::new();
+            if let Some(p) = stream(c, dir).parser.as_mut() {
+                p.announce_cut(ts_ns, &mut events);
+            }
+            if !events.is_empty() {
+                handle(c, &mut self.tracker, &mut self.stats, dir, events, out);
+            }
+        }
+        if untied {
             if let Some(new) = out.get_mut(start..) {
                 self.link_peers(new);
             }
@@ -873,6 +891,12 @@ fn handle(
                 let transport = if sse { Transport::Sse } else { Transport::Json };
                 let m = meta(req, resp, transport);
                 tracker.on_partial_payload(&c.ep, &m, flow, &data, (size, lost), ts_ns, out);
+            }
+            HttpEvent::CutPrefix { data, size, ts_ns } => {
+                if let Some(req) = c.cur_request.as_ref().filter(|_| is_request_dir) {
+                    let m = meta(req, None, Transport::Json);
+                    tracker.on_cut_prefix(&c.ep, &m, &data, size, ts_ns, out);
+                }
             }
             HttpEvent::End { .. } => {
                 if is_request_dir {

@@ -749,6 +749,25 @@ fn without_the_kernel_asked_the_table_collects_nothing() {
     assert_eq!(messages(&out).len(), 1);
 }
 
+const NO_EXPLODE: &str =
+    "rules:\n  - id: no-explode\n    action: deny\n    match: { tool: explode }\n";
+
+fn pid_conn(pid: u32) -> ConnIdent {
+    ConnIdent {
+        pid,
+        fd: 5,
+        start_ns: 10,
+    }
+}
+
+/// A 9 MB `explode` call whose tool name comes first.
+fn explode_post() -> Vec<u8> {
+    oversized_post(
+        r#"{"jsonrpc":"2.0","id":9,"method":"tools/call","params":{"name":"explode","arguments":{"pad":""#,
+        r#""}}}"#,
+    )
+}
+
 /// A table whose tracker judges with the real policy `text`.
 fn judged_table(text: &str) -> ConnTable {
     let policy = match crate::policy::parse(text, std::path::Path::new("/t/policy.yaml")) {
@@ -793,19 +812,10 @@ fn oversized_post(prefix: &str, tail: &str) -> Vec<u8> {
 
 #[test]
 fn a_request_too_large_to_read_is_still_judged_by_its_tool_name() {
-    let mut t = judged_table(
-        "rules:\n  - id: no-explode\n    action: deny\n    match: { tool: explode }\n",
-    );
+    let mut t = judged_table(NO_EXPLODE);
     let mut out = Vec::new();
-    let c = ConnIdent {
-        pid: 1,
-        fd: 5,
-        start_ns: 10,
-    };
-    let post = oversized_post(
-        r#"{"jsonrpc":"2.0","id":9,"method":"tools/call","params":{"name":"explode","arguments":{"pad":""#,
-        r#""}}}"#,
-    );
+    let c = pid_conn(1);
+    let post = explode_post();
     t.on_event(data(c, Direction::Egress, 0, &post, 1_000), &mut out);
     let v = verdicts(&out);
     assert_eq!(v.len(), 1, "{out:?}");
@@ -832,11 +842,7 @@ fn a_cut_request_whose_name_and_id_come_later_is_judged_before_its_answer() {
     // Node writes `id` last; the tool name here comes after the padding.
     let mut t = judged_table("checks: { truncated_request: deny }\n");
     let mut out = Vec::new();
-    let c = ConnIdent {
-        pid: 1,
-        fd: 5,
-        start_ns: 10,
-    };
+    let c = pid_conn(1);
     let post = oversized_post(
         r#"{"method":"tools/call","params":{"arguments":{"pad":""#,
         r#""},"name":"explode"},"jsonrpc":"2.0","id":3}"#,
@@ -858,11 +864,7 @@ fn a_cut_request_whose_name_and_id_come_later_is_judged_before_its_answer() {
 
     // A body whose first bytes say nothing readable is judged too.
     let mut out = Vec::new();
-    let c = ConnIdent {
-        pid: 2,
-        fd: 5,
-        start_ns: 10,
-    };
+    let c = pid_conn(2);
     t.on_event(
         data(c, Direction::Egress, 0, &oversized_post("[", "]"), 2_000),
         &mut out,
@@ -873,4 +875,63 @@ fn a_cut_request_whose_name_and_id_come_later_is_judged_before_its_answer() {
     assert_eq!(v[0]["method"], "");
     assert_eq!(reason_kinds(&v[0]), ["truncated_request", "body_too_large"]);
     assert_eq!(t.tracker().stats().cut_judged, 2);
+}
+
+#[test]
+fn a_request_too_large_to_read_is_judged_at_its_first_64_kib_not_at_its_end() {
+    let mut t = judged_table(NO_EXPLODE);
+    let mut out = Vec::new();
+    let c = pid_conn(1);
+    let post = explode_post();
+    let (first, rest) = post.split_at(100_000);
+    t.on_event(data(c, Direction::Egress, 0, first, 1_000), &mut out);
+    let v = verdicts(&out);
+    assert_eq!(v.len(), 1, "judged while 8.9 MB are still to come: {out:?}");
+    assert_eq!(
+        (&v[0]["action"], &v[0]["rule_id"]),
+        (&serde_json::json!("deny"), &serde_json::json!("no-explode"))
+    );
+    assert_eq!(v[0]["id"], 9);
+    assert!(messages(&out).is_empty(), "reported at its end");
+    t.on_event(
+        data(c, Direction::Egress, first.len() as u64, rest, 2_000),
+        &mut out,
+    );
+    assert_eq!(
+        verdicts(&out).len(),
+        1,
+        "not judged twice: {:?}",
+        verdicts(&out)
+    );
+    let m = messages(&out);
+    assert_eq!(m.len(), 1, "{out:?}");
+    assert_eq!(
+        (&m[0]["name"], &m[0]["truncated"]),
+        (&serde_json::json!("explode"), &serde_json::json!(true))
+    );
+    assert_eq!(t.tracker().stats().cut_judged, 1);
+}
+
+#[test]
+fn a_held_write_of_a_request_too_large_to_read_is_judged_by_the_bytes_it_carries() {
+    let mut t = judged_table(NO_EXPLODE);
+    let mut out = Vec::new();
+    let c = pid_conn(1);
+    let post = explode_post();
+    // The process is stopped at a write of 2 KB: nothing more comes before the decision.
+    t.on_held_event(
+        data(c, Direction::Egress, 0, &post[..2_000], 1_000),
+        &mut out,
+    );
+    let v = verdicts(&out);
+    assert_eq!(v.len(), 1, "{out:?}");
+    assert_eq!(v[0]["rule_id"], "no-explode");
+    // A request within the limit is judged as usual, once, at its end.
+    let mut out = Vec::new();
+    let c = pid_conn(2);
+    t.on_held_event(data(c, Direction::Egress, 0, REQ, 1_000), &mut out);
+    let v = verdicts(&out);
+    assert_eq!(v.len(), 1, "{out:?}");
+    assert_eq!(reason_kinds(&v[0]), ["unknown_tool"], "not cut: {v:?}");
+    assert_eq!(t.tracker().stats().cut_judged, 1);
 }

@@ -116,6 +116,17 @@ pub enum HttpEvent {
         /// Kernel time of the piece that completed (or cut) it.
         ts_ns: u64,
     },
+    /// A request body too large to keep whole: its first decoded bytes, as soon as
+    /// [`PARTIAL_HEAD_BYTES`] of them are held (or when asked:
+    /// [`crate::http::HttpParser::announce_cut`]), once per body and before its `Partial`.
+    /// For the policy, which must judge the request before its last byte leaves.
+    CutPrefix {
+        data: Bytes,
+        /// The body's declared size (the bytes received so far for a chunked one).
+        size: u64,
+        /// Kernel time of the latest piece.
+        ts_ns: u64,
+    },
     /// The current message is complete (after its `Body` or last `Sse`).
     End {
         /// Kernel time of the piece (or close) that completed the message.

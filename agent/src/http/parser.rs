@@ -102,6 +102,13 @@ struct BodyContent {
     too_large_at_end: bool,
     /// Bytes of this body the capture lost (gaps a kept head survived).
     lost: u64,
+    /// A request body: announced by a [`HttpEvent::CutPrefix`] if it goes over the limit.
+    announce: bool,
+    /// Its [`HttpEvent::CutPrefix`] went out.
+    announced: bool,
+    /// Its declared size, once known to be over the limit (Content-Length, or the chunk
+    /// sizes so far).
+    declared: Option<u64>,
 }
 
 #[derive(Debug)]
@@ -170,6 +177,17 @@ impl HttpParser {
         }
         if self.pieces.capacity() > 64 && self.pieces.len() <= 16 {
             self.pieces.shrink_to(self.pieces.len());
+        }
+    }
+
+    /// Emits the [`HttpEvent::CutPrefix`] of the request body in progress now, with the
+    /// bytes held so far, when it is over the limit and was not announced: a held write (the
+    /// process stopped before the rest of the body can come) is judged by what it carries.
+    /// (Otherwise it goes out by itself once [`PARTIAL_HEAD_BYTES`] are held, at the same
+    /// byte however the stream was cut.)
+    pub fn announce_cut(&mut self, ts_ns: u64, out: &mut Vec<HttpEvent>) {
+        if let State::Body(body) = &mut self.state {
+            body.content.announce(ts_ns, out);
         }
     }
 
@@ -562,6 +580,9 @@ impl HttpParser {
             dropped: false,
             too_large_at_end: false,
             lost: 0,
+            announce: self.kind == MessageKind::Request,
+            announced: false,
+            declared: None,
         };
         if let Framing::Length { declared, .. } = framing {
             if !plan.is_sse && declared > self.limits.max_body_bytes as u64 {
@@ -570,6 +591,7 @@ impl HttpParser {
                     limit: self.limits.max_body_bytes,
                 }));
                 content.sink = Sink::Head(Vec::new());
+                content.declared = Some(declared);
             }
         }
         if !matches!(content.sink, Sink::Discard) {
@@ -629,6 +651,7 @@ impl HttpParser {
                                 limit: limits.max_body_bytes,
                             }));
                             body.content.keep_head();
+                            body.content.declared = Some(dec.declared());
                         }
                         body.content.take(
                             &input[start..end],
@@ -664,6 +687,30 @@ impl HttpParser {
 impl BodyContent {
     /// Takes body bytes as de-framed from the wire.
     fn take(&mut self, raw: &[u8], ts: u64, limits: &Limits, out: &mut Vec<HttpEvent>) {
+        self.take_bytes(raw, ts, limits, out);
+        if matches!(&self.sink, Sink::Head(h) if h.len() >= PARTIAL_HEAD_BYTES) {
+            self.announce(ts, out);
+        }
+    }
+
+    /// A request body over the limit, not announced yet: its [`HttpEvent::CutPrefix`] with
+    /// the head held so far.
+    fn announce(&mut self, ts_ns: u64, out: &mut Vec<HttpEvent>) {
+        let Sink::Head(head) = &self.sink else {
+            return;
+        };
+        if !self.announce || self.announced || head.is_empty() {
+            return;
+        }
+        self.announced = true;
+        out.push(HttpEvent::CutPrefix {
+            data: Bytes::copy_from_slice(head),
+            size: self.declared.unwrap_or(self.received + self.lost),
+            ts_ns,
+        });
+    }
+
+    fn take_bytes(&mut self, raw: &[u8], ts: u64, limits: &Limits, out: &mut Vec<HttpEvent>) {
         if raw.is_empty() {
             return;
         }

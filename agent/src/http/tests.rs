@@ -99,6 +99,9 @@ fn describe(events: &[HttpEvent]) -> Vec<String> {
                 if *sse { " sse" } else { "" },
                 String::from_utf8_lossy(data)
             ),
+            HttpEvent::CutPrefix { data, size, .. } => {
+                format!("cut-prefix size={size} {}", String::from_utf8_lossy(data))
+            }
             HttpEvent::End { .. } => "end".to_string(),
             HttpEvent::Error(e) => format!("error {e:?}"),
         })
@@ -1300,4 +1303,80 @@ fn bodies_the_parser_still_reads_are_not_skippable() {
     );
     p.push(&[b'x'; 100_000], 0, &mut out);
     assert_eq!(p.skippable_body(), None);
+}
+
+#[test]
+fn a_request_body_over_the_limit_is_announced_once_its_first_64_kib_are_held() {
+    let limits = Limits {
+        max_body_bytes: 1024,
+        ..Limits::default()
+    };
+    let body = vec![b'x'; PARTIAL_HEAD_BYTES + 5_000];
+    let head = format!(
+        "POST /mcp HTTP/1.1\r\ncontent-length: {}\r\n\r\n",
+        body.len()
+    );
+    let next = b"POST /mcp HTTP/1.1\r\ncontent-length: 2\r\n\r\n{}";
+    let stream = cat(&[head.as_bytes(), &body, next]);
+    let whole = replay(REQ, limits, &[Data(&stream)], &|_, d| vec![d.to_vec()]);
+    let kinds: Vec<String> = describe(&whole)
+        .iter()
+        .map(|e| e.split(' ').next().unwrap_or_default().to_string())
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            "request",
+            "error",
+            "cut-prefix",
+            "partial",
+            "end",
+            "request",
+            "body",
+            "end"
+        ]
+    );
+    let Some(HttpEvent::CutPrefix { data, size, .. }) = whole.get(2) else {
+        panic!("{whole:?}");
+    };
+    assert_eq!((data.len(), *size), (PARTIAL_HEAD_BYTES, body.len() as u64));
+    // The same events however the stream is cut: at the same byte, once.
+    for n in [1_000, 4_096, PARTIAL_HEAD_BYTES, PARTIAL_HEAD_BYTES + 1] {
+        let cut = replay(REQ, limits, &[Data(&stream)], &|_, d| {
+            d.chunks(n).map(<[u8]>::to_vec).collect()
+        });
+        assert_eq!(cut, whole, "pieces of {n}");
+    }
+    // An answer is never announced: only a request waits on the policy.
+    let resp = format!("HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n", body.len());
+    let answer = cat(&[resp.as_bytes(), &body]);
+    let ev = replay(RESP, limits, &[Data(&answer)], &|_, d| vec![d.to_vec()]);
+    assert!(!describe(&ev).iter().any(|e| e.starts_with("cut-prefix")));
+}
+
+#[test]
+fn a_held_request_body_over_the_limit_is_announced_with_what_it_has() {
+    let limits = Limits {
+        max_body_bytes: 1024,
+        ..Limits::default()
+    };
+    let mut p = HttpParser::new(REQ, limits);
+    let mut out = Vec::new();
+    p.push(
+        b"POST /mcp HTTP/1.1\r\ncontent-length: 100000\r\n\r\n{\"method\":\"tools/call\"",
+        7,
+        &mut out,
+    );
+    assert!(!describe(&out).iter().any(|e| e.starts_with("cut-prefix")));
+    p.announce_cut(7, &mut out);
+    p.announce_cut(8, &mut out);
+    let announced: Vec<String> = describe(&out)
+        .into_iter()
+        .filter(|e| e.starts_with("cut-prefix"))
+        .collect();
+    assert_eq!(
+        announced,
+        ["cut-prefix size=100000 {\"method\":\"tools/call\""],
+        "once"
+    );
 }

@@ -273,6 +273,9 @@ pub struct McpTracker {
     exchanges: ConnMap<ConnExchange>,
     /// Cut requests waiting for their answer's id, by connection (bounded like `exchanges`).
     cut_requests: ConnMap<CutRequest>,
+    /// Connections whose request body in progress, too large to read, was judged by its
+    /// first bytes before its end ([`Self::on_cut_prefix`]): its `Partial` is not judged again.
+    prejudged: std::collections::HashSet<ConnKey, ConnHash>,
     /// Identity header fingerprint → subject, for stateless grouping.
     subjects: HashMap<[u8; 32], Option<String>>,
     /// Connection → ids of the session-id sessions whose exchanges used it.
@@ -386,6 +389,7 @@ impl McpTracker {
             sessions: HashMap::new(),
             exchanges: ConnMap::default(),
             cut_requests: ConnMap::default(),
+            prejudged: Default::default(),
             subjects: HashMap::new(),
             conn_sessions: ConnMap::default(),
             bound_conns: ConnMap::default(),
@@ -509,6 +513,8 @@ impl McpTracker {
         let conn = (ep.pid, ep.conn_id.clone());
         let salvaged = crate::rpc::salvage(head);
         let cut_params = salvaged.as_ref().map(cut_params);
+        // Judged before its end already (`on_cut_prefix`): reported now, not judged again.
+        let prejudged = flow == Flow::ClientToServer && self.prejudged.remove(&conn);
         if let Some(s) = &salvaged {
             match (&s.method, &s.id) {
                 (Some(method), None)
@@ -523,16 +529,10 @@ impl McpTracker {
                         ts_ns,
                     );
                     // Judged now, not when its answer names it: too late to stop it then.
-                    self.judge_cut(
-                        ep,
-                        http,
-                        &method,
-                        cut_params.as_ref(),
-                        head,
-                        size,
-                        ts_ns,
-                        out,
-                    );
+                    if !prejudged {
+                        let params = cut_params.as_ref();
+                        self.judge_cut(ep, http, (&method, None), params, head, size, ts_ns, out);
+                    }
                     return;
                 }
                 (None, Some(id)) if flow == Flow::ServerToClient => {
@@ -571,8 +571,8 @@ impl McpTracker {
         let Some(message) = message else {
             self.counters.partial_unreadable += 1;
             tracing::debug!(pid = ep.pid, conn = %ep.conn_id, size, "a cut message says nothing readable");
-            if flow == Flow::ClientToServer {
-                self.judge_cut(ep, http, "", None, head, size, ts_ns, out);
+            if flow == Flow::ClientToServer && !prejudged {
+                self.judge_cut(ep, http, ("", None), None, head, size, ts_ns, out);
             }
             return;
         };
@@ -605,7 +605,10 @@ impl McpTracker {
         );
         self.observe_exchange(ep, http, &key, flow == Flow::ClientToServer, ts_ns);
         mark_cut(&mut out[from..], flow, ts_ns, (size, lost));
-        if !self.to_judge.is_empty() {
+        name_cut_messages(&mut out[from..], ts_ns, cut_params.as_ref());
+        if prejudged {
+            self.to_judge.clear();
+        } else if !self.to_judge.is_empty() {
             for item in &mut self.to_judge {
                 item.cut = true;
                 item.name = item
@@ -613,21 +616,49 @@ impl McpTracker {
                     .take()
                     .or_else(|| extract::target_name(&item.method, cut_params.as_ref()));
             }
-            name_cut_messages(&mut out[from..], ts_ns, cut_params.as_ref());
             self.counters.cut_judged += self.to_judge.len() as u64;
             self.judge_pending(ep, http, size as usize, ts_ns, out);
         }
     }
 
-    /// Judges a cut client→server message that is reported later (its id came after the
-    /// cut) or never (nothing in its first bytes was readable): `method` is `""` when even
-    /// that was not readable.
+    /// A request body too large to read whole, before its end
+    /// ([`crate::http::HttpEvent::CutPrefix`]: its first 64 KiB, or what a held write
+    /// carried): judged now by what its first bytes say, so that a deny can stop it before
+    /// its last byte leaves; its `Partial` at the end reports it without judging it again.
+    pub fn on_cut_prefix(
+        &mut self,
+        ep: &Endpoint,
+        http: &HttpMeta,
+        head: &[u8],
+        size: u64,
+        ts_ns: u64,
+        out: &mut Vec<Record>,
+    ) {
+        if self.policy.is_none() {
+            return;
+        }
+        let salvaged = crate::rpc::salvage(head);
+        let cut_params = salvaged.as_ref().map(cut_params);
+        let (method, id) = salvaged
+            .map(|s| (s.method.unwrap_or_default(), s.id))
+            .unwrap_or_default();
+        let params = cut_params.as_ref();
+        self.judge_cut(ep, http, (&method, id), params, head, size, ts_ns, out);
+        if self.prejudged.len() >= self.cfg.max_sessions {
+            self.prejudged.clear();
+        }
+        self.prejudged.insert((ep.pid, ep.conn_id.clone()));
+    }
+
+    /// Judges a cut client→server message before it is reported (its id came after the cut,
+    /// or its body is still coming) or when it never will be (nothing in its first bytes was
+    /// readable): `method` is `""` when even that was not readable.
     #[allow(clippy::too_many_arguments)]
     fn judge_cut(
         &mut self,
         ep: &Endpoint,
         http: &HttpMeta,
-        method: &str,
+        (method, id): (&str, Option<RpcId>),
         cut_params: Option<&Value>,
         head: &[u8],
         size: u64,
@@ -657,7 +688,7 @@ impl McpTracker {
             key,
             era,
             method: method.to_string(),
-            id: None,
+            id,
             name: extract::target_name(method, cut_params),
             params: None,
             is_request: !method.starts_with("notifications/"),
@@ -824,6 +855,7 @@ impl McpTracker {
         if self.cut_requests.remove(&conn).is_some() {
             self.counters.partial_unreadable += 1; // its answer never named it
         }
+        self.prejudged.remove(&conn);
         if let Some(ex) = self.exchanges.remove(&conn) {
             self.cancel_stream(ex, ts_ns, out);
         }
