@@ -874,6 +874,11 @@ fn a_cut_request_whose_name_and_id_come_later_is_judged_before_its_answer() {
     assert_eq!(v[0]["action"], "deny");
     assert_eq!(v[0]["method"], "");
     assert_eq!(reason_kinds(&v[0]), ["truncated_request", "body_too_large"]);
+    assert_eq!(
+        v[0]["request"],
+        serde_json::json!({"body_bytes": 9_000_002, "truncated": true}),
+        "its size, not its bytes"
+    );
     assert_eq!(t.tracker().stats().cut_judged, 2);
 }
 

@@ -531,7 +531,7 @@ impl McpTracker {
                     // Judged now, not when its answer names it: too late to stop it then.
                     if !prejudged {
                         let params = cut_params.as_ref();
-                        self.judge_cut(ep, http, (&method, None), params, head, size, ts_ns, out);
+                        self.judge_cut(ep, http, (&method, None), params, size, ts_ns, out);
                     }
                     return;
                 }
@@ -572,7 +572,7 @@ impl McpTracker {
             self.counters.partial_unreadable += 1;
             tracing::debug!(pid = ep.pid, conn = %ep.conn_id, size, "a cut message says nothing readable");
             if flow == Flow::ClientToServer && !prejudged {
-                self.judge_cut(ep, http, ("", None), None, head, size, ts_ns, out);
+                self.judge_cut(ep, http, ("", None), None, size, ts_ns, out);
             }
             return;
         };
@@ -643,7 +643,7 @@ impl McpTracker {
             .map(|s| (s.method.unwrap_or_default(), s.id))
             .unwrap_or_default();
         let params = cut_params.as_ref();
-        self.judge_cut(ep, http, (&method, id), params, head, size, ts_ns, out);
+        self.judge_cut(ep, http, (&method, id), params, size, ts_ns, out);
         if self.prejudged.len() >= self.cfg.max_sessions {
             self.prejudged.clear();
         }
@@ -660,7 +660,6 @@ impl McpTracker {
         http: &HttpMeta,
         (method, id): (&str, Option<RpcId>),
         cut_params: Option<&Value>,
-        head: &[u8],
         size: u64,
         ts_ns: u64,
         out: &mut Vec<Record>,
@@ -683,7 +682,6 @@ impl McpTracker {
             .as_ref()
             .and_then(|k| self.sessions.get(&(ep.pid, k.clone())))
             .map_or(SessionState::New, |s| s.state);
-        let shown = &head[..head.len().min(1024)];
         self.to_judge.push(ToJudge {
             key,
             era,
@@ -694,12 +692,11 @@ impl McpTracker {
             is_request: !method.starts_with("notifications/"),
             state_before,
             findings: Vec::new(),
-            evidence: method.is_empty().then(|| {
-                serde_json::json!({
-                    "body": String::from_utf8_lossy(shown),
-                    "body_bytes": size,
-                })
-            }),
+            // Its size only: bytes that said nothing readable are not shown (they are not
+            // JSON the redaction could walk, and may hold a secret).
+            evidence: method
+                .is_empty()
+                .then(|| serde_json::json!({ "body_bytes": size, "truncated": true })),
             cut: true,
         });
         self.counters.cut_judged += 1;
