@@ -166,11 +166,18 @@ fn denied_call_too_large_to_read(mode: &str) {
     let client = run_policy_client(Sdk::Python, &server.url(), &script, None);
     let got = outcomes(&client);
     let records = agent.stop();
+    // Hold mode stops the client's write, so the client's view decides. In reset mode both
+    // ends are judged and the first reset takes the connection: when the server's view came
+    // first, the client's may never be (its connection is gone), so either end's counts.
     let v: Vec<&Value> = of_type(&records, "verdict")
         .into_iter()
-        .filter(|v| v["pid"] == client["pid"] && v["action"] == "deny")
+        .filter(|v| v["action"] == "deny" && v["name"] == "explode")
+        .filter(|v| mode != "hold" || v["pid"] == client["pid"])
         .collect();
-    assert_eq!(v.len(), 1, "{v:?}\nclient: {got:?}");
+    assert!(!v.is_empty(), "{v:?}\nclient: {got:?}");
+    if mode == "hold" {
+        assert_eq!(v.len(), 1, "{v:?}\nclient: {got:?}");
+    }
     assert_eq!(
         (&v[0]["rule_id"], &v[0]["name"], &v[0]["method"]),
         (
