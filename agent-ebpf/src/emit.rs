@@ -5,7 +5,7 @@
 use core::ffi::c_void;
 
 use aya_ebpf::{
-    bindings::{BPF_RB_AVAIL_DATA, BPF_RB_RING_SIZE},
+    bindings::{BPF_RB_AVAIL_DATA, BPF_RB_FORCE_WAKEUP, BPF_RB_RING_SIZE},
     helpers::{
         bpf_get_current_comm, bpf_ktime_get_ns, bpf_probe_read_user,
         generated::{bpf_loop, bpf_probe_read_user as raw_probe_read_user},
@@ -58,6 +58,21 @@ fn shed(tgid: u32, pos: u64, len: u64) -> bool {
     count(Counter::ShedChunks, 1);
     count(Counter::BytesShed, len);
     true
+}
+
+/// Commit flags of a payload chunk: wake the agent at once when the ring is more than a
+/// quarter full. The ring wakes its reader only for a record written into an empty ring, and
+/// in monitor mode the agent lets records gather for a while after a busy turn (one turn
+/// per window, not one per request); a burst (a large body) must not wait for the end of
+/// that window, or the ring fills before the agent has read the body's head and asked for
+/// the rest to be skipped. Two ring queries per chunk.
+#[inline(always)]
+fn wake_flags() -> u64 {
+    if EVENTS.query(BPF_RB_AVAIL_DATA as u64) > EVENTS.query(BPF_RB_RING_SIZE as u64) / 4 {
+        BPF_RB_FORCE_WAKEUP as u64
+    } else {
+        0
+    }
 }
 
 /// Body skipping (see `BodySkipKey`): true when this call's bytes lie wholly inside a range
@@ -596,7 +611,7 @@ fn walk_step() -> bool {
                 DATA_EVENT_HEADER_LEN + n,
             )
         };
-        if EVENTS.output::<[u8]>(rec, 0).is_err() {
+        if EVENTS.output::<[u8]>(rec, wake_flags()).is_err() {
             count(Counter::RingFull, 1);
             count(Counter::BytesRingFull, n as u64);
             count_hook(source, HookCounter::RingFullBytes, n as u64);

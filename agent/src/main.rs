@@ -1,6 +1,7 @@
 //! `mcpwarden`: the binary edge. Parses the command line and hands over to `run`.
 
 mod catch_up;
+mod gather;
 mod run;
 
 /// mimalloc: the pipeline allocates per message, and glibc's malloc/free were ~30 % of its

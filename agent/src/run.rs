@@ -123,12 +123,14 @@ pub struct RunArgs {
     /// the loop too little CPU to keep up, and lose records. 0: never raise.
     #[arg(long, value_name = "NICE", default_value_t = -10, allow_hyphen_values = true)]
     catch_up_nice: i32,
-    /// Monitor mode: after a turn that found records, wait this long before looking at the
-    /// ring again, so a busy host wakes the agent about once per period instead of once per
-    /// record (each wake-up is a context switch on a core the traced programs want). Records
-    /// are reported up to this much later. 0: look again at once. Ignored when enforcing
-    /// (`reset`, `hold`): a decision must not wait.
-    #[arg(long, value_name = "MS", default_value_t = 2)]
+    /// Monitor mode: after a turn that found records, let the next ones gather this long
+    /// before looking at the ring again, so a busy host wakes the agent about once per
+    /// period instead of once per request (each turn is a context switch on a core the
+    /// traced programs want, and cold caches). Records are reported up to this much later.
+    /// A burst ends the window early (the kernel wakes the agent once the ring is a quarter
+    /// full), and so do discovery and control requests. 0: look again at once. Ignored when
+    /// enforcing (`reset`, `hold`): a decision must not wait.
+    #[arg(long, value_name = "MS", default_value_t = 20)]
     batch_ms: u64,
     /// Local control socket for `mcpwarden approve|reject|pending|catalog accept`.
     #[arg(long, default_value = DEFAULT_CONTROL_SOCKET)]
@@ -367,17 +369,25 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
     let mut ring_full_seen = 0u64;
     let mut ring_loss_new = false;
     let fd = capture.ring.as_raw_fd();
+    let mut gather = if batch_ns_of(enforce, args.batch_ms) > 0 {
+        let others = [control.as_ref().map_or(-1, |c| c.wake_fd()), discovery.wake_fd()];
+        match crate::gather::Gather::new(fd, &others) {
+            Ok(g) => Some(g),
+            Err(e) => {
+                tracing::warn!("no epoll for the gathering window ({e}); sleeping it instead");
+                None
+            }
+        }
+    } else {
+        None
+    };
     let mut records: Vec<Record> = Vec::new();
     let mut last_tick = monotonic_ns();
     let mut last_health = last_tick;
     let health_every_ns = args.health_interval.saturating_mul(1_000_000_000);
     // Records were left on the ring last turn: look again without waiting.
     let mut more = false;
-    let batch_ns = if enforce == EnforceMode::Monitor {
-        args.batch_ms.saturating_mul(1_000_000)
-    } else {
-        0
-    };
+    let batch_ns = batch_ns_of(enforce, args.batch_ms);
     loop {
         let stopping = stop.load(Ordering::SeqCst);
         let mut pfds = [
@@ -468,11 +478,14 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
         more = drained.more;
         catch_up.after_turn(more || std::mem::take(&mut ring_loss_new));
         if batch_ns > 0 && drained.records > 0 && !more && !stop.load(Ordering::SeqCst) {
-            // Let records gather: the producers' commits find the agent behind and queue no
-            // wake-up, and the next turn takes them all at once. Only after a busy turn: the
-            // first look at a new burst is not delayed (a large body's skip range must reach
-            // the kernel before the body fills the ring).
-            std::thread::sleep(Duration::from_nanos(batch_ns));
+            // Let records gather (see `gather.rs`): the next turn takes them all at once.
+            // Only after a busy turn: the first look at a new burst is not delayed, and a
+            // burst ends the window (a large body's skip range must reach the kernel before
+            // the body fills the ring).
+            match gather.as_mut() {
+                Some(g) => g.wait(Duration::from_nanos(batch_ns)),
+                None => std::thread::sleep(Duration::from_nanos(batch_ns)),
+            }
         }
         let now = monotonic_ns();
         // The discovery thread signals its finds on the eventfd: read it only when set.
@@ -569,6 +582,12 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
     };
     records.push(health.record(HealthReason::Stop, started_ns));
     write_all(&mut writer, &exporter, &mut records, &metrics)?;
+    if let Some(g) = gather.as_ref().filter(|g| g.windows > 0) {
+        eprintln!(
+            "mcpwarden: records gathered in {} windows of {} ms after busy turns; a burst or a request ended {} of them early",
+            g.windows, args.batch_ms, g.ended_early
+        );
+    }
     if catch_up.raises > 0 {
         eprintln!(
             "mcpwarden: the event loop was behind the ring {} times and ran at nice {} until it caught up",
@@ -744,6 +763,15 @@ fn control_answer<A: mcpwarden::enforce::Actuator>(
                 json!({"ok": false, "error": format!("no pinned tool {tool:?} of server {server:?} to accept")})
             }
         }
+    }
+}
+
+/// The gathering window after a busy turn: monitor mode only (a decision must not wait).
+fn batch_ns_of(enforce: EnforceMode, batch_ms: u64) -> u64 {
+    if enforce == EnforceMode::Monitor {
+        batch_ms.saturating_mul(1_000_000)
+    } else {
+        0
     }
 }
 
