@@ -370,7 +370,10 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
     let mut ring_loss_new = false;
     let fd = capture.ring.as_raw_fd();
     let mut gather = if batch_ns_of(enforce, args.batch_ms) > 0 {
-        let others = [control.as_ref().map_or(-1, |c| c.wake_fd()), discovery.wake_fd()];
+        let others = [
+            control.as_ref().map_or(-1, |c| c.wake_fd()),
+            discovery.wake_fd(),
+        ];
         match crate::gather::Gather::new(fd, &others) {
             Ok(g) => Some(g),
             Err(e) => {
