@@ -52,6 +52,13 @@ pub struct RunArgs {
     /// its head asks for an event stream), counted in `kernel.exchanges_skipped`.
     #[arg(long)]
     no_exchange_skip: bool,
+    /// Attach the TLS uprobes only inside these programs (executable file name or `comm`,
+    /// exactly; repeat the flag or separate with commas), each process on its own, so that
+    /// other processes using the same TLS library never trap. Default: every process that
+    /// maps a TLS library (one attachment per library file). A process forked without
+    /// `exec` is found by the periodic sweep, within about 2 s.
+    #[arg(long, value_name = "NAME", value_delimiter = ',')]
+    tls_processes: Vec<String>,
     /// Carry every byte of message bodies too large to decode. By default, once the agent
     /// has read such a body's head and first 64 KiB, the kernel leaves the rest of it out
     /// (Content-Length bodies of at least 256 KiB more), counted in
@@ -217,6 +224,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
         ring_bytes: args.ring_bytes,
         skip_exchanges: !args.no_exchange_skip,
         hold: enforce == EnforceMode::Hold,
+        tls_scope: mcpwarden::capture::tls_scope::TlsScope::new(args.tls_processes.clone()),
     })?;
     // Attached: from here on only what the running features need (before any thread starts,
     // as capabilities are per thread and inherited).
@@ -340,10 +348,15 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
     let handle = std::thread::spawn(move || rt.block_on(stopped.notified()));
 
     eprintln!(
-        "mcpwarden: {} programs attached ({} capture mode), TLS uprobes on {} files, loader probes on {}, enforce {} (connect block {}); printing MCP traffic as JSON lines",
+        "mcpwarden: {} programs attached ({} capture mode), TLS uprobes on {} files{}, loader probes on {}, enforce {} (connect block {}); printing MCP traffic as JSON lines",
         capture.attached,
         capture.mode,
         capture.tls.count(mcpwarden::capture::tls::TargetKind::Ssl),
+        if args.tls_processes.is_empty() {
+            String::new()
+        } else {
+            format!(" (only in processes named {})", args.tls_processes.join(", "))
+        },
         capture.tls.count(mcpwarden::capture::tls::TargetKind::Loader),
         enforce,
         if connect_block { "on" } else { "unavailable" },
@@ -387,6 +400,8 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
     let mut records: Vec<Record> = Vec::new();
     let mut last_tick = monotonic_ns();
     let mut last_health = last_tick;
+    let per_process_tls = !args.tls_processes.is_empty();
+    let mut last_reap = last_tick;
     let health_every_ns = args.health_interval.saturating_mul(1_000_000_000);
     // Records were left on the ring last turn: look again without waiting.
     let mut more = false;
@@ -502,6 +517,10 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
             capture.attach_tls(&found, now);
         }
         capture.retry_tls(now);
+        if per_process_tls && now.saturating_sub(last_reap) >= REAP_EVERY_NS {
+            capture.reap_tls();
+            last_reap = now;
+        }
         metrics.health().beat(now);
         if health_every_ns > 0 && now.saturating_sub(last_health) >= health_every_ns {
             let health = Health {
@@ -768,6 +787,9 @@ fn control_answer<A: mcpwarden::enforce::Actuator>(
         }
     }
 }
+
+/// Per-process TLS scope: how often the uprobes of exited processes are looked for.
+const REAP_EVERY_NS: u64 = 5_000_000_000;
 
 /// The gathering window after a busy turn: monitor mode only (a decision must not wait).
 fn batch_ns_of(enforce: EnforceMode, batch_ms: u64) -> u64 {

@@ -223,6 +223,7 @@ fn run_loop(
         ring_bytes: 16 * 1024 * 1024,
         skip_exchanges: true,
         hold: mode == EnforceMode::Hold,
+        tls_scope: Default::default(),
     }) {
         Ok(c) => c,
         Err(e) => {

@@ -6,7 +6,9 @@
 
 use std::collections::BTreeSet;
 
-use mcpwarden_tests::conversation::{assert_both_sides, assert_peers_behaved};
+use mcpwarden_tests::conversation::{
+    assert_both_sides, assert_conversation, assert_peers_behaved, assert_session_end, Expected,
+};
 use mcpwarden_tests::records::{messages_of, split_addr, str_field};
 use mcpwarden_tests::{free_port, Agent, ClientOptions, PyServer, SdkClient, SelfSignedCert};
 use serde_json::Value;
@@ -244,4 +246,45 @@ fn a_node_keep_alive_tls_connection_opened_before_the_agent_is_captured() {
     );
     check_later_calls(&records, client_pid, server.pid(), session_id);
     assert_tuples_pair_up(&records, client_pid, server.pid(), server.port());
+}
+
+/// `--tls-processes node`: the node client gets the TLS uprobes of its own, bound to it;
+/// the Python server, which maps another OpenSSL, gets none. The client's whole conversation
+/// is reported exactly as without the flag; nothing of the server's (its TLS calls never
+/// reach a program), and the final health record counts the one process attached.
+#[test]
+fn with_tls_processes_only_the_named_program_is_probed() {
+    let cert = SelfSignedCert::generate();
+    let agent = Agent::start(&["--tls-processes", "node"]);
+    let server = PyServer::start_tls(free_port(), &cert);
+    let summary = mcpwarden_tests::run_node_client(
+        "conversation_client.mjs",
+        &server.url(),
+        &[("NODE_EXTRA_CA_CERTS", cert.cert.as_os_str())],
+    );
+    let session_id = assert_peers_behaved(&summary, &server);
+    let records = agent.stop();
+    let client_pid = summary["pid"].as_u64().expect("client pid") as u32;
+    let client = Expected {
+        side: "client",
+        pid: client_pid,
+        comm: str_field(&summary, "comm"),
+        session_id,
+        server_port: server.port(),
+        client: &summary,
+    };
+    let all: Vec<&Value> = records.iter().collect();
+    assert_conversation(&records, &client, &all);
+    assert_session_end(&records, &client);
+    assert_eq!(
+        messages_of(&records, server.pid()),
+        Vec::<&Value>::new(),
+        "the server is not a named program: none of its TLS calls may be seen"
+    );
+    let health = mcpwarden_tests::records::assert_final_health_shows_no_loss(&records);
+    assert_eq!(
+        health["kernel"]["tls_processes_attached"], 1,
+        "one process (the node client) attached: {health}"
+    );
+    assert_eq!(health["kernel"]["tls_processes_over_limit"], 0, "{health}");
 }

@@ -270,6 +270,8 @@ pub struct CaptureOptions {
     /// Hold mode: the plaintext hold programs are verified with the others at start
     /// ([`Capture::prepare_libc_hold`] then finds them loaded).
     pub hold: bool,
+    /// The processes that get the TLS uprobes (`--tls-processes`; default: all).
+    pub tls_scope: super::tls_scope::TlsScope,
 }
 
 /// The loaded and attached object.
@@ -357,7 +359,7 @@ impl Capture {
         // The start-up scan runs here, before the agent says it is ready; later scans run on
         // the discovery thread (see `take_scanner`).
         let mut tls = super::tls::TlsAttacher::default();
-        let mut scanner = super::tls::Scanner::default();
+        let mut scanner = super::tls::Scanner::new(opts.tls_scope.clone());
         let now = super::discovery::monotonic_ns();
         for cand in scanner.scan_system().into_iter().chain(scanner.scan_all()) {
             tls.attach(&mut ebpf, &cand, now);
@@ -412,6 +414,11 @@ impl Capture {
         }
     }
 
+    /// Per-process TLS scope: detaches the uprobes of processes that have exited.
+    pub fn reap_tls(&mut self) {
+        self.tls.reap_exited(&mut self.ebpf);
+    }
+
     /// Kernel counters summed over CPUs, by name.
     pub fn counters(&self) -> Vec<(&'static str, u64)> {
         let Some(map) = self.ebpf.map("COUNTERS") else {
@@ -429,6 +436,9 @@ impl Capture {
             ("tls_attach_recovered", t.attach_recovered),
             ("tls_attach_gave_up", t.attach_gave_up),
             ("tls_discovery_dropped", t.discovery_dropped),
+            ("tls_processes_attached", t.processes_attached),
+            ("tls_processes_detached", t.processes_detached),
+            ("tls_processes_over_limit", t.processes_over_limit),
         ]);
         let m = self.mcp_procs.stats;
         c.extend([

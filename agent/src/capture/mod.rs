@@ -16,6 +16,7 @@ pub mod preload;
 pub mod progstats;
 pub mod ssl_sites;
 pub mod tls;
+pub mod tls_scope;
 pub mod tpformat;
 
 pub use attach::Capture;

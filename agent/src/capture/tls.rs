@@ -21,8 +21,9 @@
 //! symbols (Debian's `node`). Not yet: Go crypto/tls, rustls, BoringSSL linked statically
 //! without exported symbols, GnuTLS, NSS.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::fs::File;
+use std::num::NonZeroU32;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
@@ -32,6 +33,8 @@ use aya::programs::{
 };
 
 use super::ssl_sites::CoreSites;
+use super::tls_scope::{ProcKey, TlsScope, MAX_TLS_PROCESSES};
+use aya::programs::uprobe::UProbeLinkId;
 use aya::Ebpf;
 
 /// The programs and the symbol each attaches to.
@@ -167,6 +170,9 @@ pub struct Candidate {
     /// OpenSSL's read and write cores in this file, when its code has the known shape
     /// ([`super::ssl_sites`]; decoded here, on the discovery thread, not while attaching).
     pub cores: Option<CoreSites>,
+    /// The one process to attach in (`--tls-processes`); `None`: every process that maps
+    /// the file.
+    pub process: Option<ProcKey>,
 }
 
 /// One attached file.
@@ -178,6 +184,8 @@ pub struct TlsTarget {
     pub kind: TargetKind,
     /// Symbols attached.
     pub symbols: Vec<&'static str>,
+    /// The process the attachment is bound to (`--tls-processes`).
+    pub process: Option<ProcKey>,
 }
 
 /// Does this ELF file define `symbol` in its dynamic symbol table? Reads only what the
@@ -260,10 +268,15 @@ pub fn load_programs(ebpf: &mut Ebpf) -> Result<(), super::CaptureError> {
 /// thread). Each (device, inode) is handed over once.
 #[derive(Debug, Default)]
 pub struct Scanner {
-    seen: HashSet<(u64, u64, TargetKindKey)>,
+    seen: HashSet<SeenKey>,
     /// Processes whose maps were read.
     pub pids_scanned: u64,
+    scope: TlsScope,
 }
+
+/// A file handed over (device, inode, kind), and the process it is for (per-process scope;
+/// `(0, 0)` otherwise).
+type SeenKey = (u64, u64, TargetKindKey, ProcKey);
 
 /// `TargetKind` as a hashable key (a file may be both a loader and an SSL exporter).
 type TargetKindKey = u8;
@@ -276,14 +289,34 @@ fn kind_key(k: TargetKind) -> TargetKindKey {
 }
 
 impl Scanner {
-    /// A candidate for `path` unless its inode was handed over already; `must_export`: only
-    /// when its dynamic symbols define the kind's first symbol.
-    fn consider(&mut self, path: &Path, kind: TargetKind, must_export: bool) -> Option<Candidate> {
+    /// A scanner for the processes in `scope`.
+    pub fn new(scope: TlsScope) -> Scanner {
+        Scanner {
+            scope,
+            ..Scanner::default()
+        }
+    }
+
+    /// A candidate for `path` unless its inode was handed over already (for `process`, in
+    /// per-process scope); `must_export`: only when its dynamic symbols define the kind's
+    /// first symbol.
+    fn consider(
+        &mut self,
+        path: &Path,
+        kind: TargetKind,
+        must_export: bool,
+        process: Option<ProcKey>,
+    ) -> Option<Candidate> {
         let meta = std::fs::metadata(path).ok()?;
         if !meta.is_file() {
             return None;
         }
-        let key = (meta.dev(), meta.ino(), kind_key(kind));
+        let key = (
+            meta.dev(),
+            meta.ino(),
+            kind_key(kind),
+            process.unwrap_or((0, 0)),
+        );
         if !self.seen.insert(key) {
             return None;
         }
@@ -301,12 +334,17 @@ impl Scanner {
             ino: key.1,
             kind,
             cores,
+            process,
         })
     }
 
-    /// The standard library directories of the host.
+    /// The standard library directories of the host (none in per-process scope: only the
+    /// named processes' own mappings count).
     pub fn scan_system(&mut self) -> Vec<Candidate> {
         let mut found = Vec::new();
+        if self.scope.per_process() {
+            return found;
+        }
         for dir in SYSTEM_LIB_DIRS {
             let Ok(rd) = std::fs::read_dir(dir) else {
                 continue;
@@ -318,15 +356,25 @@ impl Scanner {
                 .collect();
             paths.sort();
             for p in paths {
-                found.extend(self.consider(&p, TargetKind::Ssl, false));
+                found.extend(self.consider(&p, TargetKind::Ssl, false, None));
             }
         }
         found
     }
 
-    /// One process: its libssl and loader mappings and its main executable.
+    /// One process: its libssl and loader mappings and its main executable (in per-process
+    /// scope, only a named process).
     pub fn scan_pid(&mut self, pid: u32) -> Vec<Candidate> {
         let mut found = Vec::new();
+        let process = if self.scope.per_process() {
+            let Some(key) = self.scope.admits(pid) else {
+                return found;
+            };
+            self.forget_exited();
+            Some(key)
+        } else {
+            None
+        };
         let root = PathBuf::from(format!("/proc/{pid}/root"));
         self.pids_scanned += 1;
         if let Ok(maps) = std::fs::read_to_string(format!("/proc/{pid}/maps")) {
@@ -349,6 +397,7 @@ impl Scanner {
                     &root.join(f.trim_start_matches('/')),
                     kind,
                     must_export,
+                    process,
                 ));
             }
         }
@@ -357,8 +406,19 @@ impl Scanner {
             Path::new(&format!("/proc/{pid}/exe")),
             TargetKind::Ssl,
             true,
+            process,
         ));
         found
+    }
+
+    /// Per-process scope: forgets the files handed over for processes that have exited, once
+    /// there are many (a long-running host starts and ends many named processes).
+    fn forget_exited(&mut self) {
+        if self.seen.len() < 4 * MAX_TLS_PROCESSES {
+            return;
+        }
+        self.seen
+            .retain(|k| k.3 == (0, 0) || super::tls_scope::alive(k.3));
     }
 
     /// Every process on the host (skipping our own).
@@ -412,21 +472,42 @@ pub struct AttachStats {
     /// Discovery requests (exec, link-map change) dropped because the discovery thread's
     /// queue was full; the periodic full scan finds what they would have, later.
     pub discovery_dropped: u64,
+    /// Per-process scope (`--tls-processes`): processes given their own attachments, those
+    /// detached after they exited, and those left unattached at [`MAX_TLS_PROCESSES`].
+    pub processes_attached: u64,
+    pub processes_detached: u64,
+    pub processes_over_limit: u64,
 }
 
 /// Attaches candidates; the links live in the `Ebpf` object.
 #[derive(Default)]
 pub struct TlsAttacher {
-    seen: HashSet<(u64, u64, TargetKindKey)>,
+    seen: HashSet<SeenKey>,
     pub targets: Vec<TlsTarget>,
     pub stats: AttachStats,
     retries: Vec<Retry>,
+    /// Per-process scope: each process's links (program, link), to detach once it exits.
+    process_links: HashMap<ProcKey, Vec<(&'static str, UProbeLinkId)>>,
 }
 
 impl TlsAttacher {
-    /// Attaches a candidate unless its inode is done; failures are queued for a retry.
+    /// Attaches a candidate unless its inode is done (for its process, in per-process
+    /// scope); failures are queued for a retry.
     pub fn attach(&mut self, ebpf: &mut Ebpf, cand: &Candidate, now_ns: u64) {
-        if !self.seen.insert((cand.dev, cand.ino, kind_key(cand.kind))) {
+        if let Some(p) = cand.process {
+            if !self.process_links.contains_key(&p) && self.process_links.len() >= MAX_TLS_PROCESSES
+            {
+                self.stats.processes_over_limit += 1;
+                return;
+            }
+        }
+        let key = (
+            cand.dev,
+            cand.ino,
+            kind_key(cand.kind),
+            cand.process.unwrap_or((0, 0)),
+        );
+        if !self.seen.insert(key) {
             return;
         }
         let programs: Vec<&'static str> = cand.kind.probes().iter().map(|p| p.program).collect();
@@ -460,8 +541,19 @@ impl TlsAttacher {
                 Site::Core(offset, label) => (UProbeAttachLocation::AbsoluteOffset(offset), label),
                 Site::Covered => continue,
             };
-            match prog.attach(location, path, UProbeScope::AllProcesses) {
-                Ok(_) => {
+            let scope = match cand.process.and_then(|(pid, _)| NonZeroU32::new(pid)) {
+                Some(pid) => UProbeScope::OneProcess(pid),
+                None => UProbeScope::AllProcesses,
+            };
+            match prog.attach(location, path, scope) {
+                Ok(link) => {
+                    if let Some(process) = cand.process {
+                        let links = self.process_links.entry(process).or_default();
+                        if links.is_empty() {
+                            self.stats.processes_attached += 1;
+                        }
+                        links.push((p.program, link));
+                    }
                     if !symbols.contains(&label) {
                         symbols.push(label);
                     }
@@ -485,11 +577,12 @@ impl TlsAttacher {
                     tracing::info!(path = %path.display(), "dynamic loader attached")
                 }
             }
-            match self
-                .targets
-                .iter_mut()
-                .find(|t| t.dev == cand.dev && t.ino == cand.ino && t.kind == cand.kind)
-            {
+            match self.targets.iter_mut().find(|t| {
+                t.dev == cand.dev
+                    && t.ino == cand.ino
+                    && t.kind == cand.kind
+                    && t.process == cand.process
+            }) {
                 Some(t) => {
                     for s in symbols {
                         if !t.symbols.contains(&s) {
@@ -503,6 +596,7 @@ impl TlsAttacher {
                     ino: cand.ino,
                     kind: cand.kind,
                     symbols,
+                    process: cand.process,
                 }),
             }
         }
@@ -557,6 +651,43 @@ impl TlsAttacher {
     /// Attached files of one kind.
     pub fn count(&self, kind: TargetKind) -> usize {
         self.targets.iter().filter(|t| t.kind == kind).count()
+    }
+
+    /// Per-process scope: detaches the links of processes that have exited. The links are
+    /// taken from the programs here and closed on a thread of their own: each close waits
+    /// for a kernel grace period.
+    pub fn reap_exited(&mut self, ebpf: &mut Ebpf) {
+        let gone: Vec<ProcKey> = self
+            .process_links
+            .keys()
+            .copied()
+            .filter(|&k| !super::tls_scope::alive(k))
+            .collect();
+        if gone.is_empty() {
+            return;
+        }
+        let mut taken = Vec::new();
+        for key in &gone {
+            for (program, link) in self.process_links.remove(key).unwrap_or_default() {
+                let prog: Option<&mut UProbe> =
+                    ebpf.program_mut(program).and_then(|p| p.try_into().ok());
+                if let Some(l) = prog.and_then(|p| p.take_link(link).ok()) {
+                    taken.push(l);
+                }
+            }
+            self.stats.processes_detached += 1;
+        }
+        self.seen.retain(|k| !gone.contains(&k.3));
+        self.targets
+            .retain(|t| !t.process.is_some_and(|p| gone.contains(&p)));
+        self.retries
+            .retain(|r| !r.cand.process.is_some_and(|p| gone.contains(&p)));
+        let closer = std::thread::Builder::new()
+            .name("tls-detach".into())
+            .spawn(move || drop(taken));
+        if let Err(e) = closer {
+            tracing::warn!("no thread to detach exited processes' uprobes ({e}): detached here");
+        }
     }
 }
 
