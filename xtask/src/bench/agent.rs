@@ -19,6 +19,9 @@ pub const MINIMAL_POLICY: &str =
 pub const ALLOW_ALL_SCHEMA_POLICY: &str =
     "default: allow\nchecks:\n  schema_violation: deny\n  unknown_tool: deny\n";
 
+/// The program `Observer::MonitorScoped` names: none of the bench's workloads.
+pub const SCOPED_PROGRAM: &str = "mcp-server";
+
 /// What observes the traffic.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Observer {
@@ -27,6 +30,9 @@ pub enum Observer {
     /// `mcpwarden run --no-exchange-skip`: every HTTP exchange carried (the host tax's
     /// measure of exchange skipping).
     MonitorNoSkip,
+    /// `mcpwarden run --tls-processes mcp-server`: TLS uprobes only in a program of another
+    /// name than the workload's (the host tax's measure of per-process attachment).
+    MonitorScoped,
     /// `mcpwarden run --policy` allow-all with schema validation (`--enforce reset`).
     Policy,
     /// `mcpwarden run --enforce hold --policy` (the README's minimal policy).
@@ -43,7 +49,7 @@ impl Observer {
     pub fn is_agent(self) -> bool {
         matches!(
             self,
-            Self::Monitor | Self::MonitorNoSkip | Self::Policy | Self::Hold
+            Self::Monitor | Self::MonitorNoSkip | Self::MonitorScoped | Self::Policy | Self::Hold
         )
     }
 
@@ -51,6 +57,7 @@ impl Observer {
         match self {
             Self::Monitor => "monitor",
             Self::MonitorNoSkip => "monitor-no-skip",
+            Self::MonitorScoped => "monitor-scoped",
             Self::Policy => "policy",
             Self::Hold => "hold",
             Self::FloorOwn => "floor-own",
@@ -116,6 +123,9 @@ pub fn start(dir: &Path, observer: Observer, n: usize, health_secs: u32) -> Resu
             }
             if observer == Observer::MonitorNoSkip {
                 cmd.arg("--no-exchange-skip");
+            }
+            if observer == Observer::MonitorScoped {
+                cmd.args(["--tls-processes", SCOPED_PROGRAM]);
             }
             output = Some(out);
         }

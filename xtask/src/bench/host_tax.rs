@@ -5,7 +5,9 @@
 //! download loop (keep-alive, 1 MiB bodies). Each workload's wall time per operation and the
 //! CPU of its process tree are compared; the agent's counted ring loss over its blocks is
 //! reported too. The two HTTPS workloads also run with the agent carrying every exchange
-//! (`--no-exchange-skip`), in the same rounds: what exchange skipping saves.
+//! (`--no-exchange-skip`), in the same rounds: what exchange skipping saves; and with the TLS
+//! uprobes only in a program of another name (`--tls-processes`): what per-process attachment
+//! saves the processes it leaves out.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -125,7 +127,9 @@ pub fn run(dir: &Path, cert: &Cert, plan: HostTaxPlan, budget: Option<Duration>)
                 None => None,
             };
             for (what, _) in WORKLOADS {
-                if arm == Arm::AgentNoSkip && !HTTP_WORKLOADS.contains(what) {
+                if matches!(arm, Arm::AgentNoSkip | Arm::AgentScoped)
+                    && !HTTP_WORKLOADS.contains(what)
+                {
                     continue;
                 }
                 runs.entry((what, arm))
@@ -148,6 +152,7 @@ pub fn run(dir: &Path, cert: &Cert, plan: HostTaxPlan, budget: Option<Duration>)
     for (what, label) in WORKLOADS {
         let get = |arm: Arm| runs.get(&(*what, arm)).cloned().unwrap_or_default();
         let (without, with, no_skip) = (get(Arm::None), get(Arm::Agent), get(Arm::AgentNoSkip));
+        let scoped = get(Arm::AgentScoped);
         let ns = |v: &[(f64, f64)]| mean(&v.iter().map(|x| x.0).collect::<Vec<_>>());
         let cpu = |v: &[(f64, f64)]| mean(&v.iter().map(|x| x.1).collect::<Vec<_>>());
         let mut w = json!({
@@ -164,6 +169,12 @@ pub fn run(dir: &Path, cert: &Cert, plan: HostTaxPlan, budget: Option<Duration>)
             w["time_ratio_no_skip"] = json!(ratio(ns(&no_skip), ns(&without)));
             w["cpu_s_with_no_skip"] = json!(round3(cpu(&no_skip)));
             w["cpu_ratio_no_skip"] = json!(ratio(cpu(&no_skip), cpu(&without)));
+        }
+        if !scoped.is_empty() {
+            w["ns_per_op_with_scoped"] = json!(round1(ns(&scoped)));
+            w["time_ratio_scoped"] = json!(ratio(ns(&scoped), ns(&without)));
+            w["cpu_s_with_scoped"] = json!(round3(cpu(&scoped)));
+            w["cpu_ratio_scoped"] = json!(ratio(cpu(&scoped), cpu(&without)));
         }
         out.insert(what.to_string(), w);
     }
@@ -184,6 +195,7 @@ pub fn run(dir: &Path, cert: &Cert, plan: HostTaxPlan, budget: Option<Duration>)
         "agent_skipped_bytes": c(Arm::Agent, 5),
         "no_skip_ring_full_bytes": c(Arm::AgentNoSkip, 1),
         "no_skip_shed_bytes": c(Arm::AgentNoSkip, 3),
+        "scoped_program": super::agent::SCOPED_PROGRAM,
         "workloads": out,
     }))
 }
@@ -207,9 +219,10 @@ enum Arm {
     None,
     Agent,
     AgentNoSkip,
+    AgentScoped,
 }
 
-const ARMS: [Arm; 3] = [Arm::None, Arm::Agent, Arm::AgentNoSkip];
+const ARMS: [Arm; 4] = [Arm::None, Arm::Agent, Arm::AgentNoSkip, Arm::AgentScoped];
 
 impl Arm {
     fn observer(self) -> Option<Observer> {
@@ -217,6 +230,7 @@ impl Arm {
             Arm::None => None,
             Arm::Agent => Some(Observer::Monitor),
             Arm::AgentNoSkip => Some(Observer::MonitorNoSkip),
+            Arm::AgentScoped => Some(Observer::MonitorScoped),
         }
     }
 
@@ -225,6 +239,7 @@ impl Arm {
             Arm::None => "no agent",
             Arm::Agent => "agent",
             Arm::AgentNoSkip => "agent, --no-exchange-skip",
+            Arm::AgentScoped => "agent, --tls-processes naming another program",
         }
     }
 }

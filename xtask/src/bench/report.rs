@@ -120,6 +120,15 @@ pub fn targets(r: &Value) -> Value {
                 1.05,
                 ratio <= 1.05,
             );
+            if v.get("time_ratio_scoped").is_some() {
+                let ratio = f(&v["time_ratio_scoped"]).max(f(&v["cpu_ratio_scoped"]));
+                push(
+                    &format!("host tax {name}, --tls-processes naming another program: ≤ 1.05×"),
+                    ratio,
+                    1.05,
+                    ratio <= 1.05,
+                );
+            }
         }
     }
     if let Some(figs) = r["decoder"]["figures"].as_array() {
@@ -292,6 +301,16 @@ pub fn print(r: &Value) {
             "the no-skip agent's counted loss: ring full {} bytes; shed {} bytes",
             h["no_skip_ring_full_bytes"], h["no_skip_shed_bytes"]
         );
+        for v in w.values().filter(|v| v.get("time_ratio_scoped").is_some()) {
+            println!(
+                "with --tls-processes {} (TLS uprobes only in that program), {}: {:.1} ns/op, time × {}, CPU × {}",
+                h["scoped_program"].as_str().unwrap_or(""),
+                v["label"].as_str().unwrap_or(""),
+                f(&v["ns_per_op_with_scoped"]),
+                v["time_ratio_scoped"],
+                v["cpu_ratio_scoped"]
+            );
+        }
     }
     if let Some(modes) = r["hooks"]["modes"].as_object() {
         println!(
