@@ -251,11 +251,12 @@ fn a_node_keep_alive_tls_connection_opened_before_the_agent_is_captured() {
 /// `--tls-processes node`: the node client gets the TLS uprobes of its own, bound to it;
 /// the Python server, which maps another OpenSSL, gets none. The client's whole conversation
 /// is reported exactly as without the flag; nothing of the server's (its TLS calls never
-/// reach a program), and the final health record counts the one process attached.
+/// reach a program). The health records count the one process attached, and its uprobes
+/// detached once it has exited.
 #[test]
 fn with_tls_processes_only_the_named_program_is_probed() {
     let cert = SelfSignedCert::generate();
-    let agent = Agent::start(&["--tls-processes", "node"]);
+    let agent = Agent::start(&["--tls-processes", "node", "--health-interval", "1"]);
     let server = PyServer::start_tls(free_port(), &cert);
     let summary = mcpwarden_tests::run_node_client(
         "conversation_client.mjs",
@@ -263,6 +264,25 @@ fn with_tls_processes_only_the_named_program_is_probed() {
         &[("NODE_EXTRA_CA_CERTS", cert.cert.as_os_str())],
     );
     let session_id = assert_peers_behaved(&summary, &server);
+    // The client has exited: its uprobes are detached within 5 s (a health record a second).
+    let output = agent.dir().join("records.jsonl");
+    let t0 = std::time::Instant::now();
+    loop {
+        let text = std::fs::read_to_string(&output).unwrap_or_default();
+        let detached = text
+            .lines()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .filter(|r| r["type"] == "health")
+            .any(|h| h["kernel"]["tls_processes_detached"] == 1);
+        if detached {
+            break;
+        }
+        assert!(
+            t0.elapsed() < std::time::Duration::from_secs(20),
+            "no health record counted the exited client's uprobes detached within 20 s"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
     let records = agent.stop();
     let client_pid = summary["pid"].as_u64().expect("client pid") as u32;
     let client = Expected {
@@ -286,5 +306,6 @@ fn with_tls_processes_only_the_named_program_is_probed() {
         health["kernel"]["tls_processes_attached"], 1,
         "one process (the node client) attached: {health}"
     );
+    assert_eq!(health["kernel"]["tls_processes_detached"], 1, "{health}");
     assert_eq!(health["kernel"]["tls_processes_over_limit"], 0, "{health}");
 }
