@@ -218,13 +218,14 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
     } else {
         EnforceMode::Monitor
     };
+    let tls_scope = mcpwarden::capture::tls_scope::TlsScope::new(args.tls_processes.clone());
     let mut capture = Capture::start(&CaptureOptions {
         target_pid: args.pid,
         mode: args.capture_mode,
         ring_bytes: args.ring_bytes,
         skip_exchanges: !args.no_exchange_skip,
         hold: enforce == EnforceMode::Hold,
-        tls_scope: mcpwarden::capture::tls_scope::TlsScope::new(args.tls_processes.clone()),
+        tls_scope: tls_scope.clone(),
     })?;
     // Attached: from here on only what the running features need (before any thread starts,
     // as capabilities are per thread and inherited).
@@ -352,10 +353,10 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
         capture.attached,
         capture.mode,
         capture.tls.count(mcpwarden::capture::tls::TargetKind::Ssl),
-        if args.tls_processes.is_empty() {
-            String::new()
+        if tls_scope.per_process() {
+            format!(" (only in processes named {})", tls_scope.names().join(", "))
         } else {
-            format!(" (only in processes named {})", args.tls_processes.join(", "))
+            String::new()
         },
         capture.tls.count(mcpwarden::capture::tls::TargetKind::Loader),
         enforce,
@@ -382,7 +383,8 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
     let mut ring_full_seen = 0u64;
     let mut ring_loss_new = false;
     let fd = capture.ring.as_raw_fd();
-    let mut gather = if batch_ns_of(enforce, args.batch_ms) > 0 {
+    let batch_ns = batch_ns_of(enforce, args.batch_ms);
+    let mut gather = if batch_ns > 0 {
         let others = [
             control.as_ref().map_or(-1, |c| c.wake_fd()),
             discovery.wake_fd(),
@@ -400,12 +402,11 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
     let mut records: Vec<Record> = Vec::new();
     let mut last_tick = monotonic_ns();
     let mut last_health = last_tick;
-    let per_process_tls = !args.tls_processes.is_empty();
+    let per_process_tls = tls_scope.per_process();
     let mut last_reap = last_tick;
     let health_every_ns = args.health_interval.saturating_mul(1_000_000_000);
     // Records were left on the ring last turn: look again without waiting.
     let mut more = false;
-    let batch_ns = batch_ns_of(enforce, args.batch_ms);
     loop {
         let stopping = stop.load(Ordering::SeqCst);
         let mut pfds = [
