@@ -19,7 +19,8 @@
 //! each fixture: http, rpc, serialise measured alone; conn + mcp tracker the rest of the
 //! whole pipeline), and the last line is machine-readable:
 //! `decode_bench {"mb_per_s":…,"msgs_per_s":…,…}` (whole pipeline over all fixtures).
-//! `--only STAGE` runs one stage (`whole`, `pipeline`, `serialise`, `http`, `rpc`), and
+//! `--only STAGE` runs one stage (`whole`, `pipeline`, `serialise`, `http`, `rpc`),
+//! `--fixture NAME` one fixture (e.g. `python_sdk`), and
 //! `--passes N` exactly N passes of it, e.g. to count instructions per pass with
 //! `valgrind --tool=callgrind --toggle-collect='decode::one_pass*'`.
 
@@ -78,6 +79,7 @@ fn fixtures() -> Vec<(String, Vec<KernelEvent>)> {
         .filter(|p| p.to_string_lossy().ends_with(".events.jsonl"))
         .collect();
     paths.sort();
+    let wanted = arg_value("--fixture");
     paths
         .into_iter()
         .map(|p| {
@@ -87,10 +89,23 @@ fn fixtures() -> Vec<(String, Vec<KernelEvent>)> {
                 .and_then(|n| n.strip_suffix(".events.jsonl"))
                 .unwrap_or("?")
                 .to_string();
+            (name, p)
+        })
+        .filter(|(name, _)| wanted.as_ref().is_none_or(|w| w == name))
+        .map(|(name, p)| {
             let events = read_events(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
             (name, events)
         })
         .collect()
+}
+
+/// The value after `flag` on the command line.
+fn arg_value(flag: &str) -> Option<String> {
+    let args: Vec<String> = std::env::args().collect();
+    args.iter()
+        .position(|a| a == flag)
+        .and_then(|i| args.get(i + 1))
+        .cloned()
 }
 
 fn payload_bytes(events: &[KernelEvent]) -> u64 {
@@ -129,11 +144,7 @@ fn measure(
 
 /// `--passes N` on the command line.
 fn fixed_passes() -> Option<u64> {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter()
-        .position(|a| a == "--passes")
-        .and_then(|i| args.get(i + 1))
-        .and_then(|s| s.parse().ok())
+    arg_value("--passes").and_then(|s| s.parse().ok())
 }
 
 fn mb_per_s(bytes: u64, t: Duration) -> f64 {
@@ -374,20 +385,12 @@ fn rpc(name: &str, events: &[KernelEvent], budget: Duration) -> Figure {
 
 fn main() {
     // `cargo bench` passes `--bench`; `--seconds S` sets the time per figure.
-    let args: Vec<String> = std::env::args().collect();
-    let seconds: f64 = args
-        .iter()
-        .position(|a| a == "--seconds")
-        .and_then(|i| args.get(i + 1))
+    let seconds: f64 = arg_value("--seconds")
         .and_then(|s| s.parse().ok())
         .unwrap_or(2.0);
     let budget = Duration::from_secs_f64(seconds);
     // `--only whole` (or another stage) runs that stage alone, e.g. under `perf record`.
-    let only = args
-        .iter()
-        .position(|a| a == "--only")
-        .and_then(|i| args.get(i + 1))
-        .cloned();
+    let only = arg_value("--only");
     if let Some(stage) = only {
         for (name, events) in &fixtures() {
             match stage.as_str() {

@@ -48,16 +48,10 @@ impl ConnTable {
         if conn.is_tls() || local.is_empty() || remote.is_empty() {
             return false;
         }
-        let Some(&orig) = self.tuples.get(&(local.to_string(), remote.to_string())) else {
+        let Some((orig, _)) = self.by_tuple(local, remote) else {
             return false;
         };
-        let same_socket = orig != conn
-            && orig.pid == conn.pid
-            && !orig.is_tls()
-            && self
-                .conns
-                .get(&orig)
-                .is_some_and(|c| c.ep.local == local && c.ep.remote == remote);
+        let same_socket = orig != conn && orig.pid == conn.pid && !orig.is_tls();
         if !same_socket {
             return false;
         }

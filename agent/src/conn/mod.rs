@@ -150,7 +150,10 @@ pub struct ConnTable {
     /// `(local, remote)` → connection, to name each record's peer process when both ends of
     /// a connection are on this host. Entries of closed connections are checked on lookup
     /// and swept when the index outgrows the table.
-    tuples: HashMap<(String, String), ConnIdent>,
+    /// Keyed by [`Self::tuple_key`]; a lookup checks the addresses of what it finds.
+    tuples: HashMap<u64, ConnIdent, foldhash::fast::RandomState>,
+    /// The seeded hash of the `tuples` keys.
+    tuple_hasher: foldhash::fast::RandomState,
     /// Every connection by (last activity, id): the first is the next to evict.
     by_activity: BTreeSet<(u64, ConnIdent)>,
     /// Duplicate fds joined to the connection of their socket.
@@ -174,7 +177,8 @@ impl ConnTable {
             limits,
             max_conns: max_conns.max(1),
             stats: ConnStats::default(),
-            tuples: HashMap::new(),
+            tuples: HashMap::default(),
+            tuple_hasher: foldhash::fast::RandomState::default(),
             by_activity: BTreeSet::new(),
             dups: dup::Duplicates::default(),
             body_skips: None,
@@ -248,8 +252,26 @@ impl ConnTable {
             let conns = &self.conns;
             self.tuples.retain(|_, id| conns.contains_key(id));
         }
-        self.tuples
-            .insert((c.ep.local.clone(), c.ep.remote.clone()), id);
+        let key = self.tuple_key(&c.ep.local, &c.ep.remote);
+        self.tuples.insert(key, id);
+    }
+
+    /// The `tuples` key of `(local, remote)`: a seeded 64-bit hash, so a lookup allocates
+    /// nothing (two strings per record before). A collision can only hide a peer: every
+    /// lookup compares the addresses of the connection it finds.
+    fn tuple_key(&self, local: &str, remote: &str) -> u64 {
+        use std::hash::BuildHasher;
+        self.tuple_hasher.hash_one((local, remote))
+    }
+
+    /// The live connection of another fd or process whose addresses are exactly `(local,
+    /// remote)`.
+    fn by_tuple(&self, local: &str, remote: &str) -> Option<(ConnIdent, &Conn)> {
+        let id = *self.tuples.get(&self.tuple_key(local, remote))?;
+        self.conns
+            .get(&id)
+            .filter(|c| c.ep.local == local && c.ep.remote == remote)
+            .map(|c| (id, c))
     }
 
     /// Names the peer process on message records `out[start..]` whose other end is a live
@@ -260,13 +282,10 @@ impl ConnTable {
         }
         for r in out {
             if let Record::Verdict(v) = r {
-                let key = (v.remote.clone(), v.local.clone());
                 v.peer_pid = self
-                    .tuples
-                    .get(&key)
-                    .and_then(|id| self.conns.get(id))
-                    .filter(|p| p.ep.local == key.0 && p.ep.remote == key.1 && p.ep.pid != v.pid)
-                    .map(|p| p.ep.pid);
+                    .by_tuple(&v.remote, &v.local)
+                    .map(|(_, p)| p.ep.pid)
+                    .filter(|&pid| pid != v.pid);
                 continue;
             }
             let Record::Message(m) = r else {
@@ -275,11 +294,10 @@ impl ConnTable {
             if m.peer_pid.is_some() || m.local.is_empty() {
                 continue;
             }
-            let key = (m.remote.clone(), m.local.clone());
-            let Some(peer) = self.tuples.get(&key).and_then(|id| self.conns.get(id)) else {
+            let Some((_, peer)) = self.by_tuple(&m.remote, &m.local) else {
                 continue;
             };
-            if peer.ep.local == key.0 && peer.ep.remote == key.1 && peer.ep.pid != m.pid {
+            if peer.ep.pid != m.pid {
                 m.peer_pid = Some(peer.ep.pid);
                 m.peer_comm = Some(peer.ep.comm.clone());
             }
@@ -340,15 +358,17 @@ impl ConnTable {
                     (Some(l), Some(r)) => (Some(l), Some(r)),
                     _ => proc_tuple.unzip(),
                 };
-                if self.join_duplicate(conn, &fmt_addr(local), &fmt_addr(remote)) {
+                let (local, remote) = (fmt_addr(local), fmt_addr(remote));
+                if self.join_duplicate(conn, &local, &remote) {
                     return;
                 }
+                let no_local = local.is_empty();
                 self.insert(conn, comm, (local, remote), side_of(connector), ts_ns, out);
                 if adopted {
                     self.stats.conns_adopted += 1;
                     self.tracker.on_conn_adopted(conn.pid, &conn.to_string());
                 }
-                if conn.is_tls() && local.is_none() {
+                if conn.is_tls() && no_local {
                     if let Some(c) = self.conns.get_mut(&conn) {
                         c.awaiting_tie = Some(HeldData {
                             since_ns: ts_ns,
@@ -397,7 +417,8 @@ impl ConnTable {
                 if !self.conns.contains_key(&conn) {
                     // Its open record was lost (the live agent puts an `Open` resolved from
                     // /proc before such data, see `run`): the connection starts unnamed.
-                    self.insert(conn, String::new(), (None, None), Side::Unknown, ts_ns, out);
+                    let none = (String::new(), String::new());
+                    self.insert(conn, String::new(), none, Side::Unknown, ts_ns, out);
                 }
                 let Some(c) = self.conns.get_mut(&conn) else {
                     return;
@@ -569,7 +590,7 @@ impl ConnTable {
         &mut self,
         id: ConnIdent,
         comm: String,
-        (local, remote): (Option<std::net::SocketAddr>, Option<std::net::SocketAddr>),
+        (local, remote): (String, String),
         side: Side,
         ts_ns: u64,
         out: &mut Vec<Record>,
@@ -597,8 +618,8 @@ impl ConnTable {
                     pid: id.pid,
                     comm,
                     side,
-                    local: fmt_addr(local),
-                    remote: fmt_addr(remote),
+                    local,
+                    remote,
                     conn_id: id.to_string(),
                 },
                 egress: DirStream::new(),
@@ -617,8 +638,44 @@ impl ConnTable {
     }
 }
 
+/// `ip:port` (`[ip]:port` for IPv6), or empty when unknown. IPv4 is written by hand: `std`'s
+/// `Display` for addresses (padding support, a formatter per octet) was a twentieth of the
+/// decoder's instructions, twice per connection.
 fn fmt_addr(a: Option<std::net::SocketAddr>) -> String {
-    a.map(|a| a.to_string()).unwrap_or_default()
+    match a {
+        Some(std::net::SocketAddr::V4(v4)) => {
+            let mut s = String::with_capacity(21);
+            for (i, octet) in v4.ip().octets().into_iter().enumerate() {
+                if i > 0 {
+                    s.push('.');
+                }
+                push_decimal(&mut s, u32::from(octet));
+            }
+            s.push(':');
+            push_decimal(&mut s, u32::from(v4.port()));
+            s
+        }
+        Some(other) => other.to_string(),
+        None => String::new(),
+    }
+}
+
+/// Appends `n` in decimal.
+fn push_decimal(s: &mut String, n: u32) {
+    let mut digits = [0u8; 10];
+    let mut i = digits.len();
+    let mut n = n;
+    loop {
+        i -= 1;
+        digits[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    for &d in &digits[i..] {
+        s.push(char::from(d));
+    }
 }
 
 fn side_of(connector: Option<bool>) -> Side {

@@ -940,3 +940,22 @@ fn a_held_write_of_a_request_too_large_to_read_is_judged_by_the_bytes_it_carries
     assert_eq!(reason_kinds(&v[0]), ["unknown_tool"], "not cut: {v:?}");
     assert_eq!(t.tracker().stats().cut_judged, 1);
 }
+
+#[test]
+fn addresses_are_written_as_std_writes_them() {
+    use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
+    let v4 = [
+        (Ipv4Addr::new(0, 0, 0, 0), 0),
+        (Ipv4Addr::new(127, 0, 0, 1), 8080),
+        (Ipv4Addr::new(10, 20, 100, 9), 443),
+        (Ipv4Addr::new(255, 255, 255, 255), 65535),
+        (Ipv4Addr::new(1, 22, 203, 40), 5),
+    ];
+    for (ip, port) in v4 {
+        let a = SocketAddr::from((ip, port));
+        assert_eq!(super::fmt_addr(Some(a)), a.to_string());
+    }
+    let v6 = SocketAddr::from((Ipv6Addr::LOCALHOST, 9000));
+    assert_eq!(super::fmt_addr(Some(v6)), "[::1]:9000");
+    assert_eq!(super::fmt_addr(None), "");
+}

@@ -133,19 +133,21 @@ fn run(kind: MessageKind, buf: &[u8]) -> Result<Option<(usize, Head)>, httparse:
 }
 
 fn headers(parsed: &[httparse::Header<'_>]) -> Headers {
-    let mut out = Headers::new();
-    out.reserve(parsed.len());
+    // Built as a plain vector and shared once (a push to `Headers` checks its sharing).
+    let mut out = Vec::with_capacity(parsed.len());
     for h in parsed {
         // One allocation per name and per value (the trimmed text, borrowed until then).
         let value = super::utf8::lossy(h.value);
-        if value.contains(['\r', '\n']) {
+        // Looked for in the bytes (the lossy text has a line end only where they do).
+        let value = if memchr::memchr2(b'\r', b'\n', h.value).is_some() {
             // An obsolete line folding: the folds become spaces (RFC 9112 §5.2).
-            out.push(h.name, value.replace(['\r', '\n'], " ").trim());
+            value.replace(['\r', '\n'], " ").trim().to_owned()
         } else {
-            out.push(h.name, value.trim());
-        }
+            value.trim().to_owned()
+        };
+        out.push((h.name.to_owned(), value));
     }
-    out
+    Headers::from(out)
 }
 
 fn invalid(e: httparse::Error, buf: &[u8]) -> String {

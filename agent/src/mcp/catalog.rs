@@ -497,10 +497,7 @@ impl Catalogs {
 
 /// JSON with object members sorted by key and no insignificant whitespace.
 pub fn canonical_json(v: &Value) -> String {
-    let mut out = Vec::new();
-    write_canonical(v, &mut out);
-    // Only serde_json's output and ASCII punctuation were written: always UTF-8.
-    String::from_utf8(out).unwrap_or_default()
+    canonical_json_without(v, &[])
 }
 
 fn write_canonical(v: &Value, out: &mut Vec<u8>) {
@@ -520,33 +517,52 @@ fn write_canonical(v: &Value, out: &mut Vec<u8>) {
             }
             out.push(b']');
         }
-        Value::Object(map) => {
-            out.push(b'{');
-            let member = |i: usize, k: &String, item: &Value, out: &mut Vec<u8>| {
-                if i > 0 {
-                    out.push(b',');
-                }
-                push_json_str(k, out);
-                out.push(b':');
-                write_canonical(item, out);
-            };
-            if map.keys().is_sorted() {
-                // serde_json's map iterates by key already (no `preserve_order`).
-                for (i, (k, item)) in map.iter().enumerate() {
-                    member(i, k, item, out);
-                }
-            } else {
-                let mut keys: Vec<&String> = map.keys().collect();
-                keys.sort();
-                for (i, k) in keys.into_iter().enumerate() {
-                    if let Some(item) = map.get(k) {
-                        member(i, k, item, out);
-                    }
-                }
+        Value::Object(map) => write_canonical_object(map, &[], out),
+    }
+}
+
+/// The canonical JSON of `v`, where `v` is an object, without its top-level members named in
+/// `skip` (what [`canonical_json`] gives for a copy without them, without the copy).
+pub fn canonical_json_without(v: &Value, skip: &[&str]) -> String {
+    let mut out = Vec::new();
+    match v {
+        Value::Object(map) => write_canonical_object(map, skip, &mut out),
+        other => write_canonical(other, &mut out),
+    }
+    // Only serde_json's output and ASCII punctuation were written: always UTF-8.
+    String::from_utf8(out).unwrap_or_default()
+}
+
+fn write_canonical_object(map: &serde_json::Map<String, Value>, skip: &[&str], out: &mut Vec<u8>) {
+    out.push(b'{');
+    let mut first = true;
+    let mut member = |k: &String, item: &Value, out: &mut Vec<u8>| {
+        if skip.contains(&k.as_str()) {
+            return;
+        }
+        if !first {
+            out.push(b',');
+        }
+        first = false;
+        push_json_str(k, out);
+        out.push(b':');
+        write_canonical(item, out);
+    };
+    if map.keys().is_sorted() {
+        // serde_json's map iterates by key already (no `preserve_order`).
+        for (k, item) in map {
+            member(k, item, out);
+        }
+    } else {
+        let mut keys: Vec<&String> = map.keys().collect();
+        keys.sort();
+        for k in keys {
+            if let Some(item) = map.get(k) {
+                member(k, item, out);
             }
-            out.push(b'}');
         }
     }
+    out.push(b'}');
 }
 
 fn push_json_str(s: &str, out: &mut Vec<u8>) {

@@ -11,7 +11,7 @@ use ring::digest;
 use serde::Serialize;
 use serde_json::Value;
 
-use super::catalog::canonical_json;
+use super::catalog::canonical_json_without;
 use super::extract::{self, is_stateless_revision, META_PROTOCOL_VERSION};
 use super::record::Era;
 use super::Flow;
@@ -168,18 +168,11 @@ pub fn state_digest(state: Option<&Value>) -> Option<[u8; 32]> {
 /// SHA-256 of the canonical JSON of a request's params without `_meta`, `inputResponses` and
 /// `requestState`: what stays the same from one round of a call to the next.
 pub fn args_digest(params: Option<&Value>) -> [u8; 32] {
-    let stripped = match params {
-        Some(Value::Object(map)) => {
-            let mut m = map.clone();
-            m.remove("_meta");
-            m.remove("inputResponses");
-            m.remove("requestState");
-            Value::Object(m)
-        }
-        Some(other) => other.clone(),
-        None => Value::Null,
-    };
-    sha256(canonical_json(&stripped).as_bytes())
+    let canonical = canonical_json_without(
+        params.unwrap_or(&Value::Null),
+        &["_meta", "inputResponses", "requestState"],
+    );
+    sha256(canonical.as_bytes())
 }
 
 /// `_meta["io.modelcontextprotocol/subscriptionId"]` of params or a result.
