@@ -38,7 +38,8 @@ pub struct RunArgs {
     /// read/write-family syscall), or `auto` (sock when the kernel allows it).
     #[arg(long, default_value = "auto")]
     capture_mode: CaptureMode,
-    /// Trace only this process id.
+    /// Trace only this process id. Its TLS uprobes are then attached to it alone (see
+    /// `--tls-processes`).
     #[arg(long, default_value_t = 0)]
     pid: u32,
     /// Ring buffer size in bytes (power of two). The kernel maps its pages twice into the
@@ -218,7 +219,8 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
     } else {
         EnforceMode::Monitor
     };
-    let tls_scope = mcpwarden::capture::tls_scope::TlsScope::new(args.tls_processes.clone());
+    let tls_scope =
+        mcpwarden::capture::tls_scope::TlsScope::new(args.tls_processes.clone()).with_pid(args.pid);
     let mut capture = Capture::start(&CaptureOptions {
         target_pid: args.pid,
         mode: args.capture_mode,
@@ -354,7 +356,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
         capture.mode,
         capture.tls.count(mcpwarden::capture::tls::TargetKind::Ssl),
         if tls_scope.per_process() {
-            format!(" (only in processes named {})", tls_scope.names().join(", "))
+            format!(" (only in {})", tls_scope.describe())
         } else {
             String::new()
         },

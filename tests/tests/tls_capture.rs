@@ -309,3 +309,44 @@ fn with_tls_processes_only_the_named_program_is_probed() {
     assert_eq!(health["kernel"]["tls_processes_detached"], 1, "{health}");
     assert_eq!(health["kernel"]["tls_processes_over_limit"], 0, "{health}");
 }
+
+/// `--pid` attaches the TLS uprobes to that process alone, as `--tls-processes` does: the
+/// Python server's pid is given, and its whole conversation is reported; the node client,
+/// whose own OpenSSL would have been attached per file before, is neither probed nor seen.
+#[test]
+fn with_pid_only_that_process_is_probed() {
+    let cert = SelfSignedCert::generate();
+    let server = PyServer::start_tls(free_port(), &cert);
+    let server_pid = server.pid().to_string();
+    let agent = Agent::start(&["--pid", &server_pid]);
+    let summary = mcpwarden_tests::run_node_client(
+        "conversation_client.mjs",
+        &server.url(),
+        &[("NODE_EXTRA_CA_CERTS", cert.cert.as_os_str())],
+    );
+    let session_id = assert_peers_behaved(&summary, &server);
+    let records = agent.stop();
+    let expected = Expected {
+        side: "server",
+        pid: server.pid(),
+        comm: &server.comm(),
+        session_id,
+        server_port: server.port(),
+        client: &summary,
+    };
+    let all: Vec<&Value> = records.iter().collect();
+    assert_conversation(&records, &expected, &all);
+    assert_session_end(&records, &expected);
+    let client_pid = summary["pid"].as_u64().expect("client pid") as u32;
+    assert_eq!(
+        messages_of(&records, client_pid),
+        Vec::<&Value>::new(),
+        "only the server's pid was given"
+    );
+    let health = mcpwarden_tests::records::assert_final_health_shows_no_loss(&records);
+    assert_eq!(
+        health["kernel"]["tls_processes_attached"], 1,
+        "one process (the server) attached: {health}"
+    );
+    assert_eq!(health["kernel"]["tls_processes_over_limit"], 0, "{health}");
+}

@@ -9,6 +9,9 @@
 //! (`perf_event_open` bound to the process): the kernel then places the breakpoints only in
 //! that process's memory, and no other process traps at all.
 //!
+//! `--pid` scopes the same way: only that process gets attachments (the programs already
+//! ignore every other process; with attachments per file, each of them still trapped).
+//!
 //! A process is named by its executable's file name (`/proc/PID/exe`) or its `comm`, exactly.
 //! Processes are found as in the default mode: at start, on `exec`, on a change of their link
 //! map, and by the periodic sweep (every 2 s for processes not seen before: a worker forked
@@ -28,8 +31,10 @@ pub type ProcKey = (u32, u64);
 /// The processes in scope.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct TlsScope {
-    /// Executable file names or `comm`s; empty: every process (attachments per file).
+    /// Executable file names or `comm`s; empty: any name.
     names: Vec<String>,
+    /// `--pid`: only this process.
+    pid: Option<u32>,
 }
 
 impl TlsScope {
@@ -41,12 +46,28 @@ impl TlsScope {
             .collect();
         names.sort();
         names.dedup();
-        TlsScope { names }
+        TlsScope { names, pid: None }
     }
 
-    /// Attachments per process (names were given), not per file.
+    /// Only the process `pid` (`--pid`; 0: no such limit).
+    pub fn with_pid(mut self, pid: u32) -> TlsScope {
+        self.pid = (pid != 0).then_some(pid);
+        self
+    }
+
+    /// Attachments per process (names or a pid were given), not per file.
     pub fn per_process(&self) -> bool {
-        !self.names.is_empty()
+        !self.names.is_empty() || self.pid.is_some()
+    }
+
+    /// The scope in words, for the start line: `processes named a, b`, `process 42`.
+    pub fn describe(&self) -> String {
+        let names = self.names.join(", ");
+        match (self.pid, names.is_empty()) {
+            (None, _) => format!("processes named {names}"),
+            (Some(pid), true) => format!("process {pid}"),
+            (Some(pid), false) => format!("process {pid} if named {names}"),
+        }
     }
 
     pub fn names(&self) -> &[String] {
@@ -55,6 +76,12 @@ impl TlsScope {
 
     /// `pid` when it is one of the named processes (its key), read from `/proc`.
     pub fn admits(&self, pid: u32) -> Option<ProcKey> {
+        if self.pid.is_some_and(|only| only != pid) {
+            return None;
+        }
+        if self.names.is_empty() {
+            return Some((pid, start_time(pid)?));
+        }
         let exe = std::fs::read_link(format!("/proc/{pid}/exe")).ok();
         let exe_name = exe
             .as_deref()
@@ -108,6 +135,21 @@ mod tests {
         assert!(s.matches(None, Some("node")));
         assert!(!s.matches(Some("nodejs"), Some("nod")));
         assert!(!TlsScope::new(vec![]).per_process());
+        assert!(!TlsScope::new(vec![]).with_pid(0).per_process());
+        assert_eq!(s.describe(), "processes named node, python3.11");
+    }
+
+    #[test]
+    fn a_pid_admits_that_process_alone() {
+        let me = std::process::id();
+        let only_me = TlsScope::new(vec![]).with_pid(me);
+        assert!(only_me.per_process());
+        assert_eq!(only_me.describe(), format!("process {me}"));
+        assert_eq!(only_me.admits(me).map(|k| k.0), Some(me));
+        let other = TlsScope::new(vec![]).with_pid(me + 1);
+        assert_eq!(other.admits(me), None);
+        let misnamed = TlsScope::new(vec!["no-such-program".into()]).with_pid(me);
+        assert_eq!(misnamed.admits(me), None);
     }
 
     #[test]
