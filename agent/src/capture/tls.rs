@@ -479,6 +479,9 @@ pub struct AttachStats {
     pub processes_over_limit: u64,
 }
 
+/// Most refused processes remembered (for counting each once).
+const REFUSED_REMEMBERED: usize = 4 * MAX_TLS_PROCESSES;
+
 /// Attaches candidates; the links live in the `Ebpf` object.
 #[derive(Default)]
 pub struct TlsAttacher {
@@ -488,6 +491,9 @@ pub struct TlsAttacher {
     retries: Vec<Retry>,
     /// Per-process scope: each process's links (program, link), to detach once it exits.
     process_links: HashMap<ProcKey, Vec<(&'static str, UProbeLinkId)>>,
+    /// Per-process scope: processes refused at [`MAX_TLS_PROCESSES`], so each is counted
+    /// once (each of its files comes back at every sweep).
+    refused: HashSet<ProcKey>,
 }
 
 impl TlsAttacher {
@@ -495,9 +501,7 @@ impl TlsAttacher {
     /// scope); failures are queued for a retry.
     pub fn attach(&mut self, ebpf: &mut Ebpf, cand: &Candidate, now_ns: u64) {
         if let Some(p) = cand.process {
-            if !self.process_links.contains_key(&p) && self.process_links.len() >= MAX_TLS_PROCESSES
-            {
-                self.stats.processes_over_limit += 1;
+            if !self.admit_process(p) {
                 return;
             }
         }
@@ -513,6 +517,28 @@ impl TlsAttacher {
         let programs: Vec<&'static str> = cand.kind.probes().iter().map(|p| p.program).collect();
         let failed = self.attach_programs(ebpf, cand, &programs);
         self.queue_retry(cand.clone(), failed, 1, now_ns);
+    }
+
+    /// Per-process scope: whether `process` may have attachments (it has some, or fewer than
+    /// [`MAX_TLS_PROCESSES`] processes do). A process refused is counted once, however many
+    /// of its files are offered and however often.
+    fn admit_process(&mut self, process: ProcKey) -> bool {
+        if self.process_links.contains_key(&process) || self.process_links.len() < MAX_TLS_PROCESSES
+        {
+            return true;
+        }
+        if self.refused.contains(&process) {
+            return false;
+        }
+        if self.refused.len() >= REFUSED_REMEMBERED {
+            self.refused.retain(|&k| super::tls_scope::alive(k));
+        }
+        if self.refused.len() < REFUSED_REMEMBERED {
+            self.refused.insert(process);
+        }
+        // Counted even when it cannot be remembered (then again at its next offer).
+        self.stats.processes_over_limit += 1;
+        false
     }
 
     /// Attaches `programs` of the candidate's kind; returns the required ones that failed.
@@ -694,6 +720,26 @@ impl TlsAttacher {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_process_over_the_limit_is_counted_once_however_often_it_is_offered() {
+        let mut a = TlsAttacher::default();
+        for pid in 1..=MAX_TLS_PROCESSES as u32 {
+            a.process_links.insert((pid, 1), Vec::new());
+        }
+        // A process with attachments, and one more than the limit allows.
+        assert!(a.admit_process((1, 1)));
+        let late = (u32::MAX, 7);
+        for _ in 0..3 {
+            // Its libssl, its loader, its executable; and again at the next sweep.
+            assert!(!a.admit_process(late));
+        }
+        assert!(!a.admit_process((u32::MAX - 1, 7)));
+        assert_eq!(a.stats.processes_over_limit, 2);
+        // Room again: the refused process is admitted.
+        a.process_links.remove(&(1, 1));
+        assert!(a.admit_process(late));
+    }
 
     #[test]
     fn failed_attachments_are_retried_with_doubling_delays_then_given_up() {
