@@ -293,21 +293,40 @@ fn with_tls_processes_only_the_named_program_is_probed() {
         server_port: server.port(),
         client: &summary,
     };
-    let all: Vec<&Value> = records.iter().collect();
-    assert_conversation(&records, &client, &all);
-    assert_session_end(&records, &client);
-    assert_eq!(
-        messages_of(&records, server.pid()),
-        Vec::<&Value>::new(),
-        "the server is not a named program: none of its TLS calls may be seen"
-    );
-    let health = mcpwarden_tests::records::assert_final_health_shows_no_loss(&records);
-    assert_eq!(
-        health["kernel"]["tls_processes_attached"], 1,
-        "one process (the node client) attached: {health}"
+    let health = assert_one_process_probed(
+        &records,
+        &client,
+        server.pid(),
+        "the server is not a named program: none of its TLS calls may be seen",
     );
     assert_eq!(health["kernel"]["tls_processes_detached"], 1, "{health}");
+}
+
+/// A run with TLS uprobes on one process: `seen`'s whole conversation, nothing of
+/// `unseen_pid`, no loss, that one process attached and none refused. Returns the final
+/// health record.
+fn assert_one_process_probed(
+    records: &[Value],
+    seen: &Expected,
+    unseen_pid: u32,
+    why_unseen: &str,
+) -> Value {
+    let all: Vec<&Value> = records.iter().collect();
+    assert_conversation(records, seen, &all);
+    assert_session_end(records, seen);
+    assert_eq!(
+        messages_of(records, unseen_pid),
+        Vec::<&Value>::new(),
+        "{why_unseen}"
+    );
+    let health = mcpwarden_tests::records::assert_final_health_shows_no_loss(records);
+    assert_eq!(
+        health["kernel"]["tls_processes_attached"], 1,
+        "one process (the {}) attached: {health}",
+        seen.side
+    );
     assert_eq!(health["kernel"]["tls_processes_over_limit"], 0, "{health}");
+    health.clone()
 }
 
 /// `--pid` attaches the TLS uprobes to that process alone, as `--tls-processes` does: the
@@ -334,19 +353,11 @@ fn with_pid_only_that_process_is_probed() {
         server_port: server.port(),
         client: &summary,
     };
-    let all: Vec<&Value> = records.iter().collect();
-    assert_conversation(&records, &expected, &all);
-    assert_session_end(&records, &expected);
     let client_pid = summary["pid"].as_u64().expect("client pid") as u32;
-    assert_eq!(
-        messages_of(&records, client_pid),
-        Vec::<&Value>::new(),
-        "only the server's pid was given"
+    assert_one_process_probed(
+        &records,
+        &expected,
+        client_pid,
+        "only the server's pid was given",
     );
-    let health = mcpwarden_tests::records::assert_final_health_shows_no_loss(&records);
-    assert_eq!(
-        health["kernel"]["tls_processes_attached"], 1,
-        "one process (the server) attached: {health}"
-    );
-    assert_eq!(health["kernel"]["tls_processes_over_limit"], 0, "{health}");
 }

@@ -644,37 +644,20 @@ impl ConnTable {
 fn fmt_addr(a: Option<std::net::SocketAddr>) -> String {
     match a {
         Some(std::net::SocketAddr::V4(v4)) => {
+            let mut digits = itoa::Buffer::new();
             let mut s = String::with_capacity(21);
             for (i, octet) in v4.ip().octets().into_iter().enumerate() {
                 if i > 0 {
                     s.push('.');
                 }
-                push_decimal(&mut s, u32::from(octet));
+                s.push_str(digits.format(octet));
             }
             s.push(':');
-            push_decimal(&mut s, u32::from(v4.port()));
+            s.push_str(digits.format(v4.port()));
             s
         }
         Some(other) => other.to_string(),
         None => String::new(),
-    }
-}
-
-/// Appends `n` in decimal.
-fn push_decimal(s: &mut String, n: u32) {
-    let mut digits = [0u8; 10];
-    let mut i = digits.len();
-    let mut n = n;
-    loop {
-        i -= 1;
-        digits[i] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    for &d in &digits[i..] {
-        s.push(char::from(d));
     }
 }
 
